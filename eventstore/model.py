@@ -1,0 +1,87 @@
+"""The values that go into and come out of the store.
+
+``NewEvent`` is what a caller appends; ``RecordedEvent`` is what the log holds once the event is
+committed: the caller's fields plus the stream version, the global position, the commit time and
+the hash that chains it to the event before it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+JSONObject = dict[str, Any]
+
+
+def new_event_id() -> str:
+    """A UUIDv7 (RFC 9562): time-ordered, so new ids land at the end of the event_id index
+    instead of dirtying a random index page each, which would make every commit write more."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62)
+    return str(uuid.UUID(int=value | (rand & ((1 << 62) - 1))))
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event not yet stored. ``event_id`` makes retries safe: storing it twice is a no-op."""
+
+    type: str
+    data: JSONObject
+    metadata: JSONObject = field(default_factory=dict)
+    event_id: str = field(default_factory=new_event_id)
+
+
+class RecordedEvent(NamedTuple):
+    """An event as the log holds it.
+
+    A NamedTuple rather than a frozen dataclass: one is built for every event written or
+    replayed, and it is as immutable at less than half the cost to construct.
+    """
+
+    event_id: str
+    stream_id: str
+    version: int
+    position: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's part of an atomic multi-stream append."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Move subscriber ``name`` to ``position`` in the same transaction as an append.
+
+    Checkpoints only move forward: a position at or before the stored one is refused with
+    ``CheckpointConflict``, and then nothing of the transaction is written.
+    """
+
+    name: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What ``verify()`` found: ``ok`` or the first position that does not match, and why."""
+
+    ok: bool
+    events_checked: int
+    head_position: int
+    first_bad_position: int | None = None
+    reason: str | None = None

@@ -1,0 +1,129 @@
+"""Encoding of events to rows and back, and the hash chain over those rows.
+
+Data and metadata are stored as canonical JSON text (sorted keys, no spaces) and the hash covers
+that exact text, so ``verify()`` can recompute every hash from the stored columns alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from eventstore.errors import InvalidEvent, InvalidStreamId, SerializationError
+from eventstore.model import NewEvent, RecordedEvent
+
+GENESIS_HASH = "0" * 64
+MAX_STREAM_ID_LENGTH = 255
+MAX_NAME_LENGTH = 255
+
+_SEPARATOR = "\x1f"  # a control character: no hashed field can contain it raw
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Dataclasses, datetimes and str/int/dict subclasses are refused rather than silently turned into
+# something that reads back differently; keys must be strings.
+_JSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+# Columns in the order of the INSERT statement and of the hash input.
+Row = tuple[int, str, str, int, str, str, str, str, str]
+
+
+def check_stream_id(stream_id: object) -> str:
+    """Return ``stream_id`` if it can name a stream, else raise ``InvalidStreamId``."""
+    if not isinstance(stream_id, str) or not stream_id:
+        raise InvalidStreamId(f"stream id must be a non-empty string, got {stream_id!r}")
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidStreamId(f"stream id is longer than {MAX_STREAM_ID_LENGTH} characters")
+    if _CONTROL_CHARACTERS.search(stream_id):
+        raise InvalidStreamId(f"stream id {stream_id!r} contains control characters")
+    return stream_id
+
+
+def encode_event(event: NewEvent) -> tuple[str, str, str, str]:
+    """Validate ``event`` and return ``(event_id, type, data_json, metadata_json)``."""
+    if not isinstance(event, NewEvent):
+        raise InvalidEvent(f"expected a NewEvent, got {type(event).__name__}")
+    return (
+        _check_name(event.event_id, "event id"),
+        _check_name(event.type, "event type"),
+        to_json(event.data, "data"),
+        to_json(event.metadata, "metadata"),
+    )
+
+
+def _check_name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise InvalidEvent(f"{what} must be a string of 1 to {MAX_NAME_LENGTH} characters")
+    if _CONTROL_CHARACTERS.search(value):
+        raise InvalidEvent(f"{what} {value!r} contains control characters")
+    return value
+
+
+def to_json(value: Mapping[str, Any], what: str) -> str:
+    """Canonical JSON text of a JSON object; ``SerializationError`` for anything else."""
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"event {what} must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        text = orjson.dumps(value, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError as error:
+        raise SerializationError(f"event {what} is not JSON-serialisable: {error}") from error
+    # orjson writes NaN and infinities as null; JSON has no such numbers, so refuse them instead
+    # of storing something else. Only payloads with a null can hide one.
+    if b"null" in text and _has_non_finite_float(value):
+        raise SerializationError(f"event {what} holds NaN or an infinity, which JSON cannot hold")
+    return text.decode()
+
+
+def from_json(text: str) -> dict[str, Any]:
+    return orjson.loads(text)  # type: ignore[no-any-return]
+
+
+def _has_non_finite_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite_float(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_non_finite_float(item) for item in value)
+    return False
+
+
+def format_time(moment: datetime) -> str:
+    """UTC timestamp text with microseconds; sorts lexically in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
+    """SHA-256 over the previous hash and the row's fields, joined by a unit separator.
+
+    The join is unambiguous: ids, stream ids and types are refused if they hold a control
+    character, JSON text escapes them, and the other fields are numbers and timestamps. So a row
+    whose fields differ from another's can never hash the same by moving a field boundary.
+    """
+    text = _SEPARATOR.join([previous_hash, *map(str, row_without_hash)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
+    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``."""
+    position, event_id, stream_id, version, type_, data, metadata, recorded_at, hash_ = row
+    return RecordedEvent(
+        event_id, stream_id, version, position, type_, from_json(data), from_json(metadata),
+        parse_time(recorded_at), hash_,
+    )
+
+
+EVENT_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, hash"

@@ -1,0 +1,369 @@
+"""The event store: open a file, append with optimistic concurrency, read, subscribe, verify.
+
+Writes go through one :class:`GroupCommitWriter`; reads use a small pool of read-only
+connections of their own, so they never wait for the writer (WAL lets readers and the writer
+work at once). Everything a caller passes is validated and serialised before it is queued, so a
+bad event fails alone and early, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import aiosqlite
+
+from eventstore.errors import (
+    DuplicateEventError,
+    EventStoreError,
+    NotADatabaseError,
+    StoreClosedError,
+)
+from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
+from eventstore.operations import AppendOperation, EncodedStream, RebuildOperation
+from eventstore.projections import Projector
+from eventstore.records import EVENT_COLUMNS, check_stream_id, decode_row, encode_event
+from eventstore.schema import EVENTSTORE_MIGRATIONS, apply_migrations
+from eventstore.verification import verify_file
+from eventstore.versions import ANY
+from eventstore.writer import GroupCommitWriter
+
+SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventStore:
+    """An append-only log of events in one SQLite file. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        projectors: Sequence[Projector],
+        clock: Callable[[], datetime],
+        max_batch: int,
+        page_size: int,
+        poll_interval: float,
+        busy_timeout: float,
+        readers: int,
+    ) -> None:
+        self.path = path
+        self._projectors = tuple(projectors)
+        self._page_size = page_size
+        self._poll_interval = poll_interval
+        self._busy_timeout = busy_timeout
+        self._reader_count = readers
+        self._readers: list[aiosqlite.Connection] = []
+        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._head_position = 0
+        self._committed = asyncio.Event()
+        self._closed = False
+        self._writer = GroupCommitWriter(
+            lambda: _connect_writer(path, busy_timeout),
+            clock=clock,
+            max_batch=max_batch,
+            on_commit=self._note_commit,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        projectors: Sequence[Projector] = (),
+        readers: int = 2,
+        max_batch: int = 512,
+        page_size: int = 1000,
+        poll_interval: float = 0.5,
+        busy_timeout: float = 5.0,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> EventStore:
+        """Open (creating if needed) the store at ``path`` and bring its schema up to date.
+
+        ``synchronous`` is SQLite's durability mode; ``FULL`` (default) makes every acknowledged
+        append survive power loss. ``poll_interval`` is how often subscriptions look for events
+        written by other processes; this process's own commits wake them at once.
+        """
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
+        if readers < 1 or max_batch < 1 or page_size < 1:
+            raise ValueError("readers, max_batch and page_size must be at least 1")
+        path = Path(path)
+        store = cls(
+            path,
+            projectors=projectors,
+            clock=clock,
+            max_batch=max_batch,
+            page_size=page_size,
+            poll_interval=poll_interval,
+            busy_timeout=busy_timeout,
+            readers=readers,
+        )
+        await store._open(mode)
+        return store
+
+    async def _open(self, synchronous: str) -> None:
+        self._head_position = await self._writer.start(
+            lambda conn: _prepare_writer(conn, synchronous, self._projectors)
+        )
+        try:
+            for _ in range(self._reader_count):
+                reader = await _connect_reader(self.path, self._busy_timeout)
+                self._readers.append(reader)
+                self._idle_readers.put_nowait(reader)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Finish queued appends, end subscriptions, and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        self._committed.set()  # wake subscriptions so they see the store is closed
+        for _ in self._readers:  # wait for reads in flight to give their connection back
+            await self._idle_readers.get()
+        for reader in self._readers:
+            await reader.close()
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        checkpoint: Checkpoint | None = None,
+    ) -> list[RecordedEvent]:
+        """Append ``events`` to one stream if it is at ``expected_version``.
+
+        ``expected_version`` is an exact version, ``NO_STREAM`` or ``ANY``. A stream at another
+        version raises ``ConcurrencyError`` with the actual version, and nothing is written.
+        Appending events whose ids are all stored already returns the stored events.
+        """
+        (recorded,) = await self.append_streams(
+            [StreamAppend(stream_id, expected_version, events)], checkpoint=checkpoint
+        )
+        return recorded
+
+    async def append_streams(
+        self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
+    ) -> list[list[RecordedEvent]]:
+        """Append to several streams in one all-or-nothing transaction.
+
+        Returns the recorded events of each stream, in the order given. A conflict on any stream
+        writes nothing on any. ``checkpoint``, if given, moves in the same transaction.
+        """
+        operation = AppendOperation(_encode(appends), checkpoint, self._projectors)
+        return await self._submit(operation)  # type: ignore[no-any-return]
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
+        await self.append_streams([], checkpoint=Checkpoint(name, position))
+
+    async def rebuild_projections(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Empty every inline view and replay the whole log into it; return the events replayed.
+
+        Runs as one transaction, so readers see the old views until the new ones are complete.
+        ``progress(done, total)`` is called after each page, from the writer's thread.
+        """
+        operation = RebuildOperation(self._projectors, self._page_size, progress)
+        return await self._submit(operation)  # type: ignore[no-any-return]
+
+    async def _submit(self, operation: Any) -> Any:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        return await self._writer.submit(operation)
+
+    def _note_commit(self, head_position: int) -> None:
+        self._head_position = max(self._head_position, head_position)
+        self._committed.set()
+        self._committed = asyncio.Event()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, after_version: int = 0
+    ) -> AsyncIterator[RecordedEvent]:
+        """The events of one stream after ``after_version``, oldest first, read in pages."""
+        check_stream_id(stream_id)
+        version = after_version
+        while True:
+            rows = await self._fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+                " ORDER BY version LIMIT ?",
+                (stream_id, version, self._page_size),
+            )
+            for row in rows:
+                event = decode_row(row)
+                version = event.version
+                yield event
+            if len(rows) < self._page_size:
+                return
+
+    async def read_all(self, after_position: int = 0) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after_position`` in commit order, read in pages."""
+        position = after_position
+        while True:
+            rows = await self._fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (position, self._page_size),
+            )
+            for row in rows:
+                event = decode_row(row)
+                position = event.position
+                yield event
+            if len(rows) < self._page_size:
+                return
+
+    async def subscribe(
+        self, name: str, after_position: int | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield events as they commit, in position order, never skipping one.
+
+        Starts after ``after_position``, or after checkpoint ``name`` when not given. The
+        subscription does not move the checkpoint: pass ``Checkpoint(name, event.position)`` to
+        the append that records the event's effects (exactly once), or call
+        :meth:`save_checkpoint`. It ends when the store closes.
+        """
+        position = await self.load_checkpoint(name) if after_position is None else after_position
+        try:
+            while not self._closed:
+                async for event in self.read_all(after_position=position):
+                    position = event.position
+                    yield event
+                committed = self._committed
+                if self._head_position <= position and not self._closed:
+                    try:  # other processes' commits are found by polling
+                        await asyncio.wait_for(committed.wait(), self._poll_interval)
+                    except TimeoutError:
+                        pass
+        except StoreClosedError:
+            return
+
+    async def load_checkpoint(self, name: str) -> int:
+        """The stored position of checkpoint ``name``; 0 if it was never saved."""
+        rows = await self._fetch("SELECT position FROM checkpoints WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The version of a stream: the number of events in it (0 if it does not exist)."""
+        check_stream_id(stream_id)
+        rows = await self._fetch(
+            "SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)
+        )
+        return int(rows[0][0] or 0)
+
+    async def head_position(self) -> int:
+        """The position of the last committed event; 0 for an empty log."""
+        rows = await self._fetch("SELECT MAX(position) FROM events", ())
+        return int(rows[0][0] or 0)
+
+    async def verify(self) -> VerifyReport:
+        """Walk the hash chain from the first event; report the first position that fails."""
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        # On a connection and thread of its own: a long walk must not hold up the readers' pool.
+        return await asyncio.to_thread(verify_file, self.path, self._page_size, self._busy_timeout)
+
+    async def _fetch(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        async with self._reader() as reader:
+            return list(await reader.execute_fetchall(sql, parameters))
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        reader = await self._idle_readers.get()
+        try:
+            yield reader
+        finally:
+            self._idle_readers.put_nowait(reader)
+
+
+def _encode(appends: Sequence[StreamAppend]) -> list[EncodedStream]:
+    """Validate and serialise on the caller's side, so a bad event never reaches the writer."""
+    encoded: list[EncodedStream] = []
+    seen_streams: set[str] = set()
+    seen_ids: set[str] = set()
+    for append in appends:
+        stream_id = check_stream_id(append.stream_id)
+        if stream_id in seen_streams:
+            raise ValueError(f"stream {stream_id!r} appears twice in one append")
+        seen_streams.add(stream_id)
+        if not isinstance(append.expected_version, int) or append.expected_version < ANY:
+            raise ValueError(f"invalid expected version {append.expected_version!r}")
+        if not append.events:
+            raise ValueError(f"no events to append to stream {stream_id!r}")
+        events = [encode_event(event) for event in append.events]
+        for event_id, *_ in events:
+            if event_id in seen_ids:
+                raise DuplicateEventError(f"event id {event_id} appears twice in one append")
+            seen_ids.add(event_id)
+        encoded.append(EncodedStream(stream_id, append.expected_version, events))
+    return encoded
+
+
+def _connect_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    except sqlite3.Error as error:
+        raise EventStoreError(f"cannot open event store {str(path)!r}: {error}") from error
+
+
+async def _connect_reader(path: Path, busy_timeout: float) -> aiosqlite.Connection:
+    try:
+        reader = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+    except sqlite3.Error as error:
+        raise EventStoreError(f"cannot open event store {str(path)!r}: {error}") from error
+    await reader.execute("PRAGMA query_only = ON")
+    return reader
+
+
+def _prepare_writer(
+    conn: sqlite3.Connection, synchronous: str, projectors: Sequence[Projector]
+) -> int:
+    """Set durability, migrate, create the views; return the head position."""
+    try:
+        conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    except sqlite3.DatabaseError as error:
+        raise NotADatabaseError(f"not an SQLite database: {error}") from error
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    apply_migrations(conn, "eventstore", EVENTSTORE_MIGRATIONS)
+    if projectors:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for projector in projectors:
+                projector.setup(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
+    return int(head)

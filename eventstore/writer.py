@@ -1,0 +1,232 @@
+"""Group commit: one writer drains a queue of pending operations into one transaction.
+
+Callers submit operations (an append, a checkpoint move, a rebuild) and wait. The writer thread
+takes everything queued and runs it on its own connection inside ``BEGIN IMMEDIATE``, each
+operation in its own savepoint so one failure fails only its own caller, commits once, and only
+then answers every caller. With ``synchronous=FULL`` an answered append has been fsync'd.
+
+While one batch commits, the next one queues up, so batches grow with load and the cost of the
+commit is shared; with a single caller it degrades to one transaction per append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from queue import Empty, SimpleQueue
+from threading import Thread
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from eventstore.errors import StoreClosedError
+from eventstore.records import GENESIS_HASH, format_time, parse_time
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Head:
+    """The end of the log as this transaction sees it; operations advance it as they insert."""
+
+    position: int
+    hash: str
+    recorded_at: datetime
+    recorded_at_text: str
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection, now: datetime) -> Head:
+        row = conn.execute(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        position, hash_, last_time = row if row else (0, GENESIS_HASH, None)
+        # recorded_at never goes backwards along positions, even if the wall clock does, so
+        # "as it stood at time T" has one answer.
+        if last_time is not None and parse_time(last_time) > now:
+            now = parse_time(last_time)
+        return cls(position, hash_, now, format_time(now))
+
+
+class Operation(Protocol):
+    """A unit of work run in the writer's transaction, inside a savepoint of its own."""
+
+    def apply(self, conn: sqlite3.Connection, head: Head) -> Any:
+        """Write, advancing ``head`` for every event inserted; raise to roll back."""
+
+    def recover(self, conn: sqlite3.Connection, error: Exception) -> Any:
+        """After ``apply`` raised and was rolled back: a result after all, or raise ``error``."""
+
+
+class _Outcome(NamedTuple):
+    result: Any = None
+    error: Exception | None = None
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """Owns the write connection and its thread; the only path by which anything is written.
+
+    The writer is a thread of its own draining a thread-safe queue, not a coroutine: it forms
+    the next batch as soon as the previous one commits, while the event loop is still answering
+    the previous callers, so the loop's work and the database's work overlap instead of taking
+    turns (measured in bench/append.py and docs/performance.md).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        clock: Callable[[], datetime],
+        max_batch: int,
+        on_commit: Callable[[int], None],
+    ) -> None:
+        self._connect = connect
+        self._clock = clock
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._queue: SimpleQueue[Any] = SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._stopped: asyncio.Future[None] = self._loop.create_future()
+        self._thread = Thread(target=self._run, name="eventstore-writer", daemon=True)
+
+    async def start(self, prepare: Callable[[sqlite3.Connection], T]) -> T:
+        """Start the thread: it connects, runs ``prepare`` (schema, settings), then serves."""
+        ready: asyncio.Future[Any] = self._loop.create_future()
+        Thread(target=self._run, args=(prepare, ready), name="eventstore-writer").start()
+        try:
+            return await ready  # type: ignore[no-any-return]
+        except BaseException:
+            self._closed = True
+            raise
+
+    async def submit(self, operation: Operation) -> Any:
+        """Queue ``operation``; return its result once the transaction holding it is durable."""
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((operation, future))
+        return await future
+
+    async def close(self) -> None:
+        """Finish every operation already queued, then close the connection and stop."""
+        if self._closed:
+            return await asyncio.shield(self._stopped)
+        self._closed = True
+        self._queue.put(_STOP)
+        await asyncio.shield(self._stopped)
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _run(self, prepare: Callable[[sqlite3.Connection], Any], ready: asyncio.Future[Any]) -> None:
+        try:
+            conn = self._connect()
+        except BaseException as error:
+            self._deliver([ready], [_Outcome(error=_as_exception(error))])
+            self._loop.call_soon_threadsafe(_resolve, self._stopped, None)
+            return
+        try:
+            opened = _attempt(lambda: prepare(conn))
+            self._deliver([ready], [opened])
+            stop = opened.error is not None
+            while not stop:
+                batch, stop = self._take_batch()
+                if batch:
+                    self._process(conn, batch)
+        finally:
+            conn.close()
+            self._loop.call_soon_threadsafe(_resolve, self._stopped, None)
+
+    def _take_batch(self) -> tuple[list[Any], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _process(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        operations = [operation for operation, _ in batch]
+        futures = [future for _, future in batch]
+        try:
+            outcomes, head_position = commit_batch(conn, operations, self._clock())
+        except Exception as error:  # the commit itself failed: nobody's write is durable
+            self._deliver(futures, [_Outcome(error=error)] * len(futures))
+            return
+        self._loop.call_soon_threadsafe(self._on_commit, head_position)
+        self._deliver(futures, outcomes)
+
+    def _deliver(self, futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> None:
+        self._loop.call_soon_threadsafe(_settle, futures, outcomes)
+
+
+def _as_exception(error: BaseException) -> Exception:
+    return error if isinstance(error, Exception) else StoreClosedError(repr(error))
+
+
+def _attempt(function: Callable[[], Any]) -> _Outcome:
+    try:
+        return _Outcome(result=function())
+    except Exception as error:
+        return _Outcome(error=error)
+
+
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> None:
+    """On the event loop: answer each caller, skipping those cancelled meanwhile."""
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():  # the caller was cancelled; its write, if any, stands
+            continue
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome.result)
+
+
+def _resolve(future: asyncio.Future[None], value: None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def commit_batch(
+    conn: sqlite3.Connection, operations: Sequence[Operation], now: datetime
+) -> tuple[list[_Outcome], int]:
+    """Run ``operations`` in one transaction, each in its own savepoint; commit once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Read under the write lock, so positions stay gap-free and the chain unbroken even if
+        # another process wrote since our last batch.
+        head = Head.read(conn, now)
+        outcomes = [_run_in_savepoint(conn, operation, head) for operation in operations]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes, head.position
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, operation: Operation, head: Head) -> _Outcome:
+    position, hash_ = head.position, head.hash
+    conn.execute("SAVEPOINT operation")
+    try:
+        result = operation.apply(conn, head)
+    except Exception as error:
+        conn.execute("ROLLBACK TO operation")
+        conn.execute("RELEASE operation")
+        head.position, head.hash = position, hash_
+        try:
+            return _Outcome(result=operation.recover(conn, error))
+        except Exception as final:
+            return _Outcome(error=final)
+    conn.execute("RELEASE operation")
+    return _Outcome(result=result)
