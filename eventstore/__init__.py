@@ -17,7 +17,13 @@ from eventstore.errors import (
     SerializationError,
     StoreClosedError,
 )
-from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
+from eventstore.model import (
+    Checkpoint,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    VerifyReport,
+)
 from eventstore.projections import Projector
 from eventstore.schema import Migration, apply_migrations
 from eventstore.store import EventStore

@@ -10,23 +10,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventstore.errors import CheckpointConflict, ConcurrencyError, DuplicateEventError
 from eventstore.model import Checkpoint, RecordedEvent
 from eventstore.projections import Projector
 from eventstore.records import EVENT_COLUMNS, chain_hash, decode_row, from_json
+from eventstore.transaction import INSERT_EVENT, Head, Row
 from eventstore.versions import ANY
-from eventstore.writer import Head
-
-_INSERT_EVENT = (
-    "INSERT INTO events (position, event_id, stream_id, version, type, data, metadata,"
-    " recorded_at, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedStream:
+class EncodedStream(NamedTuple):
     """A validated ``StreamAppend``: events already turned into JSON text by the caller."""
 
     stream_id: str
@@ -34,17 +28,28 @@ class EncodedStream:
     events: Sequence[tuple[str, str, str, str]]  # (event_id, type, data, metadata)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendOperation:
+    """Append to one or more streams, move a checkpoint, and run the inline projectors."""
+
     streams: Sequence[EncodedStream]
     checkpoint: Checkpoint | None
     projectors: Sequence[Projector]
+    batchable = True
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> list[list[RecordedEvent]]:
+        rows = self.prepare(conn, head)
+        if len(rows) == 1:  # the common case; execute() costs less than executemany()
+            conn.execute(INSERT_EVENT, rows[0])
+        elif rows:
+            conn.executemany(INSERT_EVENT, rows)
+        return self.complete(conn, head, rows)
+
+    def prepare(self, conn: sqlite3.Connection, head: Head) -> list[Row]:
         # The version check is the INSERT itself: UNIQUE (stream_id, version) refuses a stream
         # that is ahead of the expected version and the contiguity trigger one that is behind;
         # ``recover`` turns either into a ConcurrencyError with the actual version.
-        rows: list[tuple[Any, ...]] = []
+        rows: list[Row] = []
         for stream in self.streams:
             version = stream.expected_version
             if version == ANY:
@@ -58,10 +63,11 @@ class AppendOperation:
                 )
                 head.hash = chain_hash(head.hash, row)
                 rows.append((*row, head.hash))
-        if len(rows) == 1:  # the common case; execute() costs less than executemany()
-            conn.execute(_INSERT_EVENT, rows[0])
-        else:
-            conn.executemany(_INSERT_EVENT, rows)
+        return rows
+
+    def complete(
+        self, conn: sqlite3.Connection, head: Head, rows: list[Row]
+    ) -> list[list[RecordedEvent]]:
         if self.checkpoint is not None:
             move_checkpoint(conn, self.checkpoint, head)
         recorded = [_recorded(row, head) for row in rows]
@@ -113,13 +119,14 @@ class AppendOperation:
         return parts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RebuildOperation:
     """Empty every view and replay the whole log into it, in one transaction."""
 
     projectors: Sequence[Projector]
     page_size: int
     progress: Callable[[int, int], None] | None
+    batchable = False
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> int:
         for projector in self.projectors:
@@ -142,6 +149,12 @@ class RebuildOperation:
 
     def recover(self, conn: sqlite3.Connection, error: Exception) -> int:
         raise error
+
+    def prepare(self, conn: sqlite3.Connection, head: Head) -> list[Row]:
+        raise NotImplementedError("a rebuild runs alone")
+
+    def complete(self, conn: sqlite3.Connection, head: Head, rows: list[Row]) -> int:
+        raise NotImplementedError("a rebuild runs alone")
 
 
 def stream_version(conn: sqlite3.Connection, stream_id: str) -> int:

@@ -25,7 +25,13 @@ from eventstore.errors import (
     NotADatabaseError,
     StoreClosedError,
 )
-from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
+from eventstore.model import (
+    Checkpoint,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    VerifyReport,
+)
 from eventstore.operations import AppendOperation, EncodedStream, RebuildOperation
 from eventstore.projections import Projector
 from eventstore.records import EVENT_COLUMNS, check_stream_id, decode_row, encode_event
@@ -167,10 +173,11 @@ class EventStore:
         version raises ``ConcurrencyError`` with the actual version, and nothing is written.
         Appending events whose ids are all stored already returns the stored events.
         """
-        (recorded,) = await self.append_streams(
-            [StreamAppend(stream_id, expected_version, events)], checkpoint=checkpoint
+        operation = AppendOperation(
+            [_encode_stream(stream_id, expected_version, events)], checkpoint, self._projectors
         )
-        return recorded
+        (recorded,) = await self._submit(operation)
+        return recorded  # type: ignore[no-any-return]
 
     async def append_streams(
         self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
@@ -309,25 +316,27 @@ class EventStore:
 
 def _encode(appends: Sequence[StreamAppend]) -> list[EncodedStream]:
     """Validate and serialise on the caller's side, so a bad event never reaches the writer."""
-    encoded: list[EncodedStream] = []
-    seen_streams: set[str] = set()
-    seen_ids: set[str] = set()
-    for append in appends:
-        stream_id = check_stream_id(append.stream_id)
-        if stream_id in seen_streams:
-            raise ValueError(f"stream {stream_id!r} appears twice in one append")
-        seen_streams.add(stream_id)
-        if not isinstance(append.expected_version, int) or append.expected_version < ANY:
-            raise ValueError(f"invalid expected version {append.expected_version!r}")
-        if not append.events:
-            raise ValueError(f"no events to append to stream {stream_id!r}")
-        events = [encode_event(event) for event in append.events]
-        for event_id, *_ in events:
-            if event_id in seen_ids:
-                raise DuplicateEventError(f"event id {event_id} appears twice in one append")
-            seen_ids.add(event_id)
-        encoded.append(EncodedStream(stream_id, append.expected_version, events))
+    encoded = [_encode_stream(a.stream_id, a.expected_version, a.events) for a in appends]
+    if len({stream.stream_id for stream in encoded}) < len(encoded):
+        raise ValueError("a stream appears twice in one append")
+    event_ids = [event[0] for stream in encoded for event in stream.events]
+    if len(set(event_ids)) < len(event_ids):
+        raise DuplicateEventError("an event id appears twice in one append")
     return encoded
+
+
+def _encode_stream(
+    stream_id: str, expected_version: int, events: Sequence[NewEvent]
+) -> EncodedStream:
+    check_stream_id(stream_id)
+    if not isinstance(expected_version, int) or expected_version < ANY:
+        raise ValueError(f"invalid expected version {expected_version!r}")
+    if not events:
+        raise ValueError(f"no events to append to stream {stream_id!r}")
+    encoded = [encode_event(event) for event in events]
+    if len(encoded) > 1 and len({event[0] for event in encoded}) < len(encoded):
+        raise DuplicateEventError(f"an event id appears twice in the append to {stream_id!r}")
+    return EncodedStream(stream_id, expected_version, encoded)
 
 
 def _connect_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:

@@ -13,54 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from queue import Empty, SimpleQueue
-from threading import Thread
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, TypeVar
+from queue import SimpleQueue
+from threading import Thread
+from typing import Any, TypeVar
 
 from eventstore.errors import StoreClosedError
-from eventstore.records import GENESIS_HASH, format_time, parse_time
+from eventstore.transaction import Operation, Outcome, commit_batch
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Head:
-    """The end of the log as this transaction sees it; operations advance it as they insert."""
-
-    position: int
-    hash: str
-    recorded_at: datetime
-    recorded_at_text: str
-
-    @classmethod
-    def read(cls, conn: sqlite3.Connection, now: datetime) -> Head:
-        row = conn.execute(
-            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-        ).fetchone()
-        position, hash_, last_time = row if row else (0, GENESIS_HASH, None)
-        # recorded_at never goes backwards along positions, even if the wall clock does, so
-        # "as it stood at time T" has one answer.
-        if last_time is not None and parse_time(last_time) > now:
-            now = parse_time(last_time)
-        return cls(position, hash_, now, format_time(now))
-
-
-class Operation(Protocol):
-    """A unit of work run in the writer's transaction, inside a savepoint of its own."""
-
-    def apply(self, conn: sqlite3.Connection, head: Head) -> Any:
-        """Write, advancing ``head`` for every event inserted; raise to roll back."""
-
-    def recover(self, conn: sqlite3.Connection, error: Exception) -> Any:
-        """After ``apply`` raised and was rolled back: a result after all, or raise ``error``."""
-
-
-class _Outcome(NamedTuple):
-    result: Any = None
-    error: Exception | None = None
 
 
 _STOP = object()
@@ -125,7 +87,7 @@ class GroupCommitWriter:
         try:
             conn = self._connect()
         except BaseException as error:
-            self._deliver([ready], [_Outcome(error=_as_exception(error))])
+            self._deliver([ready], [Outcome(error=_as_exception(error))])
             self._loop.call_soon_threadsafe(_resolve, self._stopped, None)
             return
         try:
@@ -145,11 +107,8 @@ class GroupCommitWriter:
         if first is _STOP:
             return [], True
         batch = [first]
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except Empty:
-                break
+        while len(batch) < self._max_batch and not self._queue.empty():
+            item = self._queue.get_nowait()  # this thread is the only consumer: never blocks
             if item is _STOP:
                 return batch, True
             batch.append(item)
@@ -161,12 +120,12 @@ class GroupCommitWriter:
         try:
             outcomes, head_position = commit_batch(conn, operations, self._clock())
         except Exception as error:  # the commit itself failed: nobody's write is durable
-            self._deliver(futures, [_Outcome(error=error)] * len(futures))
+            self._deliver(futures, [Outcome(error=error)] * len(futures))
             return
         self._loop.call_soon_threadsafe(self._on_commit, head_position)
         self._deliver(futures, outcomes)
 
-    def _deliver(self, futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> None:
+    def _deliver(self, futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
         self._loop.call_soon_threadsafe(_settle, futures, outcomes)
 
 
@@ -174,14 +133,14 @@ def _as_exception(error: BaseException) -> Exception:
     return error if isinstance(error, Exception) else StoreClosedError(repr(error))
 
 
-def _attempt(function: Callable[[], Any]) -> _Outcome:
+def _attempt(function: Callable[[], Any]) -> Outcome:
     try:
-        return _Outcome(result=function())
+        return Outcome(result=function())
     except Exception as error:
-        return _Outcome(error=error)
+        return Outcome(error=error)
 
 
-def _settle(futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> None:
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
     """On the event loop: answer each caller, skipping those cancelled meanwhile."""
     for future, outcome in zip(futures, outcomes, strict=True):
         if future.done():  # the caller was cancelled; its write, if any, stands
@@ -195,38 +154,3 @@ def _settle(futures: list[asyncio.Future[Any]], outcomes: list[_Outcome]) -> Non
 def _resolve(future: asyncio.Future[None], value: None) -> None:
     if not future.done():
         future.set_result(value)
-
-
-def commit_batch(
-    conn: sqlite3.Connection, operations: Sequence[Operation], now: datetime
-) -> tuple[list[_Outcome], int]:
-    """Run ``operations`` in one transaction, each in its own savepoint; commit once."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # Read under the write lock, so positions stay gap-free and the chain unbroken even if
-        # another process wrote since our last batch.
-        head = Head.read(conn, now)
-        outcomes = [_run_in_savepoint(conn, operation, head) for operation in operations]
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return outcomes, head.position
-
-
-def _run_in_savepoint(conn: sqlite3.Connection, operation: Operation, head: Head) -> _Outcome:
-    position, hash_ = head.position, head.hash
-    conn.execute("SAVEPOINT operation")
-    try:
-        result = operation.apply(conn, head)
-    except Exception as error:
-        conn.execute("ROLLBACK TO operation")
-        conn.execute("RELEASE operation")
-        head.position, head.hash = position, hash_
-        try:
-            return _Outcome(result=operation.recover(conn, error))
-        except Exception as final:
-            return _Outcome(error=final)
-    conn.execute("RELEASE operation")
-    return _Outcome(result=result)
