@@ -72,4 +72,3 @@ class SchemaTooNewError(EventStoreError):
 
 class StoreClosedError(EventStoreError):
     """The store has been closed; no more appends or reads are accepted."""
-

@@ -58,7 +58,13 @@ class AppendOperation:
                 version += 1
                 head.position += 1
                 row = (
-                    head.position, event_id, stream.stream_id, version, type_, data, metadata,
+                    head.position,
+                    event_id,
+                    stream.stream_id,
+                    version,
+                    type_,
+                    data,
+                    metadata,
                     head.recorded_at_text,
                 )
                 head.hash = chain_hash(head.hash, row)
@@ -158,7 +164,9 @@ class RebuildOperation:
 
 
 def stream_version(conn: sqlite3.Connection, stream_id: str) -> int:
-    row = conn.execute("SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)).fetchone()
+    row = conn.execute(
+        "SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)
+    ).fetchone()
     return row[0] or 0
 
 
@@ -166,7 +174,7 @@ def move_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint, head: Head
     """Advance a checkpoint, refusing to move it backwards, in place or past the log's end."""
     if checkpoint.position > head.position:
         raise ValueError(
-            f"checkpoint position {checkpoint.position} is past the end of the log ({head.position})"
+            f"checkpoint position {checkpoint.position} is past the log's end ({head.position})"
         )
     moved = conn.execute(
         "INSERT INTO checkpoints (name, position, updated_at) VALUES (?, ?, ?)"
@@ -185,8 +193,15 @@ def _recorded(row: tuple[Any, ...], head: Head) -> RecordedEvent:
     position, event_id, stream_id, version, type_, data, metadata, _, hash_ = row
     # Data is decoded from the stored text so callers and projectors see what a replay sees.
     return RecordedEvent(
-        event_id, stream_id, version, position, type_, from_json(data), from_json(metadata),
-        head.recorded_at, hash_,
+        event_id,
+        stream_id,
+        version,
+        position,
+        type_,
+        from_json(data),
+        from_json(metadata),
+        head.recorded_at,
+        hash_,
     )
 
 

@@ -121,8 +121,15 @@ def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
     """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``."""
     position, event_id, stream_id, version, type_, data, metadata, recorded_at, hash_ = row
     return RecordedEvent(
-        event_id, stream_id, version, position, type_, from_json(data), from_json(metadata),
-        parse_time(recorded_at), hash_,
+        event_id,
+        stream_id,
+        version,
+        position,
+        type_,
+        from_json(data),
+        from_json(metadata),
+        parse_time(recorded_at),
+        hash_,
     )
 
 

@@ -9,6 +9,7 @@ bad event fails alone and early, and nothing is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -267,10 +268,9 @@ class EventStore:
                     yield event
                 committed = self._committed
                 if self._head_position <= position and not self._closed:
-                    try:  # other processes' commits are found by polling
+                    # Other processes' commits are found by polling.
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(committed.wait(), self._poll_interval)
-                    except TimeoutError:
-                        pass
         except StoreClosedError:
             return
 

@@ -77,7 +77,6 @@ def _bad(checked: int, head: int, bad_position: int, reason: str) -> VerifyRepor
 
 def _missing_triggers(conn: sqlite3.Connection) -> list[str]:
     present = {
-        name
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     }
     return [name for name in APPEND_ONLY_TRIGGERS if name not in present]

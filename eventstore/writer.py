@@ -83,7 +83,9 @@ class GroupCommitWriter:
 
     # -- the writer thread -------------------------------------------------------------------
 
-    def _run(self, prepare: Callable[[sqlite3.Connection], Any], ready: asyncio.Future[Any]) -> None:
+    def _run(
+        self, prepare: Callable[[sqlite3.Connection], Any], ready: asyncio.Future[Any]
+    ) -> None:
         try:
             conn = self._connect()
         except BaseException as error:

@@ -1,0 +1,160 @@
+"""Appending: versions, positions, expected-version checks, and races for one stream."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC
+
+import pytest
+
+from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent
+from tests.conftest import SQLiteBackend
+
+
+def events(*types: str) -> list[NewEvent]:
+    return [NewEvent(type_, {"n": i}) for i, type_ in enumerate(types)]
+
+
+async def all_events(store: EventStore) -> list[tuple[str, int, int, str]]:
+    return [(e.stream_id, e.version, e.position, e.type) async for e in store.read_all()]
+
+
+async def test_append_to_a_new_stream_records_versions_positions_time_and_hash(
+    store: EventStore,
+) -> None:
+    """A first append gets versions 1..n, the next global positions, a UTC time and a hash."""
+    recorded = await store.append("invoice-1", events("Created", "Paid"), NO_STREAM)
+
+    assert [(e.version, e.position) for e in recorded] == [(1, 1), (2, 2)]
+    assert [e.data for e in recorded] == [{"n": 0}, {"n": 1}]
+    assert all(e.recorded_at.tzinfo == UTC for e in recorded)
+    assert all(len(e.hash) == 64 for e in recorded)
+    assert recorded[0].hash != recorded[1].hash
+
+
+async def test_positions_are_global_and_gap_free_across_streams(store: EventStore) -> None:
+    """Positions count every event of every stream in commit order, without holes."""
+    await store.append("a", events("A1"), NO_STREAM)
+    await store.append("b", events("B1", "B2"), NO_STREAM)
+    await store.append("a", events("A2"), 1)
+
+    assert await all_events(store) == [
+        ("a", 1, 1, "A1"),
+        ("b", 1, 2, "B1"),
+        ("b", 2, 3, "B2"),
+        ("a", 2, 4, "A2"),
+    ]
+    assert await store.head_position() == 4
+    assert await store.stream_version("a") == 2
+    assert await store.stream_version("missing") == 0
+
+
+@pytest.mark.parametrize(
+    ("expected", "description"),
+    [(NO_STREAM, "no stream"), (1, "behind"), (5, "ahead")],
+)
+async def test_a_wrong_expected_version_raises_with_the_actual_one_and_writes_nothing(
+    store: EventStore, expected: int, description: str
+) -> None:
+    """NO_STREAM on an existing stream, a stale or a future version: ConcurrencyError."""
+    await store.append("s", events("E1", "E2"), NO_STREAM)
+
+    with pytest.raises(ConcurrencyError) as raised:
+        await store.append("s", events("E3"), expected)
+
+    assert (raised.value.stream_id, raised.value.expected, raised.value.actual) == (
+        "s",
+        expected,
+        2,
+    )
+    assert await store.head_position() == 2
+
+
+async def test_any_appends_whatever_the_version(store: EventStore) -> None:
+    """ANY skips the check and continues the stream's versions."""
+    await store.append("s", events("E1"), ANY)
+    recorded = await store.append("s", events("E2", "E3"), ANY)
+
+    assert [e.version for e in recorded] == [2, 3]
+
+
+async def test_read_stream_and_read_all_start_after_the_given_point(store: EventStore) -> None:
+    """after_version and after_position exclude what the caller has already seen."""
+    await store.append("s", events("E1", "E2", "E3"), NO_STREAM)
+    await store.append("t", events("T1"), NO_STREAM)
+
+    assert [e.type async for e in store.read_stream("s", after_version=1)] == ["E2", "E3"]
+    assert [e.type async for e in store.read_all(after_position=2)] == ["E3", "T1"]
+    assert [e async for e in store.read_stream("nothing-here")] == []
+
+
+async def test_reads_page_through_long_logs(backend: SQLiteBackend) -> None:
+    """With a page of 3, reading 10 events crosses pages without losing or repeating one."""
+    async with await backend.open(page_size=3) as store:
+        for i in range(10):
+            await store.append(f"s{i % 2}", events(f"E{i}"), ANY)
+
+        assert [e.position async for e in store.read_all()] == list(range(1, 11))
+        assert [e.type async for e in store.read_stream("s0")] == ["E0", "E2", "E4", "E6", "E8"]
+
+
+async def test_racing_appends_to_one_stream_have_exactly_one_winner_per_version(
+    store: EventStore,
+) -> None:
+    """20 tasks race for each of 10 versions of one stream: each version is won exactly once."""
+    won: list[int] = []
+
+    async def contender(name: int) -> None:
+        while True:
+            version = await store.stream_version("contested")
+            if version >= 10:
+                return
+            try:
+                await store.append("contested", [NewEvent("Won", {"by": name})], version)
+            except ConcurrencyError:
+                continue
+            won.append(version + 1)
+
+    await asyncio.gather(*(contender(i) for i in range(20)))
+
+    assert sorted(won) == list(range(1, 11))
+    stream = [e async for e in store.read_stream("contested")]
+    assert [e.version for e in stream] == list(range(1, 11))
+
+
+async def test_many_callers_racing_on_one_version_lose_cleanly(store: EventStore) -> None:
+    """50 simultaneous appends expecting NO_STREAM: one succeeds, 49 get ConcurrencyError."""
+    results = await asyncio.gather(
+        *(store.append("once", events("Only"), NO_STREAM) for _ in range(50)),
+        return_exceptions=True,
+    )
+
+    successes = [r for r in results if isinstance(r, list)]
+    conflicts = [r for r in results if isinstance(r, ConcurrencyError)]
+    assert (len(successes), len(conflicts)) == (1, 49)
+    assert all(c.actual == 1 for c in conflicts)
+    assert await store.head_position() == 1
+
+
+async def test_concurrent_appends_commit_together(store: EventStore) -> None:
+    """Appends queued together share one transaction: group commit gives them one commit time."""
+    results = await asyncio.gather(
+        *(store.append(f"stream-{i}", events("E"), NO_STREAM) for i in range(32))
+    )
+
+    commit_times = {recorded[0].recorded_at for recorded in results}
+    assert len(commit_times) < 32
+    assert sorted(recorded[0].position for recorded in results) == list(range(1, 33))
+
+
+async def test_recorded_at_never_goes_backwards(backend: SQLiteBackend) -> None:
+    """A clock that jumps back does not make a later event look older than an earlier one."""
+    from datetime import datetime, timedelta
+
+    times = iter([datetime(2030, 1, 1, tzinfo=UTC), datetime(2029, 1, 1, tzinfo=UTC)])
+    async with await backend.open(clock=lambda: next(times)) as store:
+        first = await store.append("s", events("E1"), NO_STREAM)
+        second = await store.append("s", events("E2"), 1)
+
+    assert second[0].recorded_at >= first[0].recorded_at
+    assert second[0].recorded_at - first[0].recorded_at < timedelta(seconds=1)

@@ -1,0 +1,68 @@
+"""The log guards itself: append-only in the database, and a hash chain that shows any edit."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from eventstore import EventStore, NewEvent
+from tests.conftest import SQLiteBackend
+
+
+async def fill(store: EventStore, count: int) -> None:
+    for i in range(count):
+        await store.append(
+            f"s{i % 3}", [NewEvent("E", {"amount": i})], await store.stream_version(f"s{i % 3}")
+        )
+
+
+async def test_an_untouched_log_verifies(backend: SQLiteBackend) -> None:
+    """verify() walks every event, page by page, and finds nothing."""
+    async with await backend.open(page_size=4) as store:
+        await fill(store, 10)
+
+        report = await store.verify()
+
+    assert (report.ok, report.events_checked, report.head_position) == (True, 10, 10)
+    assert report.first_bad_position is None
+
+
+async def test_an_empty_log_verifies(store: EventStore) -> None:
+    """Nothing written is nothing wrong."""
+    report = await store.verify()
+
+    assert (report.ok, report.events_checked) == (True, 0)
+
+
+async def test_an_edited_event_is_found_at_its_position(
+    backend: SQLiteBackend, store: EventStore
+) -> None:
+    """Changing one amount behind the store's back breaks the chain exactly there."""
+    await fill(store, 8)
+    backend.tamper("UPDATE events SET data = '{\"amount\":9999}' WHERE position = 5")
+
+    report = await store.verify()
+
+    assert (report.ok, report.first_bad_position, report.events_checked) == (False, 5, 4)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE events SET data = '{}' WHERE position = 1", "DELETE FROM events WHERE position = 1"],
+    ids=["update", "delete"],
+)
+async def test_the_database_refuses_to_change_the_log(
+    backend: SQLiteBackend, store: EventStore, statement: str
+) -> None:
+    """UPDATE and DELETE fail in the database itself, whoever sends them."""
+    await fill(store, 2)
+    conn = backend.raw()
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+    assert (await store.verify()).ok
+    assert [e.data async for e in store.read_all()] == [{"amount": 0}, {"amount": 1}]
