@@ -16,6 +16,7 @@ from eventstore.errors import (
     SchemaTooNewError,
     SerializationError,
     StoreClosedError,
+    StoreWriteError,
 )
 from eventstore.model import (
     Checkpoint,
@@ -48,6 +49,7 @@ __all__ = [
     "SchemaTooNewError",
     "SerializationError",
     "StoreClosedError",
+    "StoreWriteError",
     "StreamAppend",
     "VerifyReport",
     "apply_migrations",

@@ -70,5 +70,10 @@ class SchemaTooNewError(EventStoreError):
     """The database was migrated by a newer version of this package than the running one."""
 
 
+class StoreWriteError(EventStoreError):
+    """A transaction could not be committed: the write lock was held elsewhere past
+    ``busy_timeout``, the disk is full, or an I/O error. Nothing of it was written; retry later."""
+
+
 class StoreClosedError(EventStoreError):
     """The store has been closed; no more appends or reads are accepted."""

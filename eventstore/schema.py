@@ -48,6 +48,15 @@ EVENTSTORE_MIGRATIONS: Sequence[Migration] = (
         BEGIN
             SELECT RAISE(ABORT, 'stream version gap');
         END;
+        -- INSERT OR REPLACE would delete the event it collides with, and SQLite fires no
+        -- DELETE trigger for that unless recursive_triggers is on: refuse the collision first.
+        CREATE TRIGGER events_are_append_only_replace BEFORE INSERT ON events
+        WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
+          OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id)
+          OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id AND version = NEW.version)
+        BEGIN
+            SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an event');
+        END;
         CREATE TRIGGER events_are_append_only_update BEFORE UPDATE ON events
         BEGIN
             SELECT RAISE(ABORT, 'events are append-only: UPDATE is not allowed');
@@ -65,7 +74,13 @@ EVENTSTORE_MIGRATIONS: Sequence[Migration] = (
     ),
 )
 
-APPEND_ONLY_TRIGGERS = ("events_are_append_only_update", "events_are_append_only_delete")
+# The log's own guards; verify() reports any that is missing.
+GUARD_TRIGGERS = (
+    "events_are_append_only_update",
+    "events_are_append_only_delete",
+    "events_are_append_only_replace",
+    "events_versions_are_contiguous",
+)
 
 _CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from eventstore.model import VerifyReport
 from eventstore.records import GENESIS_HASH, chain_hash
-from eventstore.schema import APPEND_ONLY_TRIGGERS
+from eventstore.schema import GUARD_TRIGGERS
 
 
 def verify_file(path: Path, page_size: int, busy_timeout: float) -> VerifyReport:
@@ -60,7 +60,7 @@ def _walk(conn: sqlite3.Connection, page_size: int) -> VerifyReport:
             ok=False,
             events_checked=checked,
             head_position=position,
-            reason=f"append-only trigger(s) missing: {', '.join(missing)}",
+            reason=f"guard trigger(s) missing: {', '.join(missing)}",
         )
     return VerifyReport(ok=True, events_checked=checked, head_position=position)
 
@@ -79,4 +79,4 @@ def _missing_triggers(conn: sqlite3.Connection) -> list[str]:
     present = {
         name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     }
-    return [name for name in APPEND_ONLY_TRIGGERS if name not in present]
+    return [name for name in GUARD_TRIGGERS if name not in present]

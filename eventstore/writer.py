@@ -19,7 +19,7 @@ from queue import SimpleQueue
 from threading import Thread
 from typing import Any, TypeVar
 
-from eventstore.errors import StoreClosedError
+from eventstore.errors import StoreClosedError, StoreWriteError
 from eventstore.transaction import Operation, Outcome, commit_batch
 
 T = TypeVar("T")
@@ -63,6 +63,7 @@ class GroupCommitWriter:
             return await ready  # type: ignore[no-any-return]
         except BaseException:
             self._closed = True
+            await asyncio.shield(self._stopped)  # the thread has closed its connection
             raise
 
     async def submit(self, operation: Operation) -> Any:
@@ -121,8 +122,10 @@ class GroupCommitWriter:
         futures = [future for _, future in batch]
         try:
             outcomes, head_position = commit_batch(conn, operations, self._clock())
-        except Exception as error:  # the commit itself failed: nobody's write is durable
-            self._deliver(futures, [Outcome(error=error)] * len(futures))
+        except Exception as error:  # the transaction itself failed: nobody's write is durable
+            failure = StoreWriteError(f"the transaction was not committed: {error}")
+            failure.__cause__ = error
+            self._deliver(futures, [Outcome(error=failure)] * len(futures))
             return
         self._loop.call_soon_threadsafe(self._on_commit, head_position)
         self._deliver(futures, outcomes)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from eventstore import EventStore
+from eventstore.schema import GUARD_TRIGGERS
 
 
 @dataclass
@@ -32,12 +33,11 @@ class SQLiteBackend:
         return sqlite3.connect(self.path, isolation_level=None)
 
     def tamper(self, *statements: str) -> None:
-        """Run ``statements`` with the append-only triggers dropped."""
+        """Run ``statements`` with the log's guard triggers dropped."""
         conn = self.raw()
         try:
-            conn.execute("DROP TRIGGER IF EXISTS events_are_append_only_update")
-            conn.execute("DROP TRIGGER IF EXISTS events_are_append_only_delete")
-            conn.execute("DROP TRIGGER IF EXISTS events_versions_are_contiguous")
+            for trigger in GUARD_TRIGGERS:
+                conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
             for statement in statements:
                 conn.execute(statement)
         finally:
