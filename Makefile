@@ -1,10 +1,10 @@
-# Two commands on a fresh machine: `make install`, then `make test`.
+# On a fresh machine: `make install`, then `make run` (the service) or `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format bench clean
+.PHONY: install run test lint format bench clean
 
 install: $(STAMP)
 
@@ -13,6 +13,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+run: install
+	$(BIN)/python -m service serve
 
 test: install
 	$(BIN)/pytest

@@ -21,7 +21,8 @@ class Projector(Protocol):
     name: str
 
     def setup(self, conn: sqlite3.Connection) -> None:
-        """Create the view's tables if they do not exist (runs at every open)."""
+        """Bring the view's tables up to date; runs at every open, in autocommit mode, so
+        that it can use ``apply_migrations`` (each migration is its own transaction)."""
 
     def reset(self, conn: sqlite3.Connection) -> None:
         """Remove every row of the view, before a rebuild replays the log into it."""

@@ -292,6 +292,12 @@ class EventStore:
         rows = await self._fetch("SELECT MAX(position) FROM events", ())
         return int(rows[0][0] or 0)
 
+    async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read-only query on the reader pool (the views live in the same file).
+
+        The readers are ``query_only``: a statement that would write fails."""
+        return await self._fetch(sql, parameters)
+
     async def verify(self) -> VerifyReport:
         """Walk the hash chain from the first event; report the first position that fails."""
         if self._closed:
@@ -365,14 +371,7 @@ def _prepare_writer(
         raise NotADatabaseError(f"not an SQLite database: {error}") from error
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     apply_migrations(conn, "eventstore", EVENTSTORE_MIGRATIONS)
-    if projectors:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for projector in projectors:
-                projector.setup(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    for projector in projectors:
+        projector.setup(conn)
     (head,) = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()
     return int(head)

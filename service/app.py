@@ -1,0 +1,155 @@
+"""The application factory: ``create_app(config)`` wires the store, gateway, workers and routes.
+
+Resources are opened and closed in ``cleanup_ctx`` and shared through typed ``AppKey``s, so
+several apps (tests) can live in one process without sharing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from eventstore import EventStore
+from service.application import Context, InvoiceService, UserExists
+from service.config import Config
+from service.gateway.port import Gateway
+from service.gateway.qris import Merchant
+from service.gateway.sandbox import SandboxGateway
+from service.http import routes as api_routes
+from service.http import sandbox as sandbox_routes
+from service.http.auth import Authenticator
+from service.http.keys import AUTH, CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, SERVICE, STORE
+from service.http.middleware import errors_as_json, request_context
+from service.projections import all_projectors
+from service.security import hash_password
+from service.workers.expiry import run_expiry_task
+from service.workers.refunds import run_refund_worker
+
+# The spec's development accounts: (username, role, platform); the password is the username.
+DEV_ACCOUNTS = (
+    ("usernew1", "buyer", None),
+    ("seller1", "buyer", None),
+    ("onmarket", "platform", "ONMARKET"),
+    ("ondelivery", "platform", "ONDELIVERY"),
+    ("onticket", "platform", "ONTICKET"),
+    ("admin", "admin", None),
+)
+_DEV_NAMESPACE = uuid.UUID("b7f3c1de-2f4a-4c7e-9d61-3a0f0c5e9e21")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    gateway: Gateway | None = None,
+) -> web.Application:
+    """The service as an aiohttp application."""
+    app = web.Application(
+        middlewares=[request_context, errors_as_json], client_max_size=config.max_body_bytes
+    )
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[GATEWAY] = gateway or make_gateway(config)
+    app.cleanup_ctx.append(_store_and_workers)
+    app.cleanup_ctx.append(_http_client)
+    app.add_routes(api_routes.routes)
+    if config.development:
+        app.add_routes(sandbox_routes.routes)
+    return app
+
+
+def make_gateway(config: Config) -> Gateway:
+    """The gateway adapter the settings name."""
+    merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
+    return SandboxGateway(config.public_base_url, merchant)
+
+
+def make_service(
+    store: EventStore, gateway: Gateway, config: Config, clock: Callable[[], datetime] = utc_now
+) -> InvoiceService:
+    return InvoiceService(
+        store,
+        gateway,
+        clock=clock,
+        invoice_ttl=timedelta(seconds=config.invoice_ttl_seconds),
+        idempotency_ttl=timedelta(seconds=config.idempotency_ttl_seconds),
+    )
+
+
+async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    Path(config.database).parent.mkdir(parents=True, exist_ok=True)
+    store = await EventStore.open(
+        config.database, synchronous=config.synchronous, projectors=all_projectors()
+    )
+    service = make_service(store, app[GATEWAY], config, app[CLOCK])
+    app[STORE] = store
+    app[SERVICE] = service
+    app[AUTH] = Authenticator(
+        store,
+        secret=config.token_secret,
+        token_ttl=timedelta(seconds=config.token_ttl_seconds),
+        clock=app[CLOCK],
+    )
+    if config.development:
+        await ensure_dev_accounts(service)
+    workers = [
+        asyncio.create_task(
+            run_refund_worker(
+                store,
+                service,
+                delay=timedelta(seconds=config.refund_delay_seconds),
+                clock=app[CLOCK],
+            ),
+            name="refund-worker",
+        ),
+        asyncio.create_task(
+            run_expiry_task(
+                store, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
+            ),
+            name="expiry-task",
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        await store.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def ensure_dev_accounts(service: InvoiceService) -> None:
+    """Create the spec's development accounts that do not exist yet."""
+    for username, role, platform in DEV_ACCOUNTS:
+        if await service.user_exists(username):
+            continue
+        password_hash = await asyncio.to_thread(hash_password, username)
+        with contextlib.suppress(UserExists):  # another process created it meanwhile
+            await service.register_user(
+                username,
+                role,
+                platform,
+                password_hash,
+                Context("system:dev-accounts"),
+                event_id=str(uuid.uuid5(_DEV_NAMESPACE, username)),
+            )

@@ -1,0 +1,582 @@
+"""Command handlers: load the streams a decision needs, decide, append with expected versions.
+
+Each handler reads the current state of every stream it touches from the log (never from a
+view), lets the pure domain decide, and appends all resulting events in one atomic multi-stream
+append that names the version each stream was read at. If any stream moved meanwhile, the store
+refuses with ``ConcurrencyError`` and the handler decides again from the new state, so two racing
+requests can never both act on the same old state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from eventstore import (
+    ANY,
+    NO_STREAM,
+    Checkpoint,
+    ConcurrencyError,
+    EventStore,
+    RecordedEvent,
+    StreamAppend,
+)
+from service.domain import errors
+from service.domain.balance import Balance, decide_debit, evolve_balance
+from service.domain.events import (
+    BalanceCredited,
+    BalanceToppedUp,
+    Event,
+    IdempotentRequestRecorded,
+    InvoiceCanceled,
+    InvoiceCreated,
+    InvoiceExpired,
+    InvoicePaid,
+    LatePaymentReceived,
+    OnmarketInvoiceReserved,
+    TransactionLine,
+    UserRegistered,
+    decode,
+    encode,
+)
+from service.domain.invoice import (
+    PAID,
+    PENDING,
+    Invoice,
+    Payment,
+    decide_cancel,
+    decide_completion,
+    decide_expiry,
+    decide_payment,
+    decide_refund_completion,
+    evolve,
+)
+from service.domain.ledger import GATEWAY_ACCOUNT, escrow
+from service.gateway.port import Gateway, GatewayPayment, PaymentRequest
+from service.presenters import checkout_answer
+from service.projections.invoices import invoice_stream
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+MAX_ATTEMPTS = 25
+SERVICE_PREFIXES = {"ONMARKET": "OM", "ONDELIVERY": "OD", "ONTICKET": "OT"}
+_ID_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
+_PAYMENT_NAMESPACE = uuid.UUID("6f1c3f3e-6d0b-4d55-9a53-0b8e8f3c2a11")
+
+
+class Conflict(errors.DomainError):
+    message, code, status = "Too many concurrent changes; retry the request", "CONFLICT", 409
+
+
+class IdempotencyKeyReused(errors.DomainError):
+    message = "Idempotency-Key was already used with a different request"
+    code, status = "IDEMPOTENCY_KEY_REUSED", 409
+
+
+class UserExists(errors.DomainError):
+    message, code, status = "User already exists", "USER_EXISTS", 409
+
+
+class UserNotFound(errors.DomainError):
+    message, code = "User not found", "USER_NOT_FOUND"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks: from the request's credentials."""
+
+    username: str
+    role: str
+    platform: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who asked and in which request: recorded in every event's metadata."""
+
+    actor: str
+    request_id: str | None = None
+
+    def metadata(self, **extra: Any) -> dict[str, Any]:
+        return {"actor": self.actor, "request_id": self.request_id, **extra}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    total_amount: int
+    service: str
+    source: str
+    transactions: tuple[TransactionLine, ...]
+
+
+def balance_stream(username: str) -> str:
+    return f"balance-{username}"
+
+
+def reservation_stream(invoice_onmarket: str) -> str:
+    return f"onmarket-{invoice_onmarket}"
+
+
+def user_stream(username: str) -> str:
+    return f"user-{username}"
+
+
+def idempotency_stream(username: str, key: str) -> str:
+    # Hashed: a client's key may be long or contain anything a stream id must not.
+    digest = hashlib.sha256(f"{username}\n{key}".encode()).hexdigest()[:40]
+    return f"idempotency-{digest}"
+
+
+def new_invoice_id(service: str) -> str:
+    """Service prefix and 13 random characters of [0-9A-Za-z]."""
+    return SERVICE_PREFIXES[service] + "".join(secrets.choice(_ID_ALPHABET) for _ in range(13))
+
+
+def payment_event_id(payment_id: str) -> str:
+    """The same gateway payment always gives the same event id: a repeat is a no-op."""
+    return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment:{payment_id}"))
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` again from fresh state while it loses races; give up with 409."""
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return await attempt()
+        except ConcurrencyError:
+            continue
+    raise Conflict()
+
+
+class InvoiceService:
+    """The application: every state change of the service goes through one of these methods."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], datetime],
+        invoice_ttl: timedelta,
+        idempotency_ttl: timedelta,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.invoice_ttl = invoice_ttl
+        self.idempotency_ttl = idempotency_ttl
+
+    # -- reading streams ---------------------------------------------------------------------
+
+    async def load(
+        self, stream_id: str, fold: Callable[[S | None, Event], S]
+    ) -> tuple[S | None, int]:
+        """The state of a stream and the version it was read at."""
+        state: S | None = None
+        version = 0
+        async for recorded in self.store.read_stream(stream_id):
+            state = fold(state, decode(recorded))
+            version = recorded.version
+        return state, version
+
+    async def load_invoice(self, invoice: str) -> tuple[Invoice | None, int]:
+        return await self.load(invoice_stream(invoice), evolve)
+
+    async def load_balance(self, username: str) -> tuple[Balance | None, int]:
+        return await self.load(balance_stream(username), evolve_balance)
+
+    async def _reservation_holder(self, invoice_onmarket: str) -> tuple[str | None, int]:
+        holder: str | None = None
+        version = 0
+        async for recorded in self.store.read_stream(reservation_stream(invoice_onmarket)):
+            event = decode(recorded)
+            assert isinstance(event, OnmarketInvoiceReserved)
+            holder, version = event.invoice, recorded.version
+        return holder, version
+
+    # -- checkout ----------------------------------------------------------------------------
+
+    async def checkout(
+        self,
+        actor: Actor,
+        request: CheckoutRequest,
+        context: Context,
+        idempotency: tuple[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Create an invoice; pay it at once from the balance for source BALANCE.
+
+        ``idempotency`` is ``(key, request_hash)``: a repeat with the same key and the same
+        request answers what the first did; with another request it is refused (409).
+        """
+        if idempotency is not None:
+            stored = await self._stored_answer(actor.username, *idempotency)
+            if stored is not None:
+                return stored
+        now = self.clock()
+        await self._check_reservations(request, now)  # before asking the gateway for anything
+        invoice = new_invoice_id(request.service)
+        payment = await self._gateway_payment(invoice, request, now)
+
+        async def attempt() -> tuple[int, dict[str, Any]]:
+            if idempotency is not None:
+                stored = await self._stored_answer(actor.username, *idempotency)
+                if stored is not None:
+                    return stored
+            created = InvoiceCreated(
+                invoice,
+                actor.username,
+                request.service,
+                request.source,
+                request.total_amount,
+                request.transactions,
+                payment.reference,
+                payment.payment_url,
+                payment.qr_string,
+                now,
+                now + self.invoice_ttl,
+            )
+            appends = await self._reserve(request, invoice, now, context)
+            invoice_events: list[Event] = [created]
+            status = PENDING
+            if request.source == "BALANCE":
+                appends.append(await self._debit(actor.username, created, context))
+                invoice_events.append(
+                    InvoicePaid(
+                        invoice,
+                        created.total_amount,
+                        "BALANCE",
+                        f"balance-{invoice}",
+                        "BALANCE",
+                        "BALANCE",
+                        now,
+                    )
+                )
+                status = PAID
+            answer = checkout_answer(created, status)
+            appends.insert(
+                0,
+                StreamAppend(
+                    invoice_stream(invoice),
+                    NO_STREAM,
+                    [encode(event, context.metadata()) for event in invoice_events],
+                ),
+            )
+            if idempotency is not None:
+                appends.append(
+                    await self._record_answer(actor.username, idempotency, answer, now, context)
+                )
+            await self.store.append_streams(appends)
+            return 200, answer
+
+        return await retrying(attempt)
+
+    async def _gateway_payment(
+        self, invoice: str, request: CheckoutRequest, now: datetime
+    ) -> GatewayPayment:
+        if request.source == "BALANCE":
+            return GatewayPayment(reference=f"balance-{invoice}")
+        payment = PaymentRequest(
+            invoice, request.total_amount, f"{request.service} checkout", now + self.invoice_ttl
+        )
+        if request.source == "QRIS":
+            return await self.gateway.create_qr(payment)
+        return await self.gateway.create_invoice(payment)
+
+    async def _check_reservations(self, request: CheckoutRequest, now: datetime) -> None:
+        """Refuse a marketplace invoice number that another live invoice holds."""
+        taken: dict[str, Any] = {}
+        for index, line in enumerate(request.transactions):
+            holder, _ = await self._reservation_holder(line.invoice_onmarket)
+            if holder is not None and await self._holds(holder, now):
+                taken[str(index)] = {
+                    "invoice_onmarket": [f"Already part of invoice {holder}, PENDING or PAID."]
+                }
+        if taken:
+            raise errors.InvoiceOnmarketInUse(errors={"transaction": taken})
+
+    async def _holds(self, holder: str, now: datetime) -> bool:
+        state, _ = await self.load_invoice(holder)
+        return state is not None and state.holds_reservation(now)
+
+    async def _reserve(
+        self, request: CheckoutRequest, invoice: str, now: datetime, context: Context
+    ) -> list[StreamAppend]:
+        appends = []
+        for line in request.transactions:
+            holder, version = await self._reservation_holder(line.invoice_onmarket)
+            if holder is not None and await self._holds(holder, now):
+                raise errors.InvoiceOnmarketInUse(
+                    errors={"invoice_onmarket": [f"{line.invoice_onmarket} is already in use."]}
+                )
+            event = OnmarketInvoiceReserved(line.invoice_onmarket, invoice)
+            appends.append(
+                StreamAppend(
+                    reservation_stream(line.invoice_onmarket),
+                    version,
+                    [encode(event, context.metadata())],
+                )
+            )
+        return appends
+
+    async def _debit(
+        self, username: str, created: InvoiceCreated, context: Context
+    ) -> StreamAppend:
+        balance, version = await self.load_balance(username)
+        debit = decide_debit(
+            balance, username, created.total_amount, created.invoice, created.created_at
+        )
+        return StreamAppend(balance_stream(username), version, [encode(debit, context.metadata())])
+
+    async def _stored_answer(
+        self, username: str, key: str, request_hash: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        recorded = await self._idempotency_record(username, key)
+        if recorded is None or recorded.expires_at <= self.clock():
+            return None
+        if recorded.request_hash != request_hash:
+            raise IdempotencyKeyReused()
+        return recorded.status, recorded.response
+
+    async def _idempotency_record(
+        self, username: str, key: str
+    ) -> IdempotentRequestRecorded | None:
+        last: IdempotentRequestRecorded | None = None
+        async for recorded in self.store.read_stream(idempotency_stream(username, key)):
+            event = decode(recorded)
+            assert isinstance(event, IdempotentRequestRecorded)
+            last = event
+        return last
+
+    async def _record_answer(
+        self,
+        username: str,
+        idempotency: tuple[str, str],
+        answer: dict[str, Any],
+        now: datetime,
+        context: Context,
+    ) -> StreamAppend:
+        key, request_hash = idempotency
+        stream = idempotency_stream(username, key)
+        version = await self.store.stream_version(stream)
+        event = IdempotentRequestRecorded(
+            username, key, request_hash, 200, answer, now + self.idempotency_ttl
+        )
+        return StreamAppend(stream, version, [encode(event, context.metadata())])
+
+    # -- payments from the gateway ----------------------------------------------------------
+
+    async def record_payment(self, invoice: str, payment: Payment, context: Context) -> str:
+        """Apply a gateway's payment: PAID, or kept as the buyer's money if it came too late.
+
+        Returns what happened: ``"paid"``, ``"credited"`` (late) or ``"duplicate"``.
+        """
+
+        async def attempt() -> str:
+            state, version = await self.load_invoice(invoice)
+            if state is None:
+                raise errors.InvoiceNotFound()
+            events = decide_payment(state, payment, self.clock())
+            if not events:
+                return "duplicate"
+            event_id = payment_event_id(payment.payment_id)
+            encoded = [
+                encode(
+                    e,
+                    context.metadata(),
+                    event_id if isinstance(e, InvoicePaid | LatePaymentReceived) else None,
+                )
+                for e in events
+            ]
+            appends = [StreamAppend(invoice_stream(invoice), version, encoded)]
+            late = [e for e in events if isinstance(e, LatePaymentReceived)]
+            if late:
+                appends.append(await self._credit_late_payment(state, late[0], context))
+            await self.store.append_streams(appends)
+            return "credited" if late else "paid"
+
+        return await retrying(attempt)
+
+    async def _credit_late_payment(
+        self, state: Invoice, late: LatePaymentReceived, context: Context
+    ) -> StreamAppend:
+        username = state.created.username
+        _, version = await self.load_balance(username)
+        credit = BalanceCredited(
+            username, late.amount, state.invoice, "late_payment", GATEWAY_ACCOUNT, late.received_at
+        )
+        return StreamAppend(balance_stream(username), version, [encode(credit, context.metadata())])
+
+    async def expire_by_gateway(self, invoice: str, context: Context) -> bool:
+        """The gateway says the payment can no longer be made: expire a PENDING invoice now."""
+
+        async def attempt() -> bool:
+            state, version = await self.load_invoice(invoice)
+            if state is None:
+                raise errors.InvoiceNotFound()
+            now = self.clock()
+            if state.status != PENDING:
+                return False
+            event = InvoiceExpired(invoice, min(now, state.created.expired_at))
+            await self.store.append(
+                invoice_stream(invoice), [encode(event, context.metadata())], version
+            )
+            return True
+
+        return await retrying(attempt)
+
+    async def expire_if_due(self, invoice: str, context: Context) -> bool:
+        """Record the expiry of an invoice whose time has passed; False if nothing to do."""
+
+        async def attempt() -> bool:
+            state, version = await self.load_invoice(invoice)
+            if state is None:
+                return False
+            events = decide_expiry(state, self.clock())
+            if not events:
+                return False
+            await self.store.append(
+                invoice_stream(invoice), [encode(e, context.metadata()) for e in events], version
+            )
+            return True
+
+        return await retrying(attempt)
+
+    # -- platform actions --------------------------------------------------------------------
+
+    async def cancel(
+        self,
+        actor: Actor,
+        invoice: str,
+        *,
+        invoice_onmarket: str | None,
+        buyer_username: str | None,
+        context: Context,
+    ) -> str:
+        """Cancel a PENDING invoice, or start the refund of a PAID transaction. Returns the
+        answer's message."""
+
+        async def attempt() -> Event:
+            state, version = await self._platform_invoice(actor, invoice)
+            events = decide_cancel(
+                state,
+                invoice_onmarket=invoice_onmarket,
+                buyer_username=buyer_username,
+                by=actor.username,
+                now=self.clock(),
+            )
+            await self.store.append(
+                invoice_stream(invoice), [encode(e, context.metadata()) for e in events], version
+            )
+            return events[0]
+
+        decided = await retrying(attempt)
+        if isinstance(decided, InvoiceCanceled):
+            state, _ = await self.load_invoice(invoice)
+            assert state is not None
+            await self.gateway.expire(state.created.gateway_reference)
+            return "INVOICE CANCELED"
+        return "REFUND IN PROCESS"
+
+    async def complete(
+        self, actor: Actor, invoice: str, *, invoice_onmarket: str | None, context: Context
+    ) -> None:
+        """Complete a PAID transaction: pay out the seller, commission and insurance."""
+
+        async def attempt() -> None:
+            state, version = await self._platform_invoice(actor, invoice)
+            events = decide_completion(
+                state, invoice_onmarket=invoice_onmarket, by=actor.username, now=self.clock()
+            )
+            await self.store.append(
+                invoice_stream(invoice), [encode(e, context.metadata()) for e in events], version
+            )
+
+        await retrying(attempt)
+
+    async def _platform_invoice(self, actor: Actor, invoice: str) -> tuple[Invoice, int]:
+        state, version = await self.load_invoice(invoice)
+        if state is None:
+            raise errors.InvoiceNotFound()
+        if actor.role != "admin" and state.created.service != actor.platform:
+            raise errors.Forbidden("this invoice belongs to another service")
+        return state, version
+
+    # -- refunds (the worker's command) ------------------------------------------------------
+
+    async def complete_refund(self, requested: RecordedEvent, checkpoint: Checkpoint) -> bool:
+        """Credit the buyer for a requested refund, moving ``checkpoint`` in the same commit."""
+        data = requested.data
+        invoice, invoice_onmarket = data["invoice"], data["invoice_onmarket"]
+        context = Context("system:refund-worker", requested.metadata.get("request_id"))
+
+        async def attempt() -> bool:
+            state, version = await self.load_invoice(invoice)
+            assert state is not None
+            events = decide_refund_completion(state, invoice_onmarket, self.clock())
+            if not events:
+                await self.store.save_checkpoint(checkpoint.name, checkpoint.position)
+                return False
+            username = state.created.username
+            _, balance_version = await self.load_balance(username)
+            metadata = context.metadata(causation_id=requested.event_id)
+            credit = BalanceCredited(
+                username,
+                events[0].amount,
+                invoice,
+                "refund",
+                escrow(invoice),
+                self.clock(),
+            )
+            await self.store.append_streams(
+                [
+                    StreamAppend(
+                        invoice_stream(invoice), version, [encode(e, metadata) for e in events]
+                    ),
+                    StreamAppend(
+                        balance_stream(username), balance_version, [encode(credit, metadata)]
+                    ),
+                ],
+                checkpoint=checkpoint,
+            )
+            return True
+
+        return await retrying(attempt)
+
+    # -- balances and users ------------------------------------------------------------------
+
+    async def top_up(self, actor: Actor, username: str, amount: int, context: Context) -> int:
+        """Credit a buyer's balance (support and development); returns the new balance."""
+        if not await self.user_exists(username):
+            raise UserNotFound()
+        event = BalanceToppedUp(username, amount, actor.username, self.clock())
+        # A credit cannot overdraw anything, so it needs no expected version.
+        await self.store.append(balance_stream(username), [encode(event, context.metadata())], ANY)
+        balance, _ = await self.load_balance(username)
+        return balance.amount if balance else 0
+
+    async def user_exists(self, username: str) -> bool:
+        return await self.store.stream_version(user_stream(username)) > 0
+
+    async def register_user(
+        self,
+        username: str,
+        role: str,
+        platform: str | None,
+        password_hash: str,
+        context: Context,
+        event_id: str | None = None,
+    ) -> None:
+        """Create an account; a username is taken once, for good."""
+        event = UserRegistered(username, role, platform, password_hash, self.clock())
+        try:
+            await self.store.append(
+                user_stream(username), [encode(event, context.metadata(), event_id)], NO_STREAM
+            )
+        except ConcurrencyError:
+            raise UserExists() from None

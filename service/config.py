@@ -1,0 +1,145 @@
+"""Settings: read from a YAML file, each overridable by an ``INVOICE_<NAME>`` environment variable.
+
+Development mode (the default ``config.yaml``) runs with the sandbox gateway, the spec's dev
+accounts and well-known secrets, so it starts with zero setup. Any other mode refuses to start
+until the secrets are set: a production service never runs on a secret that is in a README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import Schema, ValidationError, validate
+from marshmallow import fields as f
+
+ENV_PREFIX = "INVOICE_"
+DEVELOPMENT = "development"
+DEV_TOKEN_SECRET = "dev-token-secret-not-for-production"
+DEV_CALLBACK_TOKEN = "dev-callback-token"
+
+
+class ConfigError(Exception):
+    """The settings are invalid or incomplete; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    mode: str = DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database: str = "data/invoices.db"
+    synchronous: str = "FULL"
+    public_base_url: str = "http://127.0.0.1:8080"
+    token_secret: str = ""
+    token_ttl_seconds: int = 24 * 3600
+    callback_token: str = ""
+    gateway: str = "sandbox"
+    invoice_ttl_seconds: int = 2 * 3600
+    idempotency_ttl_seconds: int = 24 * 3600
+    refund_delay_seconds: float = 0.0
+    expiry_interval_seconds: float = 0.5
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    merchant_name: str = "OnIndonesia Sandbox"
+    merchant_city: str = "Jakarta"
+    merchant_account_id: str = "936000000000000001"
+
+    @property
+    def development(self) -> bool:
+        return self.mode == DEVELOPMENT
+
+
+class _ConfigSchema(Schema):
+    mode = f.String(validate=validate.OneOf([DEVELOPMENT, "production"]))
+    host = f.String(validate=validate.Length(min=1))
+    port = f.Integer(validate=validate.Range(min=0, max=65535))
+    database = f.String(validate=validate.Length(min=1))
+    synchronous = f.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
+    public_base_url = f.Url(require_tld=False, schemes={"http", "https"})
+    token_secret = f.String()
+    token_ttl_seconds = f.Integer(validate=validate.Range(min=60))
+    callback_token = f.String()
+    gateway = f.String(validate=validate.OneOf(["sandbox"]))
+    invoice_ttl_seconds = f.Integer(validate=validate.Range(min=1))
+    idempotency_ttl_seconds = f.Integer(validate=validate.Range(min=60))
+    refund_delay_seconds = f.Float(validate=validate.Range(min=0))
+    expiry_interval_seconds = f.Float(validate=validate.Range(min=0.01, max=60))
+    max_body_bytes = f.Integer(validate=validate.Range(min=1024))
+    log_level = f.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
+    log_format = f.String(validate=validate.OneOf(["auto", "json", "console"]))
+    merchant_name = f.String(validate=validate.Length(min=1, max=25))
+    merchant_city = f.String(validate=validate.Length(min=1, max=15))
+    merchant_account_id = f.String(validate=validate.Regexp(r"^[0-9]{1,19}$"))
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Defaults, then the YAML file, then ``INVOICE_*`` variables, then ``overrides``."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_yaml(Path(path)))
+    environ = os.environ if environ is None else environ
+    names = {field.name for field in fields(Config)}
+    values.update(
+        {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in environ.items()
+            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names
+        }
+    )
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        loaded = _ConfigSchema().load({key: _plain(value) for key, value in values.items()})
+    except ValidationError as error:
+        raise ConfigError(f"invalid setting(s): {error.messages}") from error
+    return _with_secrets(Config(**loaded))
+
+
+def _with_secrets(config: Config) -> Config:
+    """Development gets well-known secrets; any other mode must be given its own."""
+    if config.development:
+        return replace(
+            config,
+            token_secret=config.token_secret or DEV_TOKEN_SECRET,
+            callback_token=config.callback_token or DEV_CALLBACK_TOKEN,
+        )
+    for name in ("token_secret", "callback_token"):
+        value = getattr(config, name)
+        if len(value) < 16 or value in (DEV_TOKEN_SECRET, DEV_CALLBACK_TOKEN):
+            raise ConfigError(
+                f"{name} must be set to a secret of at least 16 characters outside development"
+                f" mode (environment variable {ENV_PREFIX}{name.upper()})"
+            )
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings")
+    return content
+
+
+def _plain(value: Any) -> Any:
+    # YAML gives numbers; the environment gives text. marshmallow accepts both for numbers,
+    # but a number where text is expected must be turned into text first.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value

@@ -1,0 +1,40 @@
+"""A buyer's balance: the write model that makes an overdraft impossible.
+
+Every change to a buyer's money is an event on the buyer's own stream, appended with the
+stream's expected version, so two BALANCE checkouts racing for the same money cannot both see
+enough of it: one of them finds the stream moved on and decides again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.domain import errors
+from service.domain.events import BalanceCredited, BalanceDebited, BalanceToppedUp, Event
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    username: str
+    amount: int
+
+
+def evolve_balance(state: Balance | None, event: Event) -> Balance:
+    if isinstance(event, BalanceToppedUp | BalanceCredited):
+        current = state or Balance(event.username, 0)
+        return Balance(current.username, current.amount + event.amount)
+    if isinstance(event, BalanceDebited):
+        current = state or Balance(event.username, 0)
+        return Balance(current.username, current.amount - event.amount)
+    raise ValueError(f"{type(event).__name__} is not a balance event")
+
+
+def decide_debit(
+    state: Balance | None, username: str, amount: int, invoice: str, now: datetime
+) -> BalanceDebited:
+    """Pay ``amount`` towards ``invoice`` if the balance covers it."""
+    available = state.amount if state else 0
+    if amount > available:
+        raise errors.InsufficientBalance()
+    return BalanceDebited(username, amount, invoice, now)

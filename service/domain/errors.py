@@ -1,0 +1,79 @@
+"""Domain errors: a refused decision, with the message the API documents and a stable code.
+
+Messages are the exact strings of the seeds where the seeds give one; ``code`` is the stable
+machine-readable name clients should match on instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """A command the domain refuses. ``status`` is the HTTP status it answers with."""
+
+    message = "Bad request"
+    code = "BAD_REQUEST"
+    status = 400
+
+    def __init__(self, detail: str | None = None, errors: dict[str, Any] | None = None) -> None:
+        super().__init__(detail or self.message)
+        self.detail = detail
+        self.errors = errors
+
+
+class InvoiceNotFound(DomainError):
+    message, code = "Invoice not found", "INVOICE_NOT_FOUND"
+
+
+class TransactionNotFound(DomainError):
+    message, code = "Transaction not found", "TRANSACTION_NOT_FOUND"
+
+
+class ExpiredInvoice(DomainError):
+    message, code = "EXPIRED INVOICE", "INVOICE_EXPIRED"
+
+
+class AlreadyCanceled(DomainError):
+    message, code = "TRANSACTION IS ALREADY CANCELED", "TRANSACTION_ALREADY_CANCELED"
+
+
+class AlreadyRefunded(DomainError):
+    # A refunded transaction was canceled after payment; the seeds have no message of its own.
+    message, code = "TRANSACTION IS ALREADY CANCELED", "TRANSACTION_ALREADY_REFUNDED"
+
+
+class RefundInProcess(DomainError):
+    message, code = "REFUND ALREADY IN PROCESS", "REFUND_ALREADY_IN_PROCESS"
+
+
+class AlreadyCompleted(DomainError):
+    message, code = "TRANSACTION IS ALREADY COMPLETED", "TRANSACTION_ALREADY_COMPLETED"
+
+
+class NotPaid(DomainError):
+    message, code = "TRANSACTION IS NOT PAID", "TRANSACTION_NOT_PAID"
+
+
+class InsufficientBalance(DomainError):
+    message, code = "Insufficient balance", "INSUFFICIENT_BALANCE"
+
+
+class InvoiceOnmarketInUse(DomainError):
+    message, code = "Invalid JSON Format", "INVOICE_ONMARKET_IN_USE"
+
+
+class BuyerMismatch(DomainError):
+    message, code = "Invalid JSON Format", "BUYER_MISMATCH"
+
+
+class TransactionRequired(DomainError):
+    message, code = "Invalid JSON Format", "VALIDATION"
+
+
+class PaidAmountMismatch(DomainError):
+    message, code = "Paid amount does not match the invoice", "PAID_AMOUNT_MISMATCH"
+
+
+class Forbidden(DomainError):
+    message, code, status = "Forbidden", "FORBIDDEN", 403

@@ -1,0 +1,235 @@
+"""The invoice domain's events: what happened, in the past tense, as frozen dataclasses.
+
+Each event belongs to one kind of stream: an invoice (``invoice-<id>``), a buyer's balance
+(``balance-<username>``), a reservation of a marketplace invoice number
+(``onmarket-<invoice_onmarket>``), an idempotency key, or a user account. ``EVENT_TYPES`` maps
+the type name stored in the log to its class; ``encode`` and ``decode`` go between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventstore import NewEvent, RecordedEvent
+from service.domain.codec import from_data, to_data
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionLine:
+    """One store's part of an invoice, as the buyer checked it out."""
+
+    invoice_onmarket: str
+    seller_username: str
+    amount: int
+    freight_charge: int
+    insurance_amount: int
+    commission_onmarket: int
+    waybill_number: str | None
+
+    @property
+    def total(self) -> int:
+        """What the buyer pays for this store: amount, freight and insurance."""
+        return self.amount + self.freight_charge + self.insurance_amount
+
+
+# -- invoice streams --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceCreated:
+    invoice: str
+    username: str
+    service: str
+    source: str
+    total_amount: int
+    transactions: tuple[TransactionLine, ...]
+    gateway_reference: str  # the xendit_invoice of the API
+    payment_url: str | None
+    qr_string: str | None
+    created_at: datetime
+    expired_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicePaid:
+    invoice: str
+    amount: int
+    source: str
+    payment_id: str
+    method: str
+    channel: str
+    paid_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceExpired:
+    invoice: str
+    expired_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceCanceled:
+    invoice: str
+    canceled_by: str
+    canceled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequested:
+    invoice: str
+    invoice_onmarket: str
+    amount: int
+    requested_by: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCompleted:
+    invoice: str
+    invoice_onmarket: str
+    amount: int
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionCompleted:
+    invoice: str
+    invoice_onmarket: str
+    service: str
+    seller_username: str
+    seller_amount: int
+    commission: int
+    insurance: int
+    completed_by: str
+    completed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LatePaymentReceived:
+    """Money the invoice could no longer take (it had expired, was canceled, or was already
+    paid): recorded, and credited to the buyer's balance, never silently lost."""
+
+    invoice: str
+    invoice_status: str
+    amount: int
+    payment_id: str
+    method: str
+    channel: str
+    paid_at: datetime
+    received_at: datetime
+
+
+# -- balance streams ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceToppedUp:
+    username: str
+    amount: int
+    topped_up_by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceDebited:
+    """The buyer paid an invoice from the balance: the money went to the invoice's escrow."""
+
+    username: str
+    amount: int
+    invoice: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceCredited:
+    """Money came back to the buyer: a refund from escrow, or a late payment from the gateway."""
+
+    username: str
+    amount: int
+    invoice: str
+    reason: str  # "refund" | "late_payment"
+    from_account: str
+    at: datetime
+
+
+# -- other streams -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OnmarketInvoiceReserved:
+    """A marketplace invoice number was taken by an invoice; it is free again once that
+    invoice is no longer PENDING or PAID."""
+
+    invoice_onmarket: str
+    invoice: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRequestRecorded:
+    username: str
+    key: str
+    request_hash: str
+    status: int
+    response: dict[str, Any]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRegistered:
+    username: str
+    role: str
+    platform: str | None
+    password_hash: str
+    registered_at: datetime
+
+
+Event = (
+    InvoiceCreated
+    | InvoicePaid
+    | InvoiceExpired
+    | InvoiceCanceled
+    | RefundRequested
+    | RefundCompleted
+    | TransactionCompleted
+    | LatePaymentReceived
+    | BalanceToppedUp
+    | BalanceDebited
+    | BalanceCredited
+    | OnmarketInvoiceReserved
+    | IdempotentRequestRecorded
+    | UserRegistered
+)
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        InvoiceCreated,
+        InvoicePaid,
+        InvoiceExpired,
+        InvoiceCanceled,
+        RefundRequested,
+        RefundCompleted,
+        TransactionCompleted,
+        LatePaymentReceived,
+        BalanceToppedUp,
+        BalanceDebited,
+        BalanceCredited,
+        OnmarketInvoiceReserved,
+        IdempotentRequestRecorded,
+        UserRegistered,
+    )
+}
+
+
+def encode(event: Event, metadata: dict[str, Any], event_id: str | None = None) -> NewEvent:
+    """The store's ``NewEvent`` for a domain event; a given ``event_id`` makes it idempotent."""
+    if event_id is None:
+        return NewEvent(type(event).__name__, to_data(event), metadata)
+    return NewEvent(type(event).__name__, to_data(event), metadata, event_id)
+
+
+def decode(recorded: RecordedEvent) -> Event:
+    """The domain event of a recorded one."""
+    return from_data(EVENT_TYPES[recorded.type], recorded.data)  # type: ignore[no-any-return]

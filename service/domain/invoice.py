@@ -1,0 +1,275 @@
+"""The invoice aggregate: its state, how events change it, and what each command decides.
+
+Pure: no I/O and no clock; the time comes in with each command. ``evolve`` folds one event into
+the state; the ``decide_*`` functions return the events a command produces or raise a
+``DomainError``. The same ``evolve`` builds the invoice view, so the API and the decisions can
+never disagree about what the log says.
+
+Time is the truth for expiry: an invoice still PENDING at or after ``expired_at`` is expired
+whether or not its ``InvoiceExpired`` has been written yet, so a payment arriving then is late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from service.domain import errors
+from service.domain.events import (
+    Event,
+    InvoiceCanceled,
+    InvoiceCreated,
+    InvoiceExpired,
+    InvoicePaid,
+    LatePaymentReceived,
+    RefundCompleted,
+    RefundRequested,
+    TransactionCompleted,
+    TransactionLine,
+)
+
+PENDING, PAID, EXPIRED, CANCELED = "PENDING", "PAID", "EXPIRED", "CANCELED"
+REFUND_IN_PROCESS, REFUNDED, COMPLETED = "REFUND_IN_PROCESS", "REFUNDED", "COMPLETED"
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    line: TransactionLine
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    created: InvoiceCreated
+    status: str
+    transactions: tuple[Transaction, ...]
+    payment_ids: tuple[str, ...]  # every gateway payment seen, to ignore a repeated callback
+    updated_at: datetime
+
+    @property
+    def invoice(self) -> str:
+        return self.created.invoice
+
+    def status_at(self, now: datetime) -> str:
+        """The status as the API shows it: never PENDING once ``expired_at`` has passed."""
+        if self.status == PENDING and now >= self.created.expired_at:
+            return EXPIRED
+        return self.status
+
+    def transaction_status_at(self, transaction: Transaction, now: datetime) -> str:
+        if transaction.status == PENDING and now >= self.created.expired_at:
+            return EXPIRED
+        return transaction.status
+
+    def transaction(self, invoice_onmarket: str | None) -> Transaction:
+        """The transaction named, or the only one when none is named."""
+        if invoice_onmarket is None:
+            if len(self.transactions) == 1:
+                return self.transactions[0]
+            raise errors.TransactionRequired(
+                errors={"invoice_onmarket": ["Required when the invoice has several transactions."]}
+            )
+        for transaction in self.transactions:
+            if transaction.line.invoice_onmarket == invoice_onmarket:
+                return transaction
+        raise errors.TransactionNotFound()
+
+    def holds_reservation(self, now: datetime) -> bool:
+        """Whether its marketplace invoice numbers are still taken (PENDING or PAID)."""
+        return self.status_at(now) in (PENDING, PAID)
+
+
+# -- evolve -----------------------------------------------------------------------------------
+
+
+def evolve(state: Invoice | None, event: Event) -> Invoice:
+    """The invoice after ``event``."""
+    if isinstance(event, InvoiceCreated):
+        transactions = tuple(Transaction(line, PENDING) for line in event.transactions)
+        return Invoice(event, PENDING, transactions, (), event.created_at)
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before InvoiceCreated")
+    if isinstance(event, InvoicePaid):
+        paid = replace(state, status=PAID, payment_ids=(*state.payment_ids, event.payment_id))
+        return _set_all(paid, PAID, event.paid_at)
+    if isinstance(event, InvoiceExpired):
+        return _set_all(replace(state, status=EXPIRED), EXPIRED, event.expired_at)
+    if isinstance(event, InvoiceCanceled):
+        return _set_all(replace(state, status=CANCELED), CANCELED, event.canceled_at)
+    if isinstance(event, LatePaymentReceived):
+        ids = (*state.payment_ids, event.payment_id)
+        return replace(state, payment_ids=ids, updated_at=event.received_at)
+    if isinstance(event, RefundRequested):
+        return _set_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
+    if isinstance(event, RefundCompleted):
+        return _settle(_set_one(state, event.invoice_onmarket, REFUNDED, event.completed_at))
+    if isinstance(event, TransactionCompleted):
+        return _settle(_set_one(state, event.invoice_onmarket, COMPLETED, event.completed_at))
+    return state
+
+
+def _set_all(state: Invoice, status: str, at: datetime) -> Invoice:
+    transactions = tuple(replace(t, status=status) for t in state.transactions)
+    return replace(state, transactions=transactions, updated_at=at)
+
+
+def _set_one(state: Invoice, invoice_onmarket: str, status: str, at: datetime) -> Invoice:
+    transactions = tuple(
+        replace(t, status=status) if t.line.invoice_onmarket == invoice_onmarket else t
+        for t in state.transactions
+    )
+    return replace(state, transactions=transactions, updated_at=at)
+
+
+def _settle(state: Invoice) -> Invoice:
+    """A PAID invoice is done once every transaction is completed or refunded."""
+    statuses = {t.status for t in state.transactions}
+    if not statuses <= {COMPLETED, REFUNDED}:
+        return state
+    return replace(state, status=COMPLETED if COMPLETED in statuses else REFUNDED)
+
+
+# -- decide -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """What the gateway (or the buyer's balance) reports as paid."""
+
+    payment_id: str
+    amount: int
+    method: str
+    channel: str
+    paid_at: datetime
+
+
+def decide_payment(state: Invoice, payment: Payment, now: datetime) -> list[Event]:
+    """Pay a PENDING invoice; keep a late payment as the buyer's money; ignore a duplicate."""
+    if payment.payment_id in state.payment_ids:
+        return []
+    if payment.amount != state.created.total_amount:
+        raise errors.PaidAmountMismatch(
+            f"paid {payment.amount}, invoice {state.invoice} is {state.created.total_amount}"
+        )
+    if state.status_at(now) == PENDING:
+        return [
+            InvoicePaid(
+                state.invoice,
+                payment.amount,
+                state.created.source,
+                payment.payment_id,
+                payment.method,
+                payment.channel,
+                payment.paid_at,
+            )
+        ]
+    late: list[Event] = decide_expiry(state, now)
+    late.append(
+        LatePaymentReceived(
+            state.invoice,
+            state.status_at(now),
+            payment.amount,
+            payment.payment_id,
+            payment.method,
+            payment.channel,
+            payment.paid_at,
+            now,
+        )
+    )
+    return late
+
+
+def decide_expiry(state: Invoice, now: datetime) -> list[Event]:
+    """Record the expiry of a PENDING invoice whose time has passed; nothing otherwise."""
+    if state.status == PENDING and now >= state.created.expired_at:
+        return [InvoiceExpired(state.invoice, state.created.expired_at)]
+    return []
+
+
+def decide_cancel(
+    state: Invoice,
+    *,
+    invoice_onmarket: str | None,
+    buyer_username: str | None,
+    by: str,
+    now: datetime,
+) -> list[Event]:
+    """Cancel a PENDING invoice whole, or ask for one PAID transaction's refund."""
+    status = state.status_at(now)
+    if status == PENDING:
+        return [InvoiceCanceled(state.invoice, by, now)]
+    if status == EXPIRED:
+        raise errors.ExpiredInvoice()
+    if status == CANCELED:
+        raise errors.AlreadyCanceled()
+    missing = {
+        name: ["Required to refund a paid invoice."]
+        for name, value in (
+            ("invoice_onmarket", invoice_onmarket),
+            ("buyer_username", buyer_username),
+        )
+        if not value
+    }
+    if missing:
+        raise errors.TransactionRequired(errors=missing)
+    if buyer_username != state.created.username:
+        raise errors.BuyerMismatch(errors={"buyer_username": ["Not the buyer of this invoice."]})
+    transaction = state.transaction(invoice_onmarket)
+    _refuse_unless_paid(transaction.status)
+    return [
+        RefundRequested(
+            state.invoice, transaction.line.invoice_onmarket, transaction.line.total, by, now
+        )
+    ]
+
+
+def decide_completion(
+    state: Invoice, *, invoice_onmarket: str | None, by: str, now: datetime
+) -> list[Event]:
+    """Complete one PAID transaction: the seller, commission and insurance are paid out."""
+    status = state.status_at(now)
+    if status == EXPIRED:
+        raise errors.ExpiredInvoice()
+    if status == CANCELED:
+        raise errors.AlreadyCanceled()
+    transaction = state.transaction(invoice_onmarket)
+    if transaction.status == PENDING:
+        raise errors.NotPaid()
+    _refuse_unless_paid(transaction.status)
+    line = transaction.line
+    return [
+        TransactionCompleted(
+            state.invoice,
+            line.invoice_onmarket,
+            state.created.service,
+            line.seller_username,
+            line.amount + line.freight_charge - line.commission_onmarket,
+            line.commission_onmarket,
+            line.insurance_amount,
+            by,
+            now,
+        )
+    ]
+
+
+def decide_refund_completion(
+    state: Invoice, invoice_onmarket: str, now: datetime
+) -> list[RefundCompleted]:
+    """Finish a requested refund; nothing if it is already finished (a worker's retry)."""
+    transaction = state.transaction(invoice_onmarket)
+    if transaction.status != REFUND_IN_PROCESS:
+        return []
+    return [RefundCompleted(state.invoice, invoice_onmarket, transaction.line.total, now)]
+
+
+def _refuse_unless_paid(status: str) -> None:
+    refusals: dict[str, type[errors.DomainError]] = {
+        REFUND_IN_PROCESS: errors.RefundInProcess,
+        REFUNDED: errors.AlreadyRefunded,
+        COMPLETED: errors.AlreadyCompleted,
+        CANCELED: errors.AlreadyCanceled,
+        EXPIRED: errors.ExpiredInvoice,
+        PENDING: errors.NotPaid,
+    }
+    if status in refusals:
+        raise refusals[status]()

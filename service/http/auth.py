@@ -1,0 +1,126 @@
+"""Who is asking: logins, Bearer tokens for buyers, Basic credentials for platform accounts.
+
+Every failure answers ``401 {"message": "Auth Error"}`` whatever went wrong, so a caller learns
+nothing about which usernames exist; the reason is logged (never the secret). Password checks
+(scrypt, about 50 ms of CPU) run off the event loop, an unknown user costs the same time as a
+wrong password, and a successful Basic login is remembered for a few minutes under a keyed hash
+of the credentials, so platform calls do not each pay for scrypt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from aiohttp import web
+
+from eventstore import EventStore
+from service.application import Actor
+from service.http.keys import USERNAME
+from service.http.middleware import ApiError
+from service.security import (
+    CredentialsError,
+    TokenClaims,
+    TokenError,
+    hash_password,
+    issue_token,
+    parse_basic,
+    parse_bearer,
+    read_token,
+    verify_password,
+)
+
+log = structlog.get_logger("service.auth")
+
+BASIC_CACHE_SECONDS = 300.0
+BASIC_CACHE_SIZE = 4096
+
+
+def auth_error() -> ApiError:
+    return ApiError(401, "Auth Error", "AUTH_ERROR")
+
+
+def forbidden(detail: str) -> ApiError:
+    return ApiError(403, "Forbidden", "FORBIDDEN", {"_schema": [detail]})
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        secret: str,
+        token_ttl: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._secret = secret.encode()
+        self._token_ttl = token_ttl
+        self._clock = clock
+        self._verified: OrderedDict[bytes, tuple[Actor, float]] = OrderedDict()
+        # Spent on unknown users, so that their answer takes as long as a wrong password's.
+        self._decoy_hash = hash_password("decoy password")
+
+    async def login(self, username: str, password: str) -> tuple[str, datetime]:
+        """A signed token for valid credentials; ``Auth Error`` otherwise."""
+        actor = await self._check_password(username, password)
+        expires_at = self._clock() + self._token_ttl
+        claims = TokenClaims(actor.username, actor.role, actor.platform, expires_at)
+        return issue_token(claims, self._secret), expires_at
+
+    def bearer(self, request: web.Request) -> Actor:
+        """The actor of a ``Bearer`` token."""
+        try:
+            token = parse_bearer(request.headers.get("Authorization"))
+            claims = read_token(token, self._secret, self._clock())
+        except (CredentialsError, TokenError) as error:
+            log.warning("bearer refused", reason=str(error))
+            raise auth_error() from None
+        request[USERNAME] = claims.username
+        return Actor(claims.username, claims.role, claims.platform)
+
+    async def basic(self, request: web.Request) -> Actor:
+        """The actor of ``Basic`` credentials."""
+        try:
+            username, password = parse_basic(request.headers.get("Authorization"))
+        except CredentialsError as error:
+            log.warning("basic credentials refused", reason=str(error))
+            raise auth_error() from None
+        key = hmac.new(self._secret, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        cached = self._verified.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            actor = cached[0]
+        else:
+            actor = await self._check_password(username, password)
+            self._remember(key, actor)
+        request[USERNAME] = actor.username
+        return actor
+
+    async def _check_password(self, username: str, password: str) -> Actor:
+        rows = await self._store.query(
+            "SELECT role, platform, password_hash FROM users WHERE username = ?", (username,)
+        )
+        stored = rows[0][2] if rows else self._decoy_hash
+        valid = await asyncio.to_thread(verify_password, password, stored)
+        if not rows or not valid:
+            log.warning("login refused", username=username, reason="unknown user or wrong password")
+            raise auth_error()
+        role, platform, _ = rows[0]
+        return Actor(username, role, platform)
+
+    def _remember(self, key: bytes, actor: Actor) -> None:
+        self._verified[key] = (actor, time.monotonic() + BASIC_CACHE_SECONDS)
+        self._verified.move_to_end(key)
+        while len(self._verified) > BASIC_CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+
+def require_role(actor: Actor, *roles: str) -> None:
+    if actor.role not in roles:
+        raise forbidden(f"This endpoint is for {' or '.join(roles)} accounts.")

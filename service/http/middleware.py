@@ -1,0 +1,115 @@
+"""Middleware: request ids and the canonical log line, and the one place errors become answers.
+
+Every answer carries ``X-Request-ID`` (the client's, if it sent a sensible one). Every error is a
+JSON body with the documented ``message`` and a stable ``code``; validation errors add an
+``errors`` object naming each bad field. An unexpected exception is logged with its traceback and
+answers ``500 {"message": "INTERNAL SERVER ERROR", "code": "INTERNAL"}``: no trace reaches a
+client.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from marshmallow import ValidationError
+
+from service.domain.errors import DomainError
+from service.http.keys import REQUEST_ID, USERNAME
+
+log = structlog.get_logger("service.http")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal raised by handlers (auth, body parsing)."""
+
+    def __init__(
+        self, status: int, message: str, code: str, errors: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.errors = status, message, code, errors
+
+
+def error_body(message: str, code: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message, "code": code}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+_HTTP_CODES = {
+    404: ("Not found", "NOT_FOUND"),
+    405: ("Method not allowed", "METHOD_NOT_ALLOWED"),
+    413: ("Request body is too large", "PAYLOAD_TOO_LARGE"),
+}
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind the request id, time the request, and log one line for it."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user=request.get(USERNAME),
+        )
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the documented JSON answer."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return web.json_response(
+            error_body(error.message, error.code, error.errors), status=error.status
+        )
+    except DomainError as error:
+        return web.json_response(
+            error_body(error.message, error.code, error.errors), status=error.status
+        )
+    except ValidationError as error:
+        return web.json_response(
+            error_body("Invalid JSON Format", "VALIDATION", _as_dict(error.messages)), status=400
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message, code = _HTTP_CODES.get(
+            exc.status, (exc.reason, exc.reason.upper().replace(" ", "_"))
+        )
+        return web.json_response(error_body(message, code), status=exc.status)
+    except Exception:
+        log.exception("unhandled error")
+        return web.json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)
+
+
+def _as_dict(messages: Any) -> dict[str, Any]:
+    return messages if isinstance(messages, dict) else {"_schema": messages}

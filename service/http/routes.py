@@ -1,0 +1,295 @@
+"""The API's handlers: parse, authenticate, call the application, answer. Nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from marshmallow import Schema
+
+from service.application import Actor, CheckoutRequest, Context
+from service.domain.errors import DomainError, InvoiceNotFound
+from service.domain.invoice import Payment
+from service.http import schemas
+from service.http.auth import forbidden, require_role
+from service.http.body import json_object
+from service.http.keys import AUTH, CLOCK, CONFIG, REQUEST_ID, SERVICE, STORE
+from service.http.middleware import ApiError
+from service.presenters import api_time, invoice_detail
+from service.projections.invoices import decode_state
+
+log = structlog.get_logger("service.http")
+routes = web.RouteTableDef()
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def context(request: web.Request, actor: str) -> Context:
+    return Context(actor, request.get(REQUEST_ID))
+
+
+def answer(body: dict[str, Any], schema: type[Schema], status: int = 200) -> web.Response:
+    """A JSON answer, checked against its documented schema."""
+    schema().dump(body)  # raises if the answer drifted from its schema
+    return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+@routes.post("/auth")
+async def login(request: web.Request) -> web.Response:
+    credentials = schemas.AuthSchema().load(await json_object(request))
+    token, expires_at = await request.app[AUTH].login(
+        credentials["username"], credentials["password"]
+    )
+    return answer({"token": token, "expired_at": api_time(expires_at)}, schemas.TokenAnswer)
+
+
+# -- buyers ---------------------------------------------------------------------------------------
+
+
+@routes.post("/payment-checkout")
+async def checkout(request: web.Request) -> web.Response:
+    actor = request.app[AUTH].bearer(request)
+    require_role(actor, "buyer")
+    body = await json_object(request)
+    idempotency = _idempotency(request, body)
+    loaded = schemas.CheckoutSchema().load(body)
+    checkout_request = CheckoutRequest(
+        loaded["total_amount"], loaded["service"], loaded["source"], tuple(loaded["transaction"])
+    )
+    status, result = await request.app[SERVICE].checkout(
+        actor, checkout_request, context(request, actor.username), idempotency
+    )
+    return answer(result, schemas.CheckoutAnswer, status)
+
+
+def _idempotency(request: web.Request, body: dict[str, Any]) -> tuple[str, str] | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400,
+            "Invalid JSON Format",
+            "VALIDATION",
+            {IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]},
+        )
+    request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return key, request_hash
+
+
+@routes.get("/invoice/detail")
+async def detail(request: web.Request) -> web.Response:
+    actor = request.app[AUTH].bearer(request)
+    query = schemas.DetailQuerySchema().load(dict(request.query))
+    seq, state = await _visible_invoice(request, actor, query)
+    now = request.app[CLOCK]()
+    return answer(invoice_detail(seq, state, now), schemas.DetailAnswer)
+
+
+async def _visible_invoice(
+    request: web.Request, actor: Actor, query: dict[str, str]
+) -> tuple[int, Any]:
+    """The invoice asked for, if the actor may see it; another's answers like a missing one."""
+    where, params = _visibility(actor)
+    if "invoice" in query:
+        sql = f"SELECT seq, state FROM invoice_view v WHERE invoice = ? {where}"
+        rows = await request.app[STORE].query(sql, (query["invoice"], *params))
+    else:
+        sql = (
+            "SELECT v.seq, v.state FROM invoice_waybills w JOIN invoice_view v ON v.seq = w.seq"
+            f" WHERE w.waybill_number = ? {where} ORDER BY v.seq DESC LIMIT 1"
+        )
+        rows = await request.app[STORE].query(sql, (query["waybill_number"], *params))
+    if not rows:
+        raise InvoiceNotFound()
+    return rows[0][0], decode_state(rows[0][1])
+
+
+def _visibility(actor: Actor) -> tuple[str, tuple[str, ...]]:
+    if actor.role == "admin":
+        return "", ()
+    if actor.role == "platform":
+        return "AND v.service = ?", (actor.platform or "",)
+    return "AND v.username = ?", (actor.username,)
+
+
+@routes.get("/balance")
+async def balance(request: web.Request) -> web.Response:
+    actor = request.app[AUTH].bearer(request)
+    limit = schemas.BalanceQuerySchema().load(dict(request.query))["limit"]
+    store = request.app[STORE]
+    accounts = (f"buyer:{actor.username}", f"seller:{actor.username}")
+    balances = dict(
+        await store.query(
+            "SELECT account, balance FROM account_balances WHERE account IN (?, ?)", accounts
+        )
+    )
+    rows = await store.query(
+        "SELECT position, account, amount, event_type, invoice, recorded_at FROM ledger_entries"
+        " WHERE account IN (?, ?) ORDER BY position DESC, line DESC LIMIT ?",
+        (*accounts, limit),
+    )
+    entries = [
+        {
+            "position": position,
+            "account": account,
+            "amount": amount,
+            "type": event_type,
+            "invoice": invoice,
+            "recorded_at": recorded_at[:23] + "Z",
+        }
+        for position, account, amount, event_type, invoice, recorded_at in rows
+    ]
+    return answer(
+        {
+            "username": actor.username,
+            "balance": balances.get(accounts[0], 0),
+            "seller_balance": balances.get(accounts[1], 0),
+            "entries": entries,
+        },
+        schemas.BalanceAnswer,
+    )
+
+
+# -- platforms ------------------------------------------------------------------------------------
+
+
+async def _platform_actor(request: web.Request) -> Actor:
+    actor = await request.app[AUTH].basic(request)
+    require_role(actor, "platform")
+    return actor
+
+
+def _same_platform(actor: Actor, body: dict[str, Any]) -> None:
+    if body["platform"] != actor.platform:
+        raise forbidden(f"This account acts for {actor.platform} only.")
+
+
+@routes.post("/invoice/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    actor = await _platform_actor(request)
+    body = schemas.CancelSchema().load(await json_object(request))
+    _same_platform(actor, body)
+    message = await request.app[SERVICE].cancel(
+        actor,
+        body["invoice_id"],
+        invoice_onmarket=body["invoice_onmarket"],
+        buyer_username=body["buyer_username"],
+        context=context(request, actor.username),
+    )
+    return answer({"message": message}, schemas.MessageAnswer)
+
+
+@routes.post("/invoice/done")
+async def done(request: web.Request) -> web.Response:
+    actor = await _platform_actor(request)
+    body = schemas.PlatformActionSchema().load(await json_object(request))
+    _same_platform(actor, body)
+    await request.app[SERVICE].complete(
+        actor,
+        body["invoice_id"],
+        invoice_onmarket=body["invoice_onmarket"],
+        context=context(request, actor.username),
+    )
+    return answer({"message": "TRANSACTION IS COMPLETED"}, schemas.MessageAnswer)
+
+
+# -- admins ---------------------------------------------------------------------------------------
+
+
+@routes.post("/balance/topup")
+async def top_up(request: web.Request) -> web.Response:
+    actor = await request.app[AUTH].basic(request)
+    require_role(actor, "admin")
+    body = schemas.TopUpSchema().load(await json_object(request))
+    balance = await request.app[SERVICE].top_up(
+        actor, body["username"], body["amount"], context(request, actor.username)
+    )
+    return answer(
+        {"message": "BALANCE TOPPED UP", "username": body["username"], "balance": balance},
+        schemas.TopUpAnswer,
+    )
+
+
+# -- the gateway's callbacks ---------------------------------------------------------------
+
+
+def _check_callback_token(request: web.Request) -> None:
+    expected = request.app[CONFIG].callback_token.encode()
+    given = request.headers.get("x-callback-token", "").encode()
+    if not hmac.compare_digest(given, expected):
+        log.warning("callback refused", reason="wrong or missing x-callback-token")
+        raise ApiError(401, "Auth Error", "AUTH_ERROR")
+
+
+@routes.post("/callback/xendit/invoice")
+async def invoice_callback(request: web.Request) -> web.Response:
+    _check_callback_token(request)
+    body = schemas.InvoiceCallbackSchema().load(await json_object(request))
+    service, ctx = request.app[SERVICE], context(request, "gateway")
+    if body["status"] == "EXPIRED":
+        expired = await service.expire_by_gateway(body["external_id"], ctx)
+        return answer({"message": "EXPIRED" if expired else "IGNORED"}, schemas.MessageAnswer)
+    if body["status"] not in ("PAID", "SETTLED"):
+        return answer({"message": "IGNORED"}, schemas.MessageAnswer)
+    amount = body["paid_amount"] if body["paid_amount"] is not None else body["amount"]
+    payment = Payment(
+        body["id"],
+        amount if amount is not None else -1,
+        body["payment_method"] or "UNKNOWN",
+        body["payment_channel"] or "UNKNOWN",
+        body["paid_at"] or request.app[CLOCK](),
+    )
+    return await _record_payment(request, body["external_id"], payment)
+
+
+@routes.post("/callback/xendit/qr")
+async def qr_callback(request: web.Request) -> web.Response:
+    _check_callback_token(request)
+    data = schemas.QrCallbackSchema().load(await json_object(request))["data"]
+    if data["status"] != "SUCCEEDED":
+        return answer({"message": "IGNORED"}, schemas.MessageAnswer)
+    payment = Payment(
+        data["id"],
+        data["amount"],
+        "QRIS",
+        data["channel_code"] or "QRIS",
+        data["created"] or request.app[CLOCK](),
+    )
+    return await _record_payment(request, data["reference_id"], payment)
+
+
+async def _record_payment(request: web.Request, invoice: str, payment: Payment) -> web.Response:
+    try:
+        outcome = await request.app[SERVICE].record_payment(
+            invoice, payment, context(request, "gateway")
+        )
+    except DomainError as error:
+        log.warning(
+            "payment callback refused",
+            invoice=invoice,
+            payment_id=payment.payment_id,
+            amount=payment.amount,
+            reason=error.code,
+        )
+        raise
+    log.info("payment recorded", invoice=invoice, payment_id=payment.payment_id, outcome=outcome)
+    return answer({"message": outcome.upper()}, schemas.MessageAnswer)
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    head = await request.app[STORE].head_position()
+    return web.json_response({"status": "ok", "head_position": head})

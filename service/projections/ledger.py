@@ -1,0 +1,76 @@
+"""The double-entry ledger view: every posting, and each account's balance, from the log.
+
+Postings come from ``service.domain.ledger.postings`` and sum to zero for every event, so
+``SELECT SUM(balance) FROM account_balances`` is 0 after every commit; the tests check it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from eventstore import Migration, RecordedEvent, apply_migrations
+from service.domain.codec import format_time
+from service.domain.events import decode
+from service.domain.ledger import postings
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "ledger",
+        """
+        CREATE TABLE ledger_entries (
+            position    INTEGER NOT NULL,
+            line        INTEGER NOT NULL,
+            account     TEXT    NOT NULL,
+            amount      INTEGER NOT NULL,
+            event_type  TEXT    NOT NULL,
+            invoice     TEXT,
+            recorded_at TEXT    NOT NULL,
+            PRIMARY KEY (position, line)
+        );
+        CREATE INDEX ledger_entries_by_account ON ledger_entries (account, position);
+        CREATE TABLE account_balances (
+            account TEXT    PRIMARY KEY,
+            balance INTEGER NOT NULL
+        );
+        """,
+    ),
+)
+
+# Event types that can move money; the rest are skipped without decoding them.
+MONEY_EVENTS = frozenset(
+    {"BalanceToppedUp", "BalanceDebited", "BalanceCredited", "InvoicePaid", "TransactionCompleted"}
+)
+
+
+class LedgerView:
+    name = "ledger"
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        apply_migrations(conn, "view:ledger", MIGRATIONS)
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM ledger_entries")
+        conn.execute("DELETE FROM account_balances")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        for recorded in events:
+            if recorded.type not in MONEY_EVENTS:
+                continue
+            event = decode(recorded)
+            lines = postings(event)
+            invoice = getattr(event, "invoice", None)
+            recorded_at = format_time(recorded.recorded_at)
+            conn.executemany(
+                "INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (recorded.position, n, account, amount, recorded.type, invoice, recorded_at)
+                    for n, (account, amount) in enumerate(lines)
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
+                lines,
+            )

@@ -1,0 +1,53 @@
+"""The accounts view: who can log in, with which role, and their password hash."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from eventstore import Migration, RecordedEvent, apply_migrations
+from service.domain.codec import format_time
+from service.domain.events import UserRegistered, decode
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "users",
+        """
+        CREATE TABLE users (
+            username      TEXT PRIMARY KEY,
+            role          TEXT NOT NULL,
+            platform      TEXT,
+            password_hash TEXT NOT NULL,
+            registered_at TEXT NOT NULL
+        );
+        """,
+    ),
+)
+
+
+class UsersView:
+    name = "users"
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        apply_migrations(conn, "view:users", MIGRATIONS)
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM users")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        for recorded in events:
+            if recorded.type != "UserRegistered":
+                continue
+            event = decode(recorded)
+            assert isinstance(event, UserRegistered)
+            conn.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                (
+                    event.username,
+                    event.role,
+                    event.platform,
+                    event.password_hash,
+                    format_time(event.registered_at),
+                ),
+            )

@@ -1,0 +1,59 @@
+"""The refund worker: turns each RefundRequested into RefundCompleted and the buyer's credit.
+
+A subscription from the worker's stored checkpoint. Each refund is appended together with the
+move of the checkpoint, so a refund is credited exactly once, across restarts and even if two
+workers run. ``delay`` keeps a refund REFUND_IN_PROCESS for a while after it was asked for, as
+a real pay-out would, so that state can be observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from eventstore import Checkpoint, CheckpointConflict, EventStore
+from service.application import InvoiceService
+from service.domain.codec import parse_time
+
+log = structlog.get_logger("service.refunds")
+
+NAME = "refund-worker"
+SKIPPED_BEFORE_SAVING = 1000
+
+
+async def run_refund_worker(
+    store: EventStore,
+    service: InvoiceService,
+    *,
+    delay: timedelta,
+    clock: Callable[[], datetime],
+) -> None:
+    """Process refunds until cancelled or the store closes."""
+    skipped = 0
+    async for event in store.subscribe(NAME):
+        if event.type != "RefundRequested":
+            skipped += 1
+            if skipped >= SKIPPED_BEFORE_SAVING:  # so a restart need not rescan all of them
+                await store.save_checkpoint(NAME, event.position)
+                skipped = 0
+            continue
+        skipped = 0
+        # The domain's own time (the app's clock), not the store's commit time.
+        requested_at = parse_time(event.data["requested_at"])
+        wait = (requested_at + delay - clock()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            credited = await service.complete_refund(event, Checkpoint(NAME, event.position))
+        except CheckpointConflict:
+            log.info("refund already processed elsewhere", position=event.position)
+            continue
+        log.info(
+            "refund completed" if credited else "refund already completed",
+            invoice=event.data["invoice"],
+            invoice_onmarket=event.data["invoice_onmarket"],
+            amount=event.data["amount"],
+        )

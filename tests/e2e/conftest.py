@@ -1,0 +1,213 @@
+"""End-to-end fixtures: the real app on a real SQLite file, driven over HTTP.
+
+Each test gets its own database, copied from a template made once per session that already
+holds the development accounts (hashing their passwords with scrypt costs about 50 ms each).
+Tokens are issued with the app's own secret, so only the tests of ``/auth`` pay for a login.
+The clock is a ``FakeClock`` the test moves by hand; the app, tokens and decisions all read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from eventstore import EventStore
+from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
+from service.config import Config, load_config
+from service.projections import all_projectors
+from service.security import TokenClaims, issue_token
+
+START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+ROLES = {username: (role, platform) for username, role, platform in DEV_ACCOUNTS}
+
+
+class FakeClock:
+    """The app's clock, moved by the test."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "invoices.db"
+    config = load_config(None, {}, database=str(path))
+
+    async def create() -> None:
+        async with await EventStore.open(path, projectors=all_projectors()) as store:
+            await ensure_dev_accounts(make_service(store, make_gateway(config), config))
+
+    asyncio.run(create())
+    return path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path: Path, template_db: Path) -> Config:
+    database = tmp_path / "invoices.db"
+    shutil.copy(template_db, database)
+    return load_config(
+        None,
+        {},
+        database=str(database),
+        refund_delay_seconds=0,
+        expiry_interval_seconds=0.05,
+        log_format="json",
+    )
+
+
+AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> TestClient[web.Request, web.Application]:
+    return await aiohttp_client(create_app(config, clock=clock))
+
+
+@dataclass
+class Api:
+    """Small helpers over the test client, so tests read as the API's story."""
+
+    client: TestClient[web.Request, web.Application]
+    config: Config
+    clock: FakeClock
+
+    def bearer(self, username: str) -> dict[str, str]:
+        role, platform = ROLES.get(username, ("buyer", None))
+        claims = TokenClaims(username, role, platform, self.clock() + timedelta(hours=24))
+        return {"Authorization": f"Bearer {issue_token(claims, self.config.token_secret.encode())}"}
+
+    @staticmethod
+    def basic(username: str, password: str | None = None) -> dict[str, str]:
+        import base64
+
+        raw = f"{username}:{password if password is not None else username}".encode()
+        return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+
+    async def checkout(
+        self,
+        buyer: str = "usernew1",
+        expect: int = 200,
+        headers: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            "/payment-checkout",
+            json=checkout_body(**overrides),
+            headers={**self.bearer(buyer), **(headers or {})},
+        )
+        body: dict[str, Any] = await response.json()
+        assert response.status == expect, body
+        return body
+
+    async def pay(self, reference: str, expect: int = 200, **options: Any) -> dict[str, Any]:
+        response = await self.client.post(f"/sandbox/invoices/{reference}/pay", json=options)
+        body: dict[str, Any] = await response.json()
+        assert response.status == expect, body
+        return body
+
+    async def detail(
+        self, invoice: str, viewer: str = "usernew1", expect: int = 200
+    ) -> dict[str, Any]:
+        response = await self.client.get(
+            "/invoice/detail", params={"invoice": invoice}, headers=self.bearer(viewer)
+        )
+        body: dict[str, Any] = await response.json()
+        assert response.status == expect, body
+        return body
+
+    async def platform(
+        self, action: str, expect: int = 200, account: str = "onmarket", **body: Any
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/invoice/{action}", json={"platform": "ONMARKET", **body}, headers=self.basic(account)
+        )
+        answer: dict[str, Any] = await response.json()
+        assert response.status == expect, answer
+        return answer
+
+    async def balance(self, username: str = "usernew1") -> dict[str, Any]:
+        response = await self.client.get("/balance", headers=self.bearer(username))
+        body: dict[str, Any] = await response.json()
+        assert response.status == 200, body
+        return body
+
+    async def top_up(self, username: str, amount: int) -> dict[str, Any]:
+        response = await self.client.post(
+            "/balance/topup",
+            json={"username": username, "amount": amount},
+            headers=self.basic("admin"),
+        )
+        body: dict[str, Any] = await response.json()
+        assert response.status == 200, body
+        return body
+
+    async def ledger_sum(self) -> int:
+        from service.http.keys import STORE
+
+        rows = await self.client.app[STORE].query(
+            "SELECT COALESCE(SUM(balance), 0) FROM account_balances"
+        )
+        return int(rows[0][0])
+
+
+@pytest.fixture
+def api(client: TestClient[web.Request, web.Application], config: Config, clock: FakeClock) -> Api:
+    return Api(client, config, clock)
+
+
+_ONMARKET_SEQUENCE = iter(range(1, 10**9))
+
+
+def checkout_body(
+    *,
+    service: str = "ONMARKET",
+    source: str = "XENDIT",
+    stores: int = 2,
+    invoice_onmarket: list[str] | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid checkout (the seed's example, corrected), with fresh marketplace invoice numbers."""
+    numbers = invoice_onmarket or [f"INV/ONM/T-{next(_ONMARKET_SEQUENCE)}" for _ in range(stores)]
+    lines = [
+        {
+            "amount": 10000 * (i + 1),
+            "freight_charge": 5000,
+            "insurance_amount": 100,
+            "commission_onmarket": 1000,
+            "seller_username": "seller1" if i == 0 else f"seller{i + 1}",
+            "invoice_onmarket": number,
+        }
+        for i, number in enumerate(numbers)
+    ]
+    total = sum(
+        line["amount"] + line["freight_charge"] + line["insurance_amount"] for line in lines
+    )
+    return {
+        "total_amount": total,
+        "service": service,
+        "source": source,
+        "transaction": lines,
+        **overrides,
+    }
