@@ -190,7 +190,7 @@ def checkout_body(
 ) -> dict[str, Any]:
     """A valid checkout (the seed's example, corrected), with fresh marketplace invoice numbers."""
     numbers = invoice_onmarket or [f"INV/ONM/T-{next(_ONMARKET_SEQUENCE)}" for _ in range(stores)]
-    lines = [
+    lines: list[dict[str, Any]] = [
         {
             "amount": 10000 * (i + 1),
             "freight_charge": 5000,
