@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -36,6 +37,15 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.errors = status, message, code, errors
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """A JSON answer, serialised the same way everywhere (orjson, compact)."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def error_body(message: str, code: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,15 +98,15 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ApiError as error:
-        return web.json_response(
+        return json_response(
             error_body(error.message, error.code, error.errors), status=error.status
         )
     except DomainError as error:
-        return web.json_response(
+        return json_response(
             error_body(error.message, error.code, error.errors), status=error.status
         )
     except ValidationError as error:
-        return web.json_response(
+        return json_response(
             error_body("Invalid JSON Format", "VALIDATION", _as_dict(error.messages)), status=400
         )
     except web.HTTPException as exc:
@@ -105,10 +115,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         message, code = _HTTP_CODES.get(
             exc.status, (exc.reason, exc.reason.upper().replace(" ", "_"))
         )
-        return web.json_response(error_body(message, code), status=exc.status)
+        return json_response(error_body(message, code), status=exc.status)
     except Exception:
         log.exception("unhandled error")
-        return web.json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)
+        return json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)
 
 
 def _as_dict(messages: Any) -> dict[str, Any]:

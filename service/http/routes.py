@@ -19,7 +19,7 @@ from service.http import schemas
 from service.http.auth import forbidden, require_role
 from service.http.body import json_object
 from service.http.keys import AUTH, CLOCK, CONFIG, REQUEST_ID, SERVICE, STORE
-from service.http.middleware import ApiError
+from service.http.middleware import ApiError, json_response
 from service.presenters import api_time, invoice_detail
 from service.projections.invoices import decode_state
 
@@ -37,7 +37,7 @@ def context(request: web.Request, actor: str) -> Context:
 def answer(body: dict[str, Any], schema: type[Schema], status: int = 200) -> web.Response:
     """A JSON answer, checked against its documented schema."""
     schema().dump(body)  # raises if the answer drifted from its schema
-    return web.json_response(body, status=status, dumps=lambda v: orjson.dumps(v).decode())
+    return json_response(body, status)
 
 
 # -- accounts -------------------------------------------------------------------------------------
@@ -292,4 +292,4 @@ async def _record_payment(request: web.Request, invoice: str, payment: Payment) 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     head = await request.app[STORE].head_position()
-    return web.json_response({"status": "ok", "head_position": head})
+    return json_response({"status": "ok", "head_position": head})

@@ -18,6 +18,7 @@ from aiohttp import web
 from service.domain.invoice import Invoice
 from service.http.body import json_object
 from service.http.keys import CLOCK, CONFIG, HTTP_CLIENT, STORE
+from service.http.middleware import json_response
 from service.presenters import api_time
 from service.projections.invoices import decode_state
 
@@ -103,10 +104,10 @@ async def pay(request: web.Request) -> web.Response:
     session: aiohttp.ClientSession = request.app[HTTP_CLIENT]
     async with session.post(url, json=callback, headers={"x-callback-token": token}) as sent:
         body = await sent.json(content_type=None)
-    if request.content_type != "application/json" and sent.status == 200:
-        # The page's Pay button: back to the page, which now shows the paid state.
+    if request.content_type == "application/x-www-form-urlencoded" and sent.status == 200:
+        # The page's Pay button (an HTML form): back to the page, now showing the paid state.
         raise web.HTTPSeeOther(f"/sandbox/checkout/{state.created.gateway_reference}")
-    return web.json_response(
+    return json_response(
         {
             "message": "CALLBACK SENT",
             "payment_id": payment_id,
