@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from eventstore.errors import CheckpointConflict, ConcurrencyError, DuplicateEventError
 from eventstore.model import Checkpoint, RecordedEvent
 from eventstore.projections import Projector
-from eventstore.records import EVENT_COLUMNS, chain_hash, decode_row, from_json
+from eventstore.records import EVENT_COLUMNS, chain_hash, decode_row
 from eventstore.transaction import INSERT_EVENT, Head, Row
 from eventstore.versions import ANY
 
@@ -76,7 +76,8 @@ class AppendOperation:
     ) -> list[list[RecordedEvent]]:
         if self.checkpoint is not None:
             move_checkpoint(conn, self.checkpoint, head)
-        recorded = [_recorded(row, head) for row in rows]
+        # Decoded from the stored text, so callers and projectors see what a replay sees.
+        recorded = [decode_row(row, head.recorded_at) for row in rows]
         for projector in self.projectors:
             projector.apply(conn, recorded)
         return self._per_stream(recorded)
@@ -187,22 +188,6 @@ def move_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint, head: Head
             "SELECT position FROM checkpoints WHERE name = ?", (checkpoint.name,)
         ).fetchone()
         raise CheckpointConflict(checkpoint.name, checkpoint.position, stored)
-
-
-def _recorded(row: tuple[Any, ...], head: Head) -> RecordedEvent:
-    position, event_id, stream_id, version, type_, data, metadata, _, hash_ = row
-    # Data is decoded from the stored text so callers and projectors see what a replay sees.
-    return RecordedEvent(
-        event_id,
-        stream_id,
-        version,
-        position,
-        type_,
-        from_json(data),
-        from_json(metadata),
-        head.recorded_at,
-        hash_,
-    )
 
 
 def _stored_events(conn: sqlite3.Connection, event_ids: list[str]) -> list[RecordedEvent]:

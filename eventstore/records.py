@@ -117,9 +117,10 @@ def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
-    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``."""
-    position, event_id, stream_id, version, type_, data, metadata, recorded_at, hash_ = row
+def decode_row(row: tuple[Any, ...], recorded_at: datetime | None = None) -> RecordedEvent:
+    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``; ``recorded_at`` saves
+    parsing the time when the caller has it already (the writer, which just wrote it)."""
+    position, event_id, stream_id, version, type_, data, metadata, recorded_text, hash_ = row
     return RecordedEvent(
         event_id,
         stream_id,
@@ -128,7 +129,7 @@ def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
         type_,
         from_json(data),
         from_json(metadata),
-        parse_time(recorded_at),
+        recorded_at or parse_time(recorded_text),
         hash_,
     )
 
