@@ -98,8 +98,10 @@ def _has_non_finite_float(value: Any) -> bool:
 
 
 def format_time(moment: datetime) -> str:
-    """UTC timestamp text with microseconds; sorts lexically in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC text with microseconds and a four-digit year, so it sorts in time order."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no place on the timeline; give it a timezone")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:

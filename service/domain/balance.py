@@ -34,6 +34,8 @@ def decide_debit(
     state: Balance | None, username: str, amount: int, invoice: str, now: datetime
 ) -> BalanceDebited:
     """Pay ``amount`` towards ``invoice`` if the balance covers it."""
+    if amount <= 0:  # the API refuses such amounts; reaching here is a bug
+        raise ValueError(f"a debit must be positive, got {amount}")
     available = state.amount if state else 0
     if amount > available:
         raise errors.InsufficientBalance()

@@ -29,7 +29,10 @@ def from_data(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC text with microseconds and a four-digit year, so it sorts in time order."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no place on the timeline; give it a timezone")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: str) -> datetime:
