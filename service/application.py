@@ -214,12 +214,30 @@ class InvoiceService:
         ``idempotency`` is ``(key, request_hash)``: a repeat with the same key and the same
         request answers what the first did; with another request it is refused (409).
         """
+        try:
+            return await self._checkout(actor, request, context, idempotency)
+        except errors.DomainError:
+            # A repeat racing its first request can be refused (the numbers are now reserved,
+            # the balance spent) by that very request: then it answers what the first did.
+            if idempotency is not None:
+                stored = await self._stored_answer(actor.username, *idempotency)
+                if stored is not None:
+                    return stored
+            raise
+
+    async def _checkout(
+        self,
+        actor: Actor,
+        request: CheckoutRequest,
+        context: Context,
+        idempotency: tuple[str, str] | None,
+    ) -> tuple[int, dict[str, Any]]:
         if idempotency is not None:
             stored = await self._stored_answer(actor.username, *idempotency)
             if stored is not None:
                 return stored
         now = self.clock()
-        await self._check_reservations(request, now)  # before asking the gateway for anything
+        await self._reserve(request, "", now, context)  # refuse before asking the gateway
         invoice = new_invoice_id(request.service)
         payment = await self._gateway_payment(invoice, request, now)
 
@@ -288,18 +306,6 @@ class InvoiceService:
             return await self.gateway.create_qr(payment)
         return await self.gateway.create_invoice(payment)
 
-    async def _check_reservations(self, request: CheckoutRequest, now: datetime) -> None:
-        """Refuse a marketplace invoice number that another live invoice holds."""
-        taken: dict[str, Any] = {}
-        for index, line in enumerate(request.transactions):
-            holder, _ = await self._reservation_holder(line.invoice_onmarket)
-            if holder is not None and await self._holds(holder, now):
-                taken[str(index)] = {
-                    "invoice_onmarket": [f"Already part of invoice {holder}, PENDING or PAID."]
-                }
-        if taken:
-            raise errors.InvoiceOnmarketInUse(errors={"transaction": taken})
-
     async def _holds(self, holder: str, now: datetime) -> bool:
         state, _ = await self.load_invoice(holder)
         return state is not None and state.holds_reservation(now)
@@ -307,13 +313,16 @@ class InvoiceService:
     async def _reserve(
         self, request: CheckoutRequest, invoice: str, now: datetime, context: Context
     ) -> list[StreamAppend]:
-        appends = []
-        for line in request.transactions:
+        """Claim each marketplace invoice number for ``invoice``; refuse any another live
+        invoice holds, naming each of them."""
+        appends, taken = [], {}
+        for index, line in enumerate(request.transactions):
             holder, version = await self._reservation_holder(line.invoice_onmarket)
             if holder is not None and await self._holds(holder, now):
-                raise errors.InvoiceOnmarketInUse(
-                    errors={"invoice_onmarket": [f"{line.invoice_onmarket} is already in use."]}
-                )
+                taken[str(index)] = {
+                    "invoice_onmarket": [f"Already part of invoice {holder}, PENDING or PAID."]
+                }
+                continue
             event = OnmarketInvoiceReserved(line.invoice_onmarket, invoice)
             appends.append(
                 StreamAppend(
@@ -322,6 +331,8 @@ class InvoiceService:
                     [encode(event, context.metadata())],
                 )
             )
+        if taken:
+            raise errors.InvoiceOnmarketInUse(errors={"transaction": taken})
         return appends
 
     async def _debit(

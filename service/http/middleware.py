@@ -45,7 +45,8 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    # marshmallow names list items by integer keys (transaction 0, 1, …); JSON makes them text.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def error_body(message: str, code: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
