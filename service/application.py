@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import structlog
+
 from eventstore import (
     ANY,
     NO_STREAM,
     Checkpoint,
     ConcurrencyError,
+    DuplicateEventError,
     EventStore,
+    NewEvent,
     RecordedEvent,
     StreamAppend,
 )
@@ -62,6 +66,8 @@ from service.gateway.port import Gateway, GatewayPayment, PaymentRequest
 from service.presenters import checkout_answer
 from service.projections.invoices import invoice_stream
 
+log = structlog.get_logger("service.application")
+
 T = TypeVar("T")
 S = TypeVar("S")
 
@@ -80,12 +86,21 @@ class IdempotencyKeyReused(errors.DomainError):
     code, status = "IDEMPOTENCY_KEY_REUSED", 409
 
 
+class PaymentIdReused(errors.DomainError):
+    message = "This payment id was already recorded for another invoice"
+    code, status = "PAYMENT_ID_REUSED", 409
+
+
 class UserExists(errors.DomainError):
     message, code, status = "User already exists", "USER_EXISTS", 409
 
 
 class UserNotFound(errors.DomainError):
     message, code = "User not found", "USER_NOT_FOUND"
+
+
+class NotABuyer(errors.DomainError):
+    message, code = "Only buyer accounts have a balance to top up", "NOT_A_BUYER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +154,21 @@ def new_invoice_id(service: str) -> str:
     return SERVICE_PREFIXES[service] + "".join(secrets.choice(_ID_ALPHABET) for _ in range(13))
 
 
-def payment_event_id(payment_id: str) -> str:
-    """The same gateway payment always gives the same event id: a repeat is a no-op."""
-    return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment:{payment_id}"))
+def payment_event_id(payment_id: str, event_type: str) -> str:
+    """Each event a gateway payment causes has an id derived from the payment's, so a repeated
+    callback, however concurrent, can never record it twice."""
+    return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment:{payment_id}:{event_type}"))
 
 
 async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` again from fresh state while it loses races; give up with 409."""
+    """Run ``attempt`` again from fresh state while it loses races; give up with 409.
+
+    A ``DuplicateEventError`` is a race too: a concurrent twin stored some of the same events
+    first, and deciding again from the new state sees them."""
     for _ in range(MAX_ATTEMPTS):
         try:
             return await attempt()
-        except ConcurrencyError:
+        except (ConcurrencyError, DuplicateEventError):
             continue
     raise Conflict()
 
@@ -395,23 +414,36 @@ class InvoiceService:
             events = decide_payment(state, payment, self.clock())
             if not events:
                 return "duplicate"
-            event_id = payment_event_id(payment.payment_id)
-            encoded = [
-                encode(
-                    e,
-                    context.metadata(),
-                    event_id if isinstance(e, InvoicePaid | LatePaymentReceived) else None,
-                )
-                for e in events
-            ]
-            appends = [StreamAppend(invoice_stream(invoice), version, encoded)]
+            await self._refuse_payment_of_another_invoice(invoice, payment.payment_id)
             late = [e for e in events if isinstance(e, LatePaymentReceived)]
-            if late:
-                appends.append(await self._credit_late_payment(state, late[0], context))
-            await self.store.append_streams(appends)
+            credits = [await self._credit_late_payment(state, late[0], context)] if late else []
+            await self.store.append_streams(
+                [
+                    StreamAppend(
+                        invoice_stream(invoice),
+                        version,
+                        [self._payment_event(e, payment, context) for e in events],
+                    ),
+                    *credits,
+                ]
+            )
             return "credited" if late else "paid"
 
         return await retrying(attempt)
+
+    @staticmethod
+    def _payment_event(event: Event, payment: Payment, context: Context) -> NewEvent:
+        event_id = payment_event_id(payment.payment_id, type(event).__name__)
+        return encode(event, context.metadata(payment_id=payment.payment_id), event_id)
+
+    async def _refuse_payment_of_another_invoice(self, invoice: str, payment_id: str) -> None:
+        """A gateway payment pays one invoice: the same payment id for another is refused."""
+        ids = [
+            payment_event_id(payment_id, kind) for kind in ("InvoicePaid", "LatePaymentReceived")
+        ]
+        rows = await self.store.query("SELECT stream_id FROM events WHERE event_id IN (?, ?)", ids)
+        if any(stream != invoice_stream(invoice) for (stream,) in rows):
+            raise PaymentIdReused()
 
     async def _credit_late_payment(
         self, state: Invoice, late: LatePaymentReceived, context: Context
@@ -421,7 +453,12 @@ class InvoiceService:
         credit = BalanceCredited(
             username, late.amount, state.invoice, "late_payment", GATEWAY_ACCOUNT, late.received_at
         )
-        return StreamAppend(balance_stream(username), version, [encode(credit, context.metadata())])
+        event_id = payment_event_id(late.payment_id, "BalanceCredited")
+        return StreamAppend(
+            balance_stream(username),
+            version,
+            [encode(credit, context.metadata(payment_id=late.payment_id), event_id)],
+        )
 
     async def expire_by_gateway(self, invoice: str, context: Context) -> bool:
         """The gateway says the payment can no longer be made: expire a PENDING invoice now."""
@@ -488,11 +525,23 @@ class InvoiceService:
 
         decided = await retrying(attempt)
         if isinstance(decided, InvoiceCanceled):
-            state, _ = await self.load_invoice(invoice)
-            assert state is not None
-            await self.gateway.expire(state.created.gateway_reference)
+            await self._expire_at_gateway(invoice)
             return "INVOICE CANCELED"
         return "REFUND IN PROCESS"
+
+    async def _expire_at_gateway(self, invoice: str) -> None:
+        """Best effort: the cancel is committed whatever the gateway says, and a payment that
+        still arrives is kept as the buyer's money (a late payment)."""
+        state, _ = await self.load_invoice(invoice)
+        assert state is not None
+        try:
+            await self.gateway.expire(state.created.gateway_reference)
+        except Exception:
+            log.exception(
+                "gateway did not expire a canceled invoice",
+                invoice=invoice,
+                reference=state.created.gateway_reference,
+            )
 
     async def complete(
         self, actor: Actor, invoice: str, *, invoice_onmarket: str | None, context: Context
@@ -563,13 +612,24 @@ class InvoiceService:
 
     async def top_up(self, actor: Actor, username: str, amount: int, context: Context) -> int:
         """Credit a buyer's balance (support and development); returns the new balance."""
-        if not await self.user_exists(username):
+        role = await self.user_role(username)
+        if role is None:
             raise UserNotFound()
+        if role != "buyer":
+            raise NotABuyer()
         event = BalanceToppedUp(username, amount, actor.username, self.clock())
         # A credit cannot overdraw anything, so it needs no expected version.
         await self.store.append(balance_stream(username), [encode(event, context.metadata())], ANY)
         balance, _ = await self.load_balance(username)
         return balance.amount if balance else 0
+
+    async def user_role(self, username: str) -> str | None:
+        """The role an account was registered with; None if there is no such account."""
+        async for recorded in self.store.read_stream(user_stream(username)):
+            event = decode(recorded)
+            assert isinstance(event, UserRegistered)
+            return event.role
+        return None
 
     async def user_exists(self, username: str) -> bool:
         return await self.store.stream_version(user_stream(username)) > 0

@@ -41,11 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("--config", help=f"settings file (default: {DEFAULT_CONFIG} if present)")
-    parser.add_argument("--db", help="the database file (overrides the settings)")
+    _common_options(parser, default=None)
+    # The same options after the command (``verify --db FILE``); SUPPRESS keeps a value given
+    # before the command from being reset by the subcommand's default.
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the HTTP service")
+    def command(name: str, help: str, parents: bool = True) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common] if parents else [])
+
+    serve = command("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(command=_serve)
@@ -60,14 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.set_defaults(command=_add_user)
 
-    rebuild = commands.add_parser("rebuild", help="empty the views and replay the log into them")
+    rebuild = command("rebuild", help="empty the views and replay the log into them")
     rebuild.set_defaults(command=_rebuild)
 
-    verify = commands.add_parser(
-        "verify", help="check the hash chain, and that the views equal a fresh replay"
-    )
+    verify = command("verify", help="check the hash chain, and that the views equal a fresh replay")
     verify.set_defaults(command=_verify)
     return parser
+
+
+def _common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--config", default=default, help=f"settings file (default: {DEFAULT_CONFIG} if present)"
+    )
+    parser.add_argument("--db", default=default, help="the database file (overrides the settings)")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -98,6 +109,7 @@ def _add_user(config: Config, args: argparse.Namespace) -> int:
         return 2
 
     async def add() -> None:
+        Path(config.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh install
         store = await EventStore.open(config.database, projectors=all_projectors())
         async with store:
             service = make_service(store, make_gateway(config), config)

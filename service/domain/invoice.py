@@ -197,6 +197,14 @@ def decide_cancel(
     """Cancel a PENDING invoice whole, or ask for one PAID transaction's refund."""
     status = state.status_at(now)
     if status == PENDING:
+        # A request naming a transaction or buyer that is not this invoice's is a mistake, and
+        # must not cancel the whole invoice.
+        if invoice_onmarket:
+            state.transaction(invoice_onmarket)
+        if buyer_username and buyer_username != state.created.username:
+            raise errors.BuyerMismatch(
+                errors={"buyer_username": ["Not the buyer of this invoice."]}
+            )
         return [InvoiceCanceled(state.invoice, by, now)]
     if status == EXPIRED:
         raise errors.ExpiredInvoice()

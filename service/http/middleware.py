@@ -116,7 +116,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         message, code = _HTTP_CODES.get(
             exc.status, (exc.reason, exc.reason.upper().replace(" ", "_"))
         )
-        return json_response(error_body(message, code), status=exc.status)
+        response = json_response(error_body(message, code), status=exc.status)
+        if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error")
         return json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)

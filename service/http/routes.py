@@ -224,7 +224,8 @@ async def top_up(request: web.Request) -> web.Response:
 
 def _check_callback_token(request: web.Request) -> None:
     expected = request.app[CONFIG].callback_token.encode()
-    given = request.headers.get("x-callback-token", "").encode()
+    # surrogateescape: a header that is not UTF-8 still compares (and fails), not crashes.
+    given = request.headers.get("x-callback-token", "").encode("utf-8", "surrogateescape")
     if not hmac.compare_digest(given, expected):
         log.warning("callback refused", reason="wrong or missing x-callback-token")
         raise ApiError(401, "Auth Error", "AUTH_ERROR")

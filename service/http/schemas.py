@@ -7,6 +7,7 @@ endpoint returns and are checked against real answers by the tests.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import (
@@ -30,6 +31,14 @@ _NAME = validate.And(
     validate.Length(min=1, max=100),
     validate.Regexp(r"^[\x20-\x7e]+$", error="Must be printable ASCII text."),
 )
+
+
+def _in_utc_range(moment: datetime) -> None:
+    """A time must also exist in UTC (0001-01-01 +01:00 does not)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Out of the range of representable times.") from None
 
 
 class Money(fields.Field[int]):
@@ -166,12 +175,12 @@ class InvoiceCallbackSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    external_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=_NAME)
+    external_id = fields.String(required=True, validate=_NAME)
     status = fields.String(required=True)
     paid_amount = Money(load_default=None, allow_none=True)
     amount = Money(load_default=None, allow_none=True)
-    paid_at = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    paid_at = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
     payment_method = fields.String(load_default="UNKNOWN", allow_none=True)
     payment_channel = fields.String(load_default="UNKNOWN", allow_none=True)
 
@@ -180,12 +189,12 @@ class QrPaymentDataSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    qr_id = fields.String(required=True)
-    reference_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    id = fields.String(required=True, validate=_NAME)
+    qr_id = fields.String(required=True, validate=_NAME)
+    reference_id = fields.String(required=True, validate=_NAME)
     amount = Money(required=True)
     status = fields.String(required=True)
-    created = fields.AwareDateTime(load_default=None, allow_none=True)
+    created = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
     channel_code = fields.String(load_default="QRIS", allow_none=True)
 
 

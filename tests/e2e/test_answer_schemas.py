@@ -27,9 +27,7 @@ async def test_detail_balance_and_messages_match_their_schemas(api: Api) -> None
     created = await api.checkout(stores=1)
     await api.pay(created["xendit_invoice"])
     assert_matches(schemas.DetailAnswer, await api.detail(created["invoice"]))
-    assert_matches(
-        schemas.MessageAnswer, await api.platform("done", invoice_id=created["invoice"])
-    )
+    assert_matches(schemas.MessageAnswer, await api.platform("done", invoice_id=created["invoice"]))
     assert_matches(schemas.TopUpAnswer, await api.top_up("seller1", 5))
     assert_matches(schemas.BalanceAnswer, await api.balance("seller1"))
     refused = await api.platform("done", expect=400, invoice_id=created["invoice"])

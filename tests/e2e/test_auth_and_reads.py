@@ -15,8 +15,9 @@ import structlog
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from service.http.keys import STORE
-from service.security import TokenClaims, issue_token
+from service.application import Context
+from service.http.keys import SERVICE, STORE
+from service.security import TokenClaims, hash_password, issue_token
 from tests.e2e.conftest import START, Api, checkout_body
 
 MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -66,9 +67,7 @@ async def test_each_dev_account_logs_in_and_its_token_reads_the_balance(
     assert body["expired_at"] == api_time(24 * 3600)
     assert MS_Z.match(body["expired_at"])
 
-    balance = await api.client.get(
-        "/balance", headers={"Authorization": f"Bearer {body['token']}"}
-    )
+    balance = await api.client.get("/balance", headers={"Authorization": f"Bearer {body['token']}"})
     answer = await json_of(balance)
     assert balance.status == 200, answer
     assert answer["username"] == username
@@ -136,7 +135,9 @@ BearerCall = Callable[[Client, dict[str, str]], Awaitable[ClientResponse]]
 
 
 async def _detail_call(client: Client, headers: dict[str, str]) -> ClientResponse:
-    return await client.get("/invoice/detail", params={"invoice": "OM0000000000000"}, headers=headers)
+    return await client.get(
+        "/invoice/detail", params={"invoice": "OM0000000000000"}, headers=headers
+    )
 
 
 async def _balance_call(client: Client, headers: dict[str, str]) -> ClientResponse:
@@ -383,6 +384,18 @@ async def test_invoice_detail_answers_the_seed_fields(api: Api) -> None:
     assert paid["id"] == body["id"]
 
 
+async def test_a_qris_invoice_detail_carries_its_qr_string(api: Api) -> None:
+    """A QRIS invoice: src QRIS, the qr_ reference, the QR payload, and no payment URL."""
+    created = await api.checkout(source="QRIS")
+    body = await api.detail(created["invoice"])
+    assert body["src"] == "QRIS"
+    assert body["xendit_invoice"] == created["xendit_invoice"]
+    assert body["xendit_invoice"].startswith("qr_")
+    assert body["qr_string"] == created["qr_string"]
+    assert body["xendit_url"] is None
+    assert body["amount"] == created["amount"]
+
+
 async def test_invoice_ids_follow_the_service_prefix(api: Api) -> None:
     """OM / OD / OT and 13 characters of [0-9A-Za-z]."""
     for service, prefix in (("ONMARKET", "OM"), ("ONDELIVERY", "OD"), ("ONTICKET", "OT")):
@@ -576,6 +589,17 @@ async def test_only_an_admin_may_top_up(api: Api, account: str) -> None:
     assert await ledger(api) == {}
 
 
+@pytest.mark.parametrize("target", ["onmarket", "admin"])
+async def test_topup_credits_buyer_accounts_only(api: Api, target: str) -> None:
+    """A platform or admin account has no buyer balance to top up: 4xx, nothing moves."""
+    response = await api.client.post(
+        "/balance/topup", json={"username": target, "amount": 1000}, headers=api.basic("admin")
+    )
+    body = await json_of(response)
+    assert 400 <= response.status < 500, body
+    assert await ledger(api) == {}
+
+
 # -- GET /health ---------------------------------------------------------------------------------
 
 
@@ -597,45 +621,49 @@ async def test_health_answers_ok_and_the_head_position(api: Api) -> None:
 
 async def test_logs_never_carry_passwords_or_tokens(api: Api) -> None:
     """Logins, Bearer and Basic calls, good and bad: no password or token in any log line."""
-    password, wrong = "usernew1", "wrong-Pa55word-xyz"
-    admin_basic = api.basic("admin")["Authorization"].removeprefix("Basic ")
-    bad_basic = api.basic("admin", wrong)["Authorization"].removeprefix("Basic ")
+    # The dev accounts' passwords are their usernames, which may be logged: use others.
+    service = api.client.app[SERVICE]
+    buyer_password, admin_password, wrong = "Buyer-Pa55word!", "Admin-Pa55word!", "wr0ng-Pa55!"
+    for username, role, password in (
+        ("logbuyer", "buyer", buyer_password),
+        ("logadmin", "admin", admin_password),
+    ):
+        await service.register_user(username, role, None, hash_password(password), Context("test"))
+    good_basic = api.basic("logadmin", admin_password)
+    bad_basic = api.basic("logadmin", wrong)
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
     ) as logs:
-        response = await login(api.client, {"username": "usernew1", "password": password})
+        response = await login(api.client, {"username": "logbuyer", "password": buyer_password})
         token = (await json_of(response))["token"]
-        await login(api.client, {"username": "usernew1", "password": wrong})
+        await login(api.client, {"username": "logbuyer", "password": wrong})
         await login(api.client, {"username": "nobody", "password": wrong})
         await api.client.get("/balance", headers={"Authorization": f"Bearer {token}"})
         await api.client.get("/balance", headers={"Authorization": f"Bearer {_flip(token, 3)}"})
         await api.client.get("/balance", headers={"Authorization": f"Bearer {token}x"})
-        await api.client.post(
-            "/balance/topup",
-            json={"username": "usernew1", "amount": 10},
-            headers={"Authorization": f"Basic {admin_basic}"},
-        )
-        await api.client.post(
-            "/balance/topup",
-            json={"username": "usernew1", "amount": 10},
-            headers={"Authorization": f"Basic {bad_basic}"},
-        )
+        await api.client.get("/balance", headers=good_basic)
+        for headers in (good_basic, bad_basic, api.bearer("logadmin")):
+            await api.client.post(
+                "/balance/topup", json={"username": "logbuyer", "amount": 10}, headers=headers
+            )
     assert logs, "nothing was logged"
     secrets = {
-        "password": password,
-        "admin password": "admin:admin",
+        "buyer password": buyer_password,
+        "admin password": admin_password,
         "wrong password": wrong,
-        "token": token,
+        "token payload": token.partition(".")[0],
         "token signature": token.partition(".")[2],
-        "basic credentials": admin_basic,
-        "bad basic credentials": bad_basic,
+        "basic credentials": good_basic["Authorization"].removeprefix("Basic "),
+        "bad basic credentials": bad_basic["Authorization"].removeprefix("Basic "),
+        "other bearer": api.bearer("logadmin")["Authorization"].removeprefix("Bearer "),
     }
     for event in logs:
         text = repr(event)
         for name, secret in secrets.items():
             assert secret not in text, f"{name} in {text}"
-    # The username alone may be logged: the refusals should say who.
+    # The refusals are logged (with the username, never the password).
     assert any(event.get("event") == "login refused" for event in logs)
+    assert any(event.get("event") == "bearer refused" for event in logs)
 
 
 async def test_each_request_logs_one_request_line_with_its_id(api: Api) -> None:

@@ -368,6 +368,13 @@ def test_a_buyer_without_a_balance_cannot_pay_from_it() -> None:
         decide_debit(None, BUYER, 1, INVOICE, AT)
 
 
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_debit_of_nothing_or_less_is_a_bug(amount: int) -> None:
+    """The API never asks for it, so the domain refuses it loudly."""
+    with pytest.raises(ValueError, match="positive"):
+        decide_debit(Balance(BUYER, 100), BUYER, amount, INVOICE, AT)
+
+
 @hypothesis.given(
     st.lists(st.tuples(st.sampled_from(["top_up", "credit", "debit"]), amounts), max_size=20)
 )
@@ -385,6 +392,7 @@ def test_a_balance_decided_with_decide_debit_never_goes_below_zero(
         elif kind == "credit":
             event = BalanceCredited(BUYER, amount, INVOICE, "refund", f"escrow:{INVOICE}", AT)
         else:
+            amount = max(amount, 1)  # a debit is for an invoice, never of nothing
             try:
                 event = decide_debit(state, BUYER, amount, INVOICE, AT)
             except errors.InsufficientBalance:
