@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 from eventstore import EventStore
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
 from service.config import Config, load_config
+from service.http.keys import STORE
 from service.projections import all_projectors
 from service.security import TokenClaims, issue_token
 
@@ -163,9 +164,28 @@ class Api:
         assert response.status == 200, body
         return body
 
-    async def ledger_sum(self) -> int:
-        from service.http.keys import STORE
+    async def accounts(self) -> dict[str, int]:
+        """Every account of the whole ledger that holds money (zero balances left out)."""
+        rows = await self.client.app[STORE].query("SELECT account, balance FROM account_balances")
+        return {account: balance for account, balance in rows if balance}
 
+    async def assert_balanced(self) -> None:
+        assert await self.ledger_sum() == 0
+        assert sum((await self.accounts()).values()) == 0
+
+    async def wait_until_expired_in_view(self, invoice: str, within: float = 1.0) -> None:
+        """Until the expiry task has written the invoice's expiry (at most ``within`` s)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            rows = await self.client.app[STORE].query(
+                "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
+            )
+            if rows[0][0] == "EXPIRED":
+                return
+            assert asyncio.get_running_loop().time() < deadline, rows
+            await asyncio.sleep(0.01)
+
+    async def ledger_sum(self) -> int:
         rows = await self.client.app[STORE].query(
             "SELECT COALESCE(SUM(balance), 0) FROM account_balances"
         )
@@ -211,3 +231,8 @@ def checkout_body(
         "transaction": lines,
         **overrides,
     }
+
+
+def statuses(detail: dict[str, Any]) -> tuple[str, list[str]]:
+    """An invoice's status and its transactions' statuses, from a detail answer."""
+    return detail["status"], [t["status"] for t in detail["transaction"]]

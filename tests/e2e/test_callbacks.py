@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from service.http.keys import STORE
-from tests.e2e.conftest import Api, FakeClock
+from tests.e2e.conftest import Api, FakeClock, statuses
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -29,24 +29,12 @@ PATHS = {"invoice": "/callback/xendit/invoice", "qr": "/callback/xendit/qr"}
 # -- helpers ---------------------------------------------------------------------------------
 
 
-async def accounts(api: Api) -> dict[str, int]:
-    """Every account of the whole ledger that holds money (zero balances left out)."""
-    assert api.client.app is not None
-    rows = await api.client.app[STORE].query("SELECT account, balance FROM account_balances")
-    return {account: balance for account, balance in rows if balance}
-
-
-async def assert_balanced(api: Api) -> None:
-    assert await api.ledger_sum() == 0
-    assert sum((await accounts(api)).values()) == 0
-
-
 async def snapshot(api: Api, invoice: str) -> tuple[Any, ...]:
     """What a refused callback must leave as it was: the log's head, the ledger, the invoice."""
     assert api.client.app is not None
     return (
         await api.client.app[STORE].head_position(),
-        await accounts(api),
+        await api.accounts(),
         await api.detail(invoice),
     )
 
@@ -112,23 +100,6 @@ def qr_body(
     }
 
 
-async def wait_until_expired_in_view(api: Api, invoice: str, within: float = 1.0) -> None:
-    assert api.client.app is not None
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        rows = await api.client.app[STORE].query(
-            "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
-        )
-        if rows[0][0] == "EXPIRED":
-            return
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.01)
-
-
-def statuses(detail: dict[str, Any]) -> tuple[str, list[str]]:
-    return detail["status"], [t["status"] for t in detail["transaction"]]
-
-
 # -- the callback token ----------------------------------------------------------------------
 
 
@@ -158,9 +129,9 @@ async def test_a_paid_callback_with_the_token_pays_a_pending_invoice(api: Api) -
     assert await send(api, paid_body(invoice)) == (200, {"message": "PAID"})
 
     assert statuses(await api.detail(invoice)) == ("PAID", ["PAID", "PAID"])
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
     assert await event_types(api, invoice) == ["InvoiceCreated", "InvoicePaid"]
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_a_settled_callback_pays_too(api: Api) -> None:
@@ -170,7 +141,7 @@ async def test_a_settled_callback_pays_too(api: Api) -> None:
     body = paid_body(invoice, status="SETTLED")
     assert await send(api, body) == (200, {"message": "PAID"})
     assert statuses(await api.detail(invoice))[0] == "PAID"
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- one payment, many callbacks -------------------------------------------------------------
@@ -188,8 +159,8 @@ async def test_the_same_payment_reported_twice_pays_once(api: Api) -> None:
     assert second["callback"] == {"status": 200, "body": {"message": "DUPLICATE"}}
     assert statuses(await api.detail(invoice)) == ("PAID", ["PAID", "PAID"])
     assert await event_types(api, invoice) == ["InvoiceCreated", "InvoicePaid"]
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
-    await assert_balanced(api)
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
+    await api.assert_balanced()
 
 
 async def test_ten_concurrent_identical_callbacks_pay_once(api: Api) -> None:
@@ -209,8 +180,8 @@ async def test_ten_concurrent_identical_callbacks_pay_once(api: Api) -> None:
     assert set(messages) <= {"PAID", "DUPLICATE"}
     assert await event_types(api, invoice) == ["InvoiceCreated", "InvoicePaid"]
     assert statuses(await api.detail(invoice)) == ("PAID", ["PAID", "PAID"])
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
-    await assert_balanced(api)
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
+    await api.assert_balanced()
 
 
 async def test_ten_concurrent_identical_late_callbacks_credit_once(
@@ -223,15 +194,15 @@ async def test_ten_concurrent_identical_late_callbacks_credit_once(
         created = await api.checkout()
         invoice = created["invoice"]
         clock.advance(TTL + 1)
-        await wait_until_expired_in_view(api, invoice)
+        await api.wait_until_expired_in_view(invoice)
         body = paid_body(invoice, payment_id=f"late-concurrent-{round_}")
 
         answers += await asyncio.gather(*(send(api, body) for _ in range(10)))
 
         assert (await api.balance(BUYER))["balance"] == TOTAL * (round_ + 1)
-        assert (await accounts(api))["gateway:xendit"] == -TOTAL * (round_ + 1)
+        assert (await api.accounts())["gateway:xendit"] == -TOTAL * (round_ + 1)
         assert (await event_types(api, invoice)).count("LatePaymentReceived") == 1
-        await assert_balanced(api)
+        await api.assert_balanced()
     assert [status for status, _ in answers] == [200] * 30, answers
     messages = {answer["message"] for _, answer in answers}
     assert "CREDITED" in messages
@@ -251,7 +222,7 @@ async def test_a_repeated_callback_after_settlement_changes_nothing(api: Api) ->
     assert again["callback"] == {"status": 200, "body": {"message": "DUPLICATE"}}
     assert await snapshot(api, invoice) == before
     assert statuses(await api.detail(invoice)) == ("COMPLETED", ["COMPLETED"])
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- a wrong amount --------------------------------------------------------------------------
@@ -270,12 +241,12 @@ async def test_a_paid_amount_different_from_the_total_is_refused(api: Api, paid:
     assert answer["callback"] == {"status": 400, "body": MISMATCH}
     assert await snapshot(api, invoice) == before
     assert statuses(await api.detail(invoice)) == ("PENDING", ["PENDING", "PENDING"])
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
     paid_now = await api.pay(reference)
     assert paid_now["callback"] == {"status": 200, "body": {"message": "PAID"}}
     assert statuses(await api.detail(invoice))[0] == "PAID"
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_a_callback_without_any_amount_is_refused(api: Api) -> None:
@@ -302,7 +273,7 @@ async def test_a_payment_after_expiry_is_credited_to_the_buyer(
     invoice, reference = created["invoice"], created["xendit_invoice"]
     clock.advance(TTL + 1)
     if recorded:
-        await wait_until_expired_in_view(api, invoice)
+        await api.wait_until_expired_in_view(invoice)
 
     answer = await api.pay(reference, payment_id="late-1")
 
@@ -313,11 +284,11 @@ async def test_a_payment_after_expiry_is_credited_to_the_buyer(
     assert [(e["account"], e["amount"], e["type"], e["invoice"]) for e in balance["entries"]] == [
         (f"buyer:{BUYER}", TOTAL, "BalanceCredited", invoice)
     ]
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"buyer:{BUYER}": TOTAL}
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"buyer:{BUYER}": TOTAL}
     types = await event_types(api, invoice)
     assert types.count("InvoiceExpired") == 1
     assert "InvoicePaid" not in types
-    await assert_balanced(api)
+    await api.assert_balanced()
 
     again = await api.pay(reference, payment_id="late-1")
     assert again["callback"] == {"status": 200, "body": {"message": "DUPLICATE"}}
@@ -326,7 +297,7 @@ async def test_a_payment_after_expiry_is_credited_to_the_buyer(
     store = created["transaction"][0]["invoice_onmarket"]
     refusal = await api.platform("done", expect=400, invoice_id=invoice, invoice_onmarket=store)
     assert refusal == {"message": "EXPIRED INVOICE", "code": "INVOICE_EXPIRED"}
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_a_payment_after_cancel_is_credited_to_the_buyer(api: Api) -> None:
@@ -340,8 +311,8 @@ async def test_a_payment_after_cancel_is_credited_to_the_buyer(api: Api) -> None
     assert answer["callback"] == {"status": 200, "body": {"message": "CREDITED"}}
     assert statuses(await api.detail(invoice)) == ("CANCELED", ["CANCELED", "CANCELED"])
     assert (await api.balance(BUYER))["balance"] == TOTAL
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"buyer:{BUYER}": TOTAL}
-    await assert_balanced(api)
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"buyer:{BUYER}": TOTAL}
+    await api.assert_balanced()
 
 
 async def test_a_second_payment_of_a_paid_invoice_is_credited_to_the_buyer(api: Api) -> None:
@@ -355,13 +326,13 @@ async def test_a_second_payment_of_a_paid_invoice_is_credited_to_the_buyer(api: 
 
     assert second["callback"] == {"status": 200, "body": {"message": "CREDITED"}}
     assert statuses(await api.detail(invoice)) == ("PAID", ["PAID", "PAID"])
-    assert await accounts(api) == {
+    assert await api.accounts() == {
         "gateway:xendit": -2 * TOTAL,
         f"escrow:{invoice}": TOTAL,
         f"buyer:{BUYER}": TOTAL,
     }
     assert (await event_types(api, invoice)).count("InvoicePaid") == 1
-    await assert_balanced(api)
+    await api.assert_balanced()
 
     # A third payment, after the invoice settled, is kept too.
     for store in created["transaction"]:
@@ -370,8 +341,8 @@ async def test_a_second_payment_of_a_paid_invoice_is_credited_to_the_buyer(api: 
     assert third["callback"] == {"status": 200, "body": {"message": "CREDITED"}}
     assert statuses(await api.detail(invoice))[0] == "COMPLETED"
     assert (await api.balance(BUYER))["balance"] == 2 * TOTAL
-    assert f"escrow:{invoice}" not in await accounts(api)
-    await assert_balanced(api)
+    assert f"escrow:{invoice}" not in await api.accounts()
+    await api.assert_balanced()
 
 
 async def test_a_late_payment_of_the_wrong_amount_is_refused(api: Api, clock: FakeClock) -> None:
@@ -379,7 +350,7 @@ async def test_a_late_payment_of_the_wrong_amount_is_refused(api: Api, clock: Fa
     created = await api.checkout()
     invoice, reference = created["invoice"], created["xendit_invoice"]
     clock.advance(TTL + 1)
-    await wait_until_expired_in_view(api, invoice)
+    await api.wait_until_expired_in_view(invoice)
     before = await snapshot(api, invoice)
     answer = await api.pay(reference, expect=400, amount=TOTAL - 100)
     assert answer["callback"] == {"status": 400, "body": MISMATCH}
@@ -406,7 +377,7 @@ async def test_a_cancel_racing_a_payment_leaves_the_money_in_one_place(api: Api)
             paid, canceled = await asyncio.gather(payment, cancel)
         cancel_answer = (canceled.status, await canceled.json())
 
-        ledger = await accounts(api)
+        ledger = await api.accounts()
         status, _ = statuses(await api.detail(invoice))
         if status == "CANCELED":
             assert cancel_answer == (200, {"message": "INVOICE CANCELED"})
@@ -422,7 +393,7 @@ async def test_a_cancel_racing_a_payment_leaves_the_money_in_one_place(api: Api)
             in_escrow += TOTAL
         assert ledger.get(f"buyer:{BUYER}", 0) == credited
         assert ledger["gateway:xendit"] == -(credited + in_escrow)
-        await assert_balanced(api)
+        await api.assert_balanced()
 
 
 # -- the gateway's EXPIRED callback ----------------------------------------------------------
@@ -452,7 +423,7 @@ async def test_an_expired_callback_expires_a_pending_invoice(api: Api) -> None:
     assert late["callback"] == {"status": 200, "body": {"message": "CREDITED"}}
     assert statuses(await api.detail(invoice))[0] == "EXPIRED"
     assert (await api.balance(BUYER))["balance"] == TOTAL
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 @pytest.mark.parametrize("state", ["PAID", "CANCELED", "COMPLETED", "REFUND"])
@@ -484,7 +455,7 @@ async def test_an_expired_callback_changes_nothing_once_the_invoice_left_pending
 
     assert await snapshot(api, invoice) == before
     assert statuses(await api.detail(invoice)) == statuses(shown)
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_an_expired_callback_for_an_unknown_invoice_is_not_found(api: Api) -> None:
@@ -501,7 +472,7 @@ async def test_a_paid_callback_for_an_unknown_invoice_is_not_found(api: Api) -> 
         400,
         {"message": "Invoice not found", "code": "INVOICE_NOT_FOUND"},
     )
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
 
 # -- QR payments ---------------------------------------------------------------------------
@@ -520,11 +491,11 @@ async def test_a_qris_checkout_is_paid_through_its_qr_callback(api: Api) -> None
     detail = await api.detail(invoice)
     assert statuses(detail) == ("PAID", ["PAID", "PAID"])
     assert detail["src"] == "QRIS"
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
     again = await api.pay(reference, payment_id="qr-pay-1")
     assert again["callback"] == {"status": 200, "body": {"message": "DUPLICATE"}}
     assert await event_types(api, invoice) == ["InvoiceCreated", "InvoicePaid"]
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_a_qr_callback_of_the_wrong_amount_or_not_succeeded_changes_nothing(
@@ -558,7 +529,7 @@ async def test_a_qr_payment_after_expiry_is_credited_to_the_buyer(
     )
     assert statuses(await api.detail(invoice))[0] == "EXPIRED"
     assert (await api.balance(BUYER))["balance"] == TOTAL
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- malformed callbacks ---------------------------------------------------------------------
@@ -641,7 +612,7 @@ async def test_malformed_callbacks_are_client_errors_never_500(api: Api, path: s
         assert field in got["errors"], (name, got)
 
     assert await snapshot(api, invoice) == before
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 @pytest.mark.parametrize("status", ["PAID", "EXPIRED"])
@@ -653,7 +624,7 @@ async def test_an_external_id_with_control_characters_is_a_client_error(
     body = paid_body("OM\n0000000000000", status=status)
     got_status, got = await send(api, body)
     assert 400 <= got_status < 500, got
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
 
 async def test_a_qr_reference_id_with_control_characters_is_a_client_error(api: Api) -> None:
@@ -662,7 +633,7 @@ async def test_a_qr_reference_id_with_control_characters_is_a_client_error(api: 
     body = qr_body("OM\t" + created["invoice"], created["xendit_invoice"])
     got_status, got = await send(api, body, path="qr")
     assert 400 <= got_status < 500, got
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
 
 async def test_a_payment_id_already_used_for_another_invoice_is_not_a_500(api: Api) -> None:
@@ -677,7 +648,7 @@ async def test_a_payment_id_already_used_for_another_invoice_is_not_a_500(api: A
     answer = await response.json()
     assert response.status < 500, answer
     assert answer["callback"]["status"] < 500, answer
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 @pytest.mark.parametrize("path", ["invoice", "qr"])

@@ -20,7 +20,7 @@ from service.config import Config
 from service.http.keys import SERVICE, STORE
 from service.projections.invoices import decode_state
 from service.workers.expiry import expire_due
-from tests.e2e.conftest import Api, AppFactory, FakeClock
+from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -28,18 +28,6 @@ TOTAL = 40200  # the default two-store checkout
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-async def accounts(api: Api) -> dict[str, int]:
-    """Every account of the whole ledger that holds money (zero balances left out)."""
-    assert api.client.app is not None
-    rows = await api.client.app[STORE].query("SELECT account, balance FROM account_balances")
-    return {account: balance for account, balance in rows if balance}
-
-
-async def assert_balanced(api: Api) -> None:
-    assert await api.ledger_sum() == 0
-    assert sum((await accounts(api)).values()) == 0
 
 
 async def view_status(api: Api, invoice: str) -> tuple[str, list[str]]:
@@ -67,10 +55,6 @@ async def wait_for_view(api: Api, invoice: str, status: str, within: float = 1.0
 async def event_types(api: Api, invoice: str) -> list[str]:
     assert api.client.app is not None
     return [event.type async for event in api.client.app[STORE].read_stream(f"invoice-{invoice}")]
-
-
-def statuses(detail: dict[str, Any]) -> tuple[str, list[str]]:
-    return detail["status"], [t["status"] for t in detail["transaction"]]
 
 
 async def send_payment(api: Api, invoice: str, payment_id: str) -> tuple[int, dict[str, Any]]:
@@ -116,7 +100,7 @@ async def test_the_expiry_task_expires_a_pending_invoice_within_a_second(
     assert detail["updatedAt"] == detail["expired_at"]  # expired at its expiry time, not later
     await asyncio.sleep(0.15)  # several more passes of the task
     assert await event_types(api, invoice) == ["InvoiceCreated", "InvoiceExpired"]
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
 
 async def test_the_detail_is_never_pending_past_expiry_even_before_the_task_runs(
@@ -168,7 +152,7 @@ async def test_a_payment_just_before_expiry_pays(api: Api, clock: FakeClock) -> 
     await asyncio.sleep(0.12)
     assert statuses(await api.detail(invoice)) == ("PAID", ["PAID", "PAID"])
     assert await view_status(api, invoice) == ("PAID", ["PAID", "PAID"])
-    assert await accounts(api) == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
+    assert await api.accounts() == {"gateway:xendit": -TOTAL, f"escrow:{invoice}": TOTAL}
 
 
 async def test_the_task_expires_every_due_invoice_and_only_those(
@@ -201,7 +185,7 @@ async def test_the_task_expires_every_due_invoice_and_only_those(
     assert await view_status(api, later) == ("PENDING", ["PENDING", "PENDING"])
     for invoice in (paid["invoice"], canceled, completed["invoice"], later):
         assert "InvoiceExpired" not in await event_types(api, invoice)
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- expiry racing a payment -----------------------------------------------------------------
@@ -212,7 +196,7 @@ async def assert_one_outcome(
 ) -> str:
     """The payment ended in exactly one place: the escrow of a PAID invoice, or the buyer's
     balance of an EXPIRED one. Returns the invoice's status."""
-    after = await accounts(api)
+    after = await api.accounts()
     detail = await api.detail(invoice)
     view, _ = await view_status(api, invoice)
     types = await event_types(api, invoice)
@@ -231,7 +215,7 @@ async def assert_one_outcome(
         assert (escrow, buyer) == (0, TOTAL)
         assert view == "EXPIRED"
         assert types == ["InvoiceCreated", "InvoiceExpired", "LatePaymentReceived"]
-    await assert_balanced(api)
+    await api.assert_balanced()
     return str(detail["status"])
 
 
@@ -242,7 +226,7 @@ async def test_expiry_and_a_payment_at_the_expiry_moment(api: Api, clock: FakeCl
     store, service = api.client.app[STORE], api.client.app[SERVICE]
     for round_ in range(25):
         invoice = (await api.checkout())["invoice"]
-        before = await accounts(api)
+        before = await api.accounts()
         clock.advance(TTL)  # exactly expired_at
 
         payment = send_payment(api, invoice, f"race-{round_}")
@@ -274,7 +258,7 @@ async def test_expiry_and_a_payment_racing_across_the_expiry_moment(
 
     for round_ in range(30):
         invoice = (await api.checkout())["invoice"]
-        before = await accounts(api)
+        before = await api.accounts()
         clock.advance(TTL - 0.001)
 
         answer, _ = await asyncio.gather(
@@ -284,7 +268,7 @@ async def test_expiry_and_a_payment_racing_across_the_expiry_moment(
         outcomes.append(await assert_one_outcome(api, invoice, answer, before))
     buyer = (await api.balance(BUYER))["balance"]
     assert buyer == outcomes.count("EXPIRED") * TOTAL
-    ledger = await accounts(api)
+    ledger = await api.accounts()
     assert ledger["gateway:xendit"] == -30 * TOTAL
     escrow = sum(amount for account, amount in ledger.items() if account.startswith("escrow:"))
     assert escrow == outcomes.count("PAID") * TOTAL

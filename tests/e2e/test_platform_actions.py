@@ -19,7 +19,7 @@ import pytest
 from service.app import create_app
 from service.config import Config
 from service.http.keys import STORE
-from tests.e2e.conftest import Api, AppFactory, FakeClock
+from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -46,27 +46,15 @@ def store_total(transaction: dict[str, Any]) -> int:
     )
 
 
-async def accounts(api: Api) -> dict[str, int]:
-    """Every account of the whole ledger that holds money (zero balances left out)."""
-    assert api.client.app is not None
-    rows = await api.client.app[STORE].query("SELECT account, balance FROM account_balances")
-    return {account: balance for account, balance in rows if balance}
-
-
 async def head(api: Api) -> int:
     assert api.client.app is not None
     return await api.client.app[STORE].head_position()
 
 
-async def assert_balanced(api: Api) -> None:
-    assert await api.ledger_sum() == 0
-    assert sum((await accounts(api)).values()) == 0
-
-
 async def snapshot(api: Api, invoice: str | None) -> tuple[Any, ...]:
     """What a refused request must leave as it was: the log's head, the ledger, the invoice."""
     shown = await api.detail(invoice) if invoice is not None else None
-    return await head(api), await accounts(api), shown
+    return await head(api), await api.accounts(), shown
 
 
 async def refused(
@@ -91,7 +79,7 @@ async def refused(
         expected["errors"] = got["errors"]
     assert got == expected
     assert await snapshot(api, invoice if exists else None) == before
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def invoice_exists(api: Api, invoice: str) -> bool:
@@ -124,23 +112,6 @@ async def wait_for_transaction(
             return detail
         assert asyncio.get_running_loop().time() < deadline, detail
         await asyncio.sleep(0.01)
-
-
-async def wait_until_expired_in_view(api: Api, invoice: str, within: float = 1.0) -> None:
-    assert api.client.app is not None
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        rows = await api.client.app[STORE].query(
-            "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
-        )
-        if rows[0][0] == "EXPIRED":
-            return
-        assert asyncio.get_running_loop().time() < deadline, rows
-        await asyncio.sleep(0.01)
-
-
-def statuses_of(detail: dict[str, Any]) -> tuple[str, list[str]]:
-    return detail["status"], [t["status"] for t in detail["transaction"]]
 
 
 async def refund(api: Api, invoice: str, transaction: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +148,7 @@ async def test_cancel_of_a_pending_invoice_cancels_it_whole_and_for_good(
     detail = await api.detail(invoice)
     assert detail["status"] == "CANCELED"
     assert [t["status"] for t in detail["transaction"]] == ["CANCELED"] * stores
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
     await refused(api, then, ALREADY_CANCELED, invoice_id=invoice, invoice_onmarket=first)
     extra: dict[str, Any] = {"buyer_username": BUYER} if then == "cancel" else {}
     await refused(api, then, ALREADY_CANCELED, invoice_id=invoice, invoice_onmarket=first, **extra)
@@ -217,7 +188,7 @@ async def test_actions_on_an_expired_invoice_are_refused(
     answer = await api.platform(action, expect=400, invoice_id=invoice, invoice_onmarket=first)
     assert answer == {"message": EXPIRED[0], "code": EXPIRED[1]}
 
-    await wait_until_expired_in_view(api, invoice)
+    await api.wait_until_expired_in_view(invoice)
     detail = await api.detail(invoice)
     assert detail["status"] == "EXPIRED"
     assert [t["status"] for t in detail["transaction"]] == ["EXPIRED", "EXPIRED"]
@@ -227,7 +198,7 @@ async def test_actions_on_an_expired_invoice_are_refused(
         await refused(
             api, action, EXPIRED, invoice_id=invoice, invoice_onmarket=first, buyer_username=BUYER
         )
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
 
 # -- PAID: refunds ---------------------------------------------------------------------------
@@ -295,7 +266,7 @@ async def test_a_refund_stays_in_process_until_the_worker_pays_it(
     shown = await api.detail(invoice)
     assert shown["status"] == "PAID"
     assert [t["status"] for t in shown["transaction"]] == ["REFUND_IN_PROCESS", "PAID"]
-    assert await accounts(api) == {"gateway:xendit": -total, f"escrow:{invoice}": total}
+    assert await api.accounts() == {"gateway:xendit": -total, f"escrow:{invoice}": total}
     store = first["invoice_onmarket"]
     await refused(
         api,
@@ -318,8 +289,8 @@ async def test_a_refund_stays_in_process_until_the_worker_pays_it(
     shown = await api.detail(invoice)
     assert shown["status"] == "PAID"
     assert [t["status"] for t in shown["transaction"]] == ["REFUND_IN_PROCESS", "COMPLETED"]
-    assert (await accounts(api))[f"escrow:{invoice}"] == store_total(first)
-    await assert_balanced(api)
+    assert (await api.accounts())[f"escrow:{invoice}"] == store_total(first)
+    await api.assert_balanced()
 
 
 @pytest.mark.parametrize("then", ["cancel", "done"])
@@ -447,7 +418,7 @@ async def test_a_paid_invoice_does_not_expire(api: Api, clock: FakeClock) -> Non
     assert await refund(api, invoice, second) == {"message": "REFUND IN PROCESS"}
     shown = await wait_for_transaction(api, invoice, 1, "REFUNDED")
     assert shown["status"] == "COMPLETED"
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- settling an invoice, and where the money goes --------------------------------------------
@@ -495,7 +466,7 @@ async def test_an_invoice_settles_once_every_transaction_is_settled(
     the escrow ends empty."""
     created = await api.checkout()
     invoice = created["invoice"]
-    assert await accounts(api) == {}
+    assert await api.accounts() == {}
 
     await api.pay(created["xendit_invoice"])
 
@@ -503,8 +474,8 @@ async def test_an_invoice_settles_once_every_transaction_is_settled(
     total = detail["amount"]
     transactions = detail["transaction"]
     assert total == 40200 == sum(store_total(t) for t in transactions)
-    assert await accounts(api) == expected_accounts(invoice, total, transactions, [])
-    await assert_balanced(api)
+    assert await api.accounts() == expected_accounts(invoice, total, transactions, [])
+    await api.assert_balanced()
 
     settled: list[tuple[int, str]] = []
     for index, action in enumerate(plan):
@@ -523,10 +494,10 @@ async def test_an_invoice_settles_once_every_transaction_is_settled(
             "COMPLETED" if action == "done" else "REFUNDED"
         )
         assert shown["status"] == ("PAID" if index == 0 else final)
-        assert await accounts(api) == expected_accounts(invoice, total, transactions, settled)
-        await assert_balanced(api)
+        assert await api.accounts() == expected_accounts(invoice, total, transactions, settled)
+        await api.assert_balanced()
 
-    ledger = await accounts(api)
+    ledger = await api.accounts()
     assert f"escrow:{invoice}" not in ledger  # zero: every transaction settled
     # Nothing more can happen to a settled invoice.
     for index, action in enumerate(plan):
@@ -546,7 +517,7 @@ async def test_done_pays_the_seller_commission_and_insurance_accounts(api: Api) 
     invoice = detail["invoice"]
     await api.platform("done", invoice_id=invoice)
 
-    assert await accounts(api) == {
+    assert await api.accounts() == {
         "gateway:xendit": -15100,
         "seller:seller1": 14000,
         "platform:ONMARKET:commission": 1000,
@@ -557,7 +528,7 @@ async def test_done_pays_the_seller_commission_and_insurance_accounts(api: Api) 
     assert [(e["account"], e["amount"], e["type"], e["invoice"]) for e in seller["entries"]] == [
         ("seller:seller1", 14000, "TransactionCompleted", invoice)
     ]
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 async def test_a_balance_paid_invoice_moves_the_buyers_money_through_escrow(api: Api) -> None:
@@ -565,7 +536,7 @@ async def test_a_balance_paid_invoice_moves_the_buyers_money_through_escrow(api:
     await api.top_up(BUYER, 50000)
     created = await api.checkout(source="BALANCE", stores=1)
     invoice = created["invoice"]
-    assert await accounts(api) == {
+    assert await api.accounts() == {
         "external:topup": -50000,
         f"buyer:{BUYER}": 50000 - 15100,
         f"escrow:{invoice}": 15100,
@@ -578,8 +549,8 @@ async def test_a_balance_paid_invoice_moves_the_buyers_money_through_escrow(api:
     ) == {"message": "REFUND IN PROCESS"}
     shown = await wait_for_transaction(api, invoice, 0, "REFUNDED")
     assert shown["status"] == "REFUNDED"
-    assert await accounts(api) == {"external:topup": -50000, f"buyer:{BUYER}": 50000}
-    await assert_balanced(api)
+    assert await api.accounts() == {"external:topup": -50000, f"buyer:{BUYER}": 50000}
+    await api.assert_balanced()
 
 
 # -- who may act -----------------------------------------------------------------------------
@@ -717,14 +688,14 @@ async def test_each_platform_acts_on_its_own_services_invoices(
     assert answer == {"message": "REFUND IN PROCESS"}
     shown = await wait_for_transaction(api, invoice, 1, "REFUNDED")
     assert shown["status"] == "COMPLETED"
-    assert await accounts(api) == {
+    assert await api.accounts() == {
         "gateway:xendit": -40200,
         "seller:seller1": 14000,
         f"platform:{service}:commission": 1000,
         f"platform:{service}:insurance": 100,
         f"buyer:{BUYER}": 25100,
     }
-    await assert_balanced(api)
+    await api.assert_balanced()
 
 
 # -- races -----------------------------------------------------------------------------------
@@ -780,11 +751,11 @@ async def test_cancel_and_done_racing_on_one_transaction_have_one_winner(api: Ap
             shown = await api.detail(invoice)
             assert shown["status"] == "COMPLETED"
             seller_expected += 14000
-        ledger = await accounts(api)
+        ledger = await api.accounts()
         assert f"escrow:{invoice}" not in ledger
         assert ledger.get(f"buyer:{BUYER}", 0) == buyer_expected
         assert ledger.get("seller:seller1", 0) == seller_expected
-        await assert_balanced(api)
+        await api.assert_balanced()
     assert len(winners) == 30
     # One more look once every refund had time to run: nothing was credited twice.
     await asyncio.sleep(0.05)
@@ -818,12 +789,12 @@ async def test_actions_on_different_stores_at_once_both_succeed(api: Api) -> Non
         assert cancel_answer == (200, {"message": "REFUND IN PROCESS"})
         assert done_answer == (200, {"message": "TRANSACTION IS COMPLETED"})
         shown = await wait_for_transaction(api, invoice, 0, "REFUNDED")
-        assert statuses_of(shown) == ("COMPLETED", ["REFUNDED", "COMPLETED"])
-        ledger = await accounts(api)
+        assert statuses(shown) == ("COMPLETED", ["REFUNDED", "COMPLETED"])
+        ledger = await api.accounts()
         assert f"escrow:{invoice}" not in ledger
         assert ledger[f"buyer:{BUYER}"] == (round_ + 1) * 15100
         assert ledger["seller:seller2"] == (round_ + 1) * (20000 + 5000 - 1000)
-        await assert_balanced(api)
+        await api.assert_balanced()
 
 
 # -- the refund worker across restarts -------------------------------------------------------
@@ -874,7 +845,7 @@ async def test_refunds_are_credited_once_across_restarts(
         await asyncio.sleep(0.05)
         assert (await api.balance(BUYER))["balance"] == refunded
         assert await refund_credits(api) == [15100] * (refunded // 15100)
-        await assert_balanced(api)
+        await api.assert_balanced()
 
 
 async def test_refunds_asked_for_before_a_restart_are_paid_after_it_once(
@@ -900,5 +871,5 @@ async def test_refunds_asked_for_before_a_restart_are_paid_after_it_once(
     assert (await api.balance(BUYER))["balance"] == 4 * 15100
     assert await refund_credits(api) == [15100] * 4
     for invoice in invoices:
-        assert (await accounts(api)).get(f"escrow:{invoice}", 0) == 0
-    await assert_balanced(api)
+        assert (await api.accounts()).get(f"escrow:{invoice}", 0) == 0
+    await api.assert_balanced()
