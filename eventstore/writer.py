@@ -58,7 +58,11 @@ class GroupCommitWriter:
     async def start(self, prepare: Callable[[sqlite3.Connection], T]) -> T:
         """Start the thread: it connects, runs ``prepare`` (schema, settings), then serves."""
         ready: asyncio.Future[Any] = self._loop.create_future()
-        Thread(target=self._run, args=(prepare, ready), name="eventstore-writer").start()
+        # A daemon: a store its owner forgot to close must not keep the process from exiting
+        # (every acknowledged write is already committed).
+        Thread(
+            target=self._run, args=(prepare, ready), name="eventstore-writer", daemon=True
+        ).start()
         try:
             return await ready  # type: ignore[no-any-return]
         except BaseException:

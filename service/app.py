@@ -22,6 +22,7 @@ from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
+from service.gateway.xendit import XenditGateway
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
@@ -30,6 +31,7 @@ from service.http.middleware import errors_as_json, request_context
 from service.projections import all_projectors
 from service.security import hash_password
 from service.workers.expiry import run_expiry_task
+from service.workers.reconcile import run_reconcile_task
 from service.workers.refunds import run_refund_worker
 
 # The spec's development accounts: (username, role, platform); the password is the username.
@@ -64,13 +66,20 @@ def create_app(
     app.cleanup_ctx.append(_store_and_workers)
     app.cleanup_ctx.append(_http_client)
     app.add_routes(api_routes.routes)
-    if config.development:
+    if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
     return app
 
 
 def make_gateway(config: Config) -> Gateway:
     """The gateway adapter the settings name."""
+    if config.gateway == "xendit":
+        return XenditGateway(
+            config.xendit_secret_key,
+            base_url=config.xendit_base_url,
+            timeout=config.xendit_timeout_seconds,
+            attempts=config.xendit_attempts,
+        )
     merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
     return SandboxGateway(config.public_base_url, merchant)
 
@@ -121,6 +130,19 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
             name="expiry-task",
         ),
     ]
+    if config.reconcile_interval_seconds > 0:
+        workers.append(
+            asyncio.create_task(
+                run_reconcile_task(
+                    store,
+                    service,
+                    interval=config.reconcile_interval_seconds,
+                    window=timedelta(seconds=config.reconcile_window_seconds),
+                    clock=app[CLOCK],
+                ),
+                name="reconcile-task",
+            )
+        )
     try:
         yield
     finally:
@@ -129,7 +151,10 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        await store.close()
+        try:
+            await app[GATEWAY].close()
+        finally:
+            await store.close()  # whatever else failed, the store is closed
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

@@ -62,7 +62,18 @@ from service.domain.invoice import (
     evolve,
 )
 from service.domain.ledger import GATEWAY_ACCOUNT, escrow
-from service.gateway.port import Gateway, GatewayPayment, PaymentRequest
+from service.gateway.port import (
+    EXPIRED as GATEWAY_EXPIRED,
+)
+from service.gateway.port import (
+    PAID as GATEWAY_PAID,
+)
+from service.gateway.port import (
+    Gateway,
+    GatewayPayment,
+    PaymentItem,
+    PaymentRequest,
+)
 from service.presenters import checkout_answer
 from service.projections.invoices import invoice_stream
 
@@ -259,59 +270,85 @@ class InvoiceService:
         await self._reserve(request, "", now, context)  # refuse before asking the gateway
         invoice = new_invoice_id(request.service)
         payment = await self._gateway_payment(invoice, request, now)
-
-        async def attempt() -> tuple[int, dict[str, Any]]:
-            if idempotency is not None:
-                stored = await self._stored_answer(actor.username, *idempotency)
-                if stored is not None:
-                    return stored
-            created = InvoiceCreated(
-                invoice,
-                actor.username,
-                request.service,
-                request.source,
-                request.total_amount,
-                request.transactions,
-                payment.reference,
-                payment.payment_url,
-                payment.qr_string,
-                now,
-                now + self.invoice_ttl,
+        try:
+            status, answer = await retrying(
+                lambda: self._create(actor, request, context, idempotency, invoice, payment, now)
             )
-            appends = await self._reserve(request, invoice, now, context)
-            invoice_events: list[Event] = [created]
-            status = PENDING
-            if request.source == "BALANCE":
-                appends.append(await self._debit(actor.username, created, context))
-                invoice_events.append(
-                    InvoicePaid(
-                        invoice,
-                        created.total_amount,
-                        "BALANCE",
-                        f"balance-{invoice}",
-                        "BALANCE",
-                        "BALANCE",
-                        now,
-                    )
-                )
-                status = PAID
-            answer = checkout_answer(created, status)
-            appends.insert(
-                0,
-                StreamAppend(
-                    invoice_stream(invoice),
-                    NO_STREAM,
-                    [encode(event, context.metadata()) for event in invoice_events],
-                ),
-            )
-            if idempotency is not None:
-                appends.append(
-                    await self._record_answer(actor.username, idempotency, answer, now, context)
-                )
-            await self.store.append_streams(appends)
-            return 200, answer
+        except BaseException:
+            await self._abandon(request, payment)  # no invoice: nothing must stay payable
+            raise
+        if answer.get("invoice") != invoice:  # a concurrent twin with the same key won
+            await self._abandon(request, payment)
+        return status, answer
 
-        return await retrying(attempt)
+    async def _abandon(self, request: CheckoutRequest, payment: GatewayPayment) -> None:
+        if request.source == "BALANCE":
+            return
+        try:
+            await self.gateway.expire(payment.reference)
+        except Exception:
+            log.exception("could not expire an unused gateway payment", reference=payment.reference)
+
+    async def _create(
+        self,
+        actor: Actor,
+        request: CheckoutRequest,
+        context: Context,
+        idempotency: tuple[str, str] | None,
+        invoice: str,
+        payment: GatewayPayment,
+        now: datetime,
+    ) -> tuple[int, dict[str, Any]]:
+        """One attempt at writing the invoice (and its reservations, debit and key)."""
+        if idempotency is not None:
+            stored = await self._stored_answer(actor.username, *idempotency)
+            if stored is not None:
+                return stored
+        created = InvoiceCreated(
+            invoice,
+            actor.username,
+            request.service,
+            request.source,
+            request.total_amount,
+            request.transactions,
+            payment.reference,
+            payment.payment_url,
+            payment.qr_string,
+            now,
+            now + self.invoice_ttl,
+        )
+        appends = await self._reserve(request, invoice, now, context)
+        invoice_events: list[Event] = [created]
+        status = PENDING
+        if request.source == "BALANCE":
+            appends.append(await self._debit(actor.username, created, context))
+            invoice_events.append(
+                InvoicePaid(
+                    invoice,
+                    created.total_amount,
+                    "BALANCE",
+                    f"balance-{invoice}",
+                    "BALANCE",
+                    "BALANCE",
+                    now,
+                )
+            )
+            status = PAID
+        answer = checkout_answer(created, status)
+        appends.insert(
+            0,
+            StreamAppend(
+                invoice_stream(invoice),
+                NO_STREAM,
+                [encode(event, context.metadata()) for event in invoice_events],
+            ),
+        )
+        if idempotency is not None:
+            appends.append(
+                await self._record_answer(actor.username, idempotency, answer, now, context)
+            )
+        await self.store.append_streams(appends)
+        return 200, answer
 
     async def _gateway_payment(
         self, invoice: str, request: CheckoutRequest, now: datetime
@@ -319,7 +356,11 @@ class InvoiceService:
         if request.source == "BALANCE":
             return GatewayPayment(reference=f"balance-{invoice}")
         payment = PaymentRequest(
-            invoice, request.total_amount, f"{request.service} checkout", now + self.invoice_ttl
+            invoice,
+            request.total_amount,
+            f"{request.service} checkout",
+            now + self.invoice_ttl,
+            tuple(PaymentItem(line.invoice_onmarket, line.total) for line in request.transactions),
         )
         if request.source == "QRIS":
             return await self.gateway.create_qr(payment)
@@ -494,6 +535,29 @@ class InvoiceService:
             return True
 
         return await retrying(attempt)
+
+    async def reconcile(self, invoice: str, context: Context) -> str:
+        """Ask the gateway what became of the invoice's payment and apply it through the same
+        path as a callback. Returns ``paid``, ``credited``, ``duplicate``, ``expired``,
+        ``pending`` or ``unchanged``."""
+        state, _ = await self.load_invoice(invoice)
+        if state is None:
+            raise errors.InvoiceNotFound()
+        if state.created.source == "BALANCE":
+            return "unchanged"  # paid at checkout; no gateway involved
+        known = await self.gateway.status(state.created.gateway_reference)
+        if known.status == GATEWAY_PAID and known.payment_id is not None:
+            payment = Payment(
+                known.payment_id,
+                known.paid_amount if known.paid_amount is not None else -1,
+                known.method or "UNKNOWN",
+                known.channel or "UNKNOWN",
+                known.paid_at or self.clock(),
+            )
+            return await self.record_payment(invoice, payment, context)
+        if known.status == GATEWAY_EXPIRED:
+            return "expired" if await self.expire_by_gateway(invoice, context) else "unchanged"
+        return "pending"
 
     # -- platform actions --------------------------------------------------------------------
 

@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
 from eventstore import EventStore, EventStoreError
-from service.app import create_app, make_gateway, make_service
+from service.app import create_app, make_gateway, make_service, utc_now
 from service.application import Context, UserExists
 from service.config import Config, ConfigError, load_config
 from service.http.schemas import SERVICES
@@ -20,6 +22,7 @@ from service.logging import configure_logging
 from service.projections import all_projectors
 from service.security import hash_password
 from service.views_check import compare_views_with_replay
+from service.workers.reconcile import reconcile_all
 
 DEFAULT_CONFIG = "config.yaml"
 ROLES = ("buyer", "platform", "admin")
@@ -68,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
     rebuild = command("rebuild", help="empty the views and replay the log into them")
     rebuild.set_defaults(command=_rebuild)
+
+    reconcile = command(
+        "reconcile", help="ask the gateway about unsettled invoices and apply what it knows"
+    )
+    reconcile.set_defaults(command=_reconcile)
 
     verify = command("verify", help="check the hash chain, and that the views equal a fresh replay")
     verify.set_defaults(command=_verify)
@@ -147,6 +155,27 @@ def _rebuild(config: Config, args: argparse.Namespace) -> int:
     count = asyncio.run(rebuild())
     print(f"rebuilt the views from {count} events")
     return 0
+
+
+def _reconcile(config: Config, args: argparse.Namespace) -> int:
+    async def reconcile() -> Counter[str]:
+        gateway = make_gateway(config)
+        try:
+            async with await EventStore.open(config.database, projectors=all_projectors()) as store:
+                service = make_service(store, gateway, config)
+                return await reconcile_all(
+                    store,
+                    service,
+                    now=utc_now(),
+                    window=timedelta(seconds=config.reconcile_window_seconds),
+                )
+        finally:
+            await gateway.close()
+
+    outcomes = asyncio.run(reconcile())
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+    print(f"reconciled {sum(outcomes.values())} invoices" + (f": {summary}" if summary else ""))
+    return 1 if outcomes.get("failed") else 0
 
 
 def _verify(config: Config, args: argparse.Namespace) -> int:

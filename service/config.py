@@ -39,6 +39,12 @@ class Config:
     token_ttl_seconds: int = 24 * 3600
     callback_token: str = ""
     gateway: str = "sandbox"
+    xendit_secret_key: str = ""
+    xendit_base_url: str = "https://api.xendit.co"
+    xendit_timeout_seconds: float = 10.0
+    xendit_attempts: int = 3
+    reconcile_interval_seconds: float = 0.0
+    reconcile_window_seconds: int = 24 * 3600
     invoice_ttl_seconds: int = 2 * 3600
     idempotency_ttl_seconds: int = 24 * 3600
     refund_delay_seconds: float = 0.0
@@ -65,7 +71,13 @@ class _ConfigSchema(Schema):
     token_secret = f.String()
     token_ttl_seconds = f.Integer(validate=validate.Range(min=60))
     callback_token = f.String()
-    gateway = f.String(validate=validate.OneOf(["sandbox"]))
+    gateway = f.String(validate=validate.OneOf(["sandbox", "xendit"]))
+    xendit_secret_key = f.String()
+    xendit_base_url = f.Url(require_tld=False, schemes={"http", "https"})
+    xendit_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=120))
+    xendit_attempts = f.Integer(validate=validate.Range(min=1, max=10))
+    reconcile_interval_seconds = f.Float(validate=validate.Range(min=0))
+    reconcile_window_seconds = f.Integer(validate=validate.Range(min=60))
     invoice_ttl_seconds = f.Integer(validate=validate.Range(min=1))
     idempotency_ttl_seconds = f.Integer(validate=validate.Range(min=60))
     refund_delay_seconds = f.Float(validate=validate.Range(min=0))
@@ -109,6 +121,11 @@ def load_config(
 
 def _with_secrets(config: Config) -> Config:
     """Development gets well-known secrets; any other mode must be given its own."""
+    if config.gateway == "xendit" and not config.xendit_secret_key:
+        raise ConfigError(
+            f"gateway xendit needs xendit_secret_key (environment variable"
+            f" {ENV_PREFIX}XENDIT_SECRET_KEY)"
+        )
     if config.development:
         return replace(
             config,

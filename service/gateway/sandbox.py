@@ -2,16 +2,26 @@
 
 References look like Xendit's (24 hex digits for invoices, ``qr_<uuid>`` for QR codes);
 ``payment_url`` points at the service's own ``/sandbox/checkout/<reference>`` page, and QR
-payloads are valid EMVCo/QRIS strings. Paying happens through ``/sandbox/invoices/<ref>/pay``,
-which sends the same callback a real gateway would.
+payloads are valid EMVCo/QRIS strings. Like a real gateway it remembers what was paid or
+expired at its end (in memory), so reconciliation can find a payment whose callback was lost.
+Paying happens through the sandbox's page or ``/sandbox/invoices/<ref>/pay``, which record the
+payment here and then send the same callback a real gateway would.
 """
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 
-from service.gateway.port import GatewayPayment, PaymentRequest
+from service.gateway.port import (
+    EXPIRED,
+    PAID,
+    PENDING,
+    GatewayPayment,
+    GatewayStatus,
+    PaymentRequest,
+)
 from service.gateway.qris import Merchant, build_qris
 
 
@@ -21,18 +31,37 @@ class SandboxGateway:
     def __init__(self, public_base_url: str, merchant: Merchant) -> None:
         self._base_url = public_base_url.rstrip("/")
         self._merchant = merchant
+        self._known: dict[str, GatewayStatus] = {}
 
     async def create_invoice(self, request: PaymentRequest) -> GatewayPayment:
         reference = secrets.token_hex(12)
+        self._known[reference] = GatewayStatus(reference, PENDING)
         return GatewayPayment(reference, payment_url=checkout_url(self._base_url, reference))
 
     async def create_qr(self, request: PaymentRequest) -> GatewayPayment:
         reference = f"qr_{uuid.uuid4()}"
         qr_string = build_qris(self._merchant, request.amount, reference=request.invoice)
+        self._known[reference] = GatewayStatus(reference, PENDING)
         return GatewayPayment(reference, payment_url=None, qr_string=qr_string)
 
     async def expire(self, reference: str) -> None:
-        """Nothing to do: the sandbox pays only invoices the service still holds PENDING."""
+        current = self._known.get(reference)
+        if current is None or current.status == PENDING:
+            self._known[reference] = GatewayStatus(reference, EXPIRED)
+
+    async def status(self, reference: str) -> GatewayStatus:
+        return self._known.get(reference, GatewayStatus(reference, PENDING))
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def record_payment(
+        self, reference: str, payment_id: str, amount: int, paid_at: datetime, channel: str
+    ) -> GatewayStatus:
+        """The buyer paid at the sandbox (its page or script): remember it as a gateway would."""
+        paid = GatewayStatus(reference, PAID, payment_id, amount, paid_at, "SANDBOX", channel)
+        self._known[reference] = paid
+        return paid
 
 
 def checkout_url(base_url: str, reference: str) -> str:

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from service.domain.errors import DomainError
+from service.gateway.port import GatewayError
 from service.http.keys import REQUEST_ID, USERNAME
 
 log = structlog.get_logger("service.http")
@@ -106,6 +107,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_response(
             error_body(error.message, error.code, error.errors), status=error.status
         )
+    except GatewayError as error:
+        log.warning("gateway error", error=str(error))
+        return json_response(error_body(error.message, error.code), status=502)
     except ValidationError as error:
         return json_response(
             error_body("Invalid JSON Format", "VALIDATION", _as_dict(error.messages)), status=400

@@ -15,7 +15,7 @@ from aiohttp import ClientResponse
 
 from service.app import create_app
 from service.config import Config
-from service.gateway.port import GatewayPayment, PaymentRequest
+from service.gateway.port import GatewayPayment, GatewayStatus, PaymentRequest
 from service.http.keys import STORE
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body
 
@@ -180,6 +180,12 @@ class ExplodingGateway:
 
     async def expire(self, reference: str) -> None:
         raise RuntimeError(SECRET_DETAIL)
+
+    async def status(self, reference: str) -> GatewayStatus:
+        raise RuntimeError(SECRET_DETAIL)
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 @pytest.mark.parametrize("source", ["XENDIT", "QRIS"])

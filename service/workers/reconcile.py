@@ -1,0 +1,67 @@
+"""Reconciliation: ask the gateway about invoices whose callbacks may have been lost.
+
+Callbacks can be lost (a network fault, our service down when the gateway called). For every
+invoice with a gateway payment that is PENDING, or that expired or was canceled within the
+window (a payment may have arrived late), the gateway is asked what it knows, and whatever it
+reports is applied through the same path as a callback: a payment pays the invoice or is
+credited to the buyer, an expiry expires it. Run by ``python -m service reconcile`` or, with
+``reconcile_interval_seconds`` set, periodically by the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from eventstore import EventStore
+from service.application import Context, InvoiceService
+from service.domain.codec import format_time
+from service.gateway.port import GatewayError
+
+log = structlog.get_logger("service.reconcile")
+
+
+async def reconcile_all(
+    store: EventStore, service: InvoiceService, *, now: datetime, window: timedelta
+) -> Counter[str]:
+    """Reconcile every candidate invoice; count the outcomes (``paid``, ``pending``, …)."""
+    rows = await store.query(
+        "SELECT invoice FROM invoice_view WHERE gateway_reference NOT LIKE 'balance-%'"
+        " AND (status = 'PENDING' OR (status IN ('EXPIRED', 'CANCELED') AND expired_at >= ?))"
+        " ORDER BY seq",
+        (format_time(now - window),),
+    )
+    outcomes: Counter[str] = Counter()
+    for (invoice,) in rows:
+        try:
+            outcome = await service.reconcile(invoice, Context("system:reconcile"))
+        except GatewayError as error:  # one unreachable answer must not stop the others
+            log.warning("reconcile failed", invoice=invoice, error=str(error))
+            outcome = "failed"
+        if outcome not in ("pending", "unchanged", "duplicate"):
+            log.info("reconciled", invoice=invoice, outcome=outcome)
+        outcomes[outcome] += 1
+    return outcomes
+
+
+async def run_reconcile_task(
+    store: EventStore,
+    service: InvoiceService,
+    *,
+    interval: float,
+    window: timedelta,
+    clock: Callable[[], datetime],
+) -> None:
+    """Reconcile every ``interval`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await reconcile_all(store, service, now=clock(), window=window)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bad moment must not end the task: log it and try again
+            log.exception("reconcile pass failed")
