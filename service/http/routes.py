@@ -243,7 +243,8 @@ async def invoice_callback(request: web.Request) -> web.Response:
         return answer({"message": "IGNORED"}, schemas.MessageAnswer)
     amount = body["paid_amount"] if body["paid_amount"] is not None else body["amount"]
     payment = Payment(
-        body["id"],
+        # Xendit's invoice callback names the invoice in "id" and the payment in "payment_id".
+        body["payment_id"] or body["id"],
         amount if amount is not None else -1,
         body["payment_method"] or "UNKNOWN",
         body["payment_channel"] or "UNKNOWN",

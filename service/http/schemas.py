@@ -176,6 +176,7 @@ class InvoiceCallbackSchema(Schema):
         unknown = "exclude"
 
     id = fields.String(required=True, validate=_NAME)
+    payment_id = fields.String(load_default=None, allow_none=True, validate=_NAME)
     external_id = fields.String(required=True, validate=_NAME)
     status = fields.String(required=True)
     paid_amount = Money(load_default=None, allow_none=True)
