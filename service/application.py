@@ -230,6 +230,26 @@ class InvoiceService:
             holder, version = event.invoice, recorded.version
         return holder, version
 
+    async def invoice_as_of(
+        self, invoice: str, *, at: datetime | None = None, position: int | None = None
+    ) -> tuple[Invoice, datetime] | None:
+        """The invoice as it stood at time ``at`` or just after log position ``position``, by
+        replaying its stream with the same ``evolve`` as the live view; None before it existed.
+        Also returns the moment to show it at (for a position, the time of its last event)."""
+        state: Invoice | None = None
+        moment = at
+        async for recorded in self.store.read_stream(invoice_stream(invoice)):
+            if (at is not None and recorded.recorded_at > at) or (
+                position is not None and recorded.position > position
+            ):
+                break
+            state = evolve(state, decode(recorded))
+            if position is not None:
+                moment = recorded.recorded_at
+        if state is None or moment is None:
+            return None
+        return state, moment
+
     # -- checkout ----------------------------------------------------------------------------
 
     async def checkout(

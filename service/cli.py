@@ -5,21 +5,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from eventstore import EventStore, EventStoreError
+from eventstore import EventStore, EventStoreError, RecordedEvent
 from service.app import create_app, make_gateway, make_service, utc_now
 from service.application import Context, UserExists
+from service.backup import backup_database
 from service.config import Config, ConfigError, load_config
 from service.http.schemas import SERVICES
 from service.logging import configure_logging
+from service.presenters import api_time
+from service.progress import Progress
 from service.projections import all_projectors
+from service.projections.invoices import invoice_stream
 from service.security import hash_password
 from service.views_check import compare_views_with_replay
 from service.workers.reconcile import reconcile_all
@@ -71,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
 
     rebuild = command("rebuild", help="empty the views and replay the log into them")
     rebuild.set_defaults(command=_rebuild)
+
+    history = command("history", help="an invoice's events, from the log")
+    history.add_argument("invoice")
+    history.add_argument("--json", action="store_true", help="JSON for machines")
+    history.set_defaults(command=_history)
+
+    backup = command("backup", help="an online, consistent copy of the database (it is verified)")
+    backup.add_argument("path", help="the copy to write (must not exist)")
+    backup.set_defaults(command=_backup)
 
     reconcile = command(
         "reconcile", help="ask the gateway about unsettled invoices and apply what it knows"
@@ -145,15 +160,91 @@ def _read_password() -> str:
 
 
 def _rebuild(config: Config, args: argparse.Namespace) -> int:
-    def progress(done: int, total: int) -> None:
-        print(f"replayed {done} of {total} events", file=sys.stderr)
+    if not Path(config.database).exists():
+        print(f"error: {config.database} does not exist", file=sys.stderr)
+        return 2
+    progress = Progress("rebuilding views")
 
     async def rebuild() -> int:
         async with await EventStore.open(config.database, projectors=all_projectors()) as store:
             return await store.rebuild_projections(progress)
 
     count = asyncio.run(rebuild())
-    print(f"rebuilt the views from {count} events")
+    elapsed = progress.finish()
+    print(f"rebuilt the views from {count:,} events in {elapsed:.1f}s")
+    return 0
+
+
+def _history(config: Config, args: argparse.Namespace) -> int:
+    async def read() -> list[RecordedEvent]:
+        async with await EventStore.open(config.database, projectors=all_projectors()) as store:
+            return [event async for event in store.read_stream(invoice_stream(args.invoice))]
+
+    if not Path(config.database).exists():
+        print(f"error: {config.database} does not exist", file=sys.stderr)
+        return 2
+    events = asyncio.run(read())
+    if not events:
+        print(f"error: no invoice {args.invoice!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([_history_entry(event) for event in events], indent=2))
+        return 0
+    first = events[0].data
+    print(
+        f"{args.invoice}  {first['service']} {first['source']}  buyer {first['username']}"
+        f"  total {first['total_amount']:,}"
+    )
+    for event in events:
+        entry = _history_entry(event)
+        print(
+            f"  #{entry['position']:<8} {entry['recorded_at']}  {entry['type']:<22}"
+            f" by {entry['actor'] or '?':<22} {_summary(event)}"
+        )
+    return 0
+
+
+def _history_entry(event: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "version": event.version,
+        "type": event.type,
+        "data": event.data,
+        "recorded_at": api_time(event.recorded_at),
+        "actor": event.metadata.get("actor"),
+        "request_id": event.metadata.get("request_id"),
+    }
+
+
+def _summary(event: RecordedEvent) -> str:
+    """The event's gist for a person: amounts and who, not every field."""
+    data = event.data
+    parts = [
+        f"{key.replace('_', ' ')} {data[key]:,}"
+        if isinstance(data[key], int)
+        else f"{key} {data[key]}"
+        for key in ("invoice_onmarket", "amount", "seller_amount", "commission", "payment_id")
+        if data.get(key) is not None
+    ]
+    return ", ".join(parts)
+
+
+def _backup(config: Config, args: argparse.Namespace) -> int:
+    source, target = Path(config.database), Path(args.path)
+    if not source.exists():
+        print(f"error: {source} does not exist", file=sys.stderr)
+        return 2
+    if target.exists():
+        print(f"error: {target} exists; choose a new path", file=sys.stderr)
+        return 2
+    report = asyncio.run(backup_database(source, target))
+    if not report.ok:
+        print(f"FAILED: the copy does not verify: {report.reason}", file=sys.stderr)
+        return 1
+    print(
+        f"backup written to {target}: {report.events_checked:,} events, verified;"
+        f" head position {report.head_position}, head hash {report.head_hash}"
+    )
     return 0
 
 

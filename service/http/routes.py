@@ -21,7 +21,7 @@ from service.http.body import json_object
 from service.http.keys import AUTH, CLOCK, CONFIG, REQUEST_ID, SERVICE, STORE
 from service.http.middleware import ApiError, json_response
 from service.presenters import api_time, invoice_detail
-from service.projections.invoices import decode_state
+from service.projections.invoices import decode_state, invoice_stream
 
 log = structlog.get_logger("service.http")
 routes = web.RouteTableDef()
@@ -90,8 +90,36 @@ async def detail(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
     query = schemas.DetailQuerySchema().load(dict(request.query))
     seq, state = await _visible_invoice(request, actor, query)
-    now = request.app[CLOCK]()
+    if "as_of" in query or "as_of_position" in query:
+        past = await request.app[SERVICE].invoice_as_of(
+            state.invoice, at=query.get("as_of"), position=query.get("as_of_position")
+        )
+        if past is None:  # it did not exist yet
+            raise InvoiceNotFound()
+        state, now = past
+    else:
+        now = request.app[CLOCK]()
     return answer(invoice_detail(seq, state, now), schemas.DetailAnswer)
+
+
+@routes.get("/invoice/history")
+async def history(request: web.Request) -> web.Response:
+    actor = request.app[AUTH].bearer(request)
+    query = schemas.HistoryQuerySchema().load(dict(request.query))
+    _, state = await _visible_invoice(request, actor, query)
+    events = [
+        {
+            "position": event.position,
+            "version": event.version,
+            "type": event.type,
+            "data": event.data,
+            "recorded_at": api_time(event.recorded_at),
+            "actor": event.metadata.get("actor"),
+            "request_id": event.metadata.get("request_id"),
+        }
+        async for event in request.app[STORE].read_stream(invoice_stream(state.invoice))
+    ]
+    return answer({"invoice": state.invoice, "events": events}, schemas.HistoryAnswer)
 
 
 async def _visible_invoice(

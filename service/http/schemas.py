@@ -155,11 +155,19 @@ class TopUpSchema(StrictSchema):
 class DetailQuerySchema(StrictSchema):
     invoice = fields.String(validate=_NAME)
     waybill_number = fields.String(validate=_NAME)
+    as_of = fields.AwareDateTime(validate=_in_utc_range)
+    as_of_position = fields.Integer(strict=False, validate=validate.Range(min=0))
 
     @validates_schema
     def exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
         if ("invoice" in data) == ("waybill_number" in data):
             raise ValidationError("Give exactly one of invoice and waybill_number.", "_schema")
+        if "as_of" in data and "as_of_position" in data:
+            raise ValidationError("Give at most one of as_of and as_of_position.", "_schema")
+
+
+class HistoryQuerySchema(StrictSchema):
+    invoice = fields.String(required=True, validate=_NAME)
 
 
 class BalanceQuerySchema(StrictSchema):
@@ -266,6 +274,21 @@ class DetailAnswer(Schema):
     createdAt = fields.String(required=True)
     updatedAt = fields.String(required=True)
     transaction = fields.List(fields.Nested(DetailTransactionAnswer), required=True)
+
+
+class HistoryEventAnswer(Schema):
+    position = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    type = fields.String(required=True)
+    data = fields.Dict(required=True)
+    recorded_at = fields.String(required=True)
+    actor = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+
+
+class HistoryAnswer(Schema):
+    invoice = fields.String(required=True)
+    events = fields.List(fields.Nested(HistoryEventAnswer), required=True)
 
 
 class LedgerEntryAnswer(Schema):
