@@ -1,8 +1,11 @@
 """Turning domain events into JSON objects for the log, and back.
 
-Events are frozen dataclasses; this codec walks their type hints, so adding a field to an event
+Events are frozen dataclasses; this codec reads their type hints, so adding a field to an event
 needs no hand-written converter. Times are stored as UTC ISO text with microseconds; nested
 dataclasses and tuples of them become objects and arrays.
+
+Each class's converter is worked out once from its hints and cached: a replay decodes every event
+of the log, so walking the hints each time would dominate a rebuild.
 """
 
 from __future__ import annotations
@@ -10,22 +13,23 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
+Convert = Callable[[Any], Any]
 
 
 def to_data(value: Any) -> dict[str, Any]:
     """The JSON object for a dataclass instance."""
-    return {field.name: _dump(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    return _encoder(cast(type, type(value)))(value)  # type: ignore[no-any-return]
 
 
 def from_data(cls: type[T], data: dict[str, Any]) -> T:
     """The dataclass instance for a JSON object written by ``to_data``."""
-    hints = _hints(cast(type, cls))
-    return cls(**{name: _load(hints[name], data[name]) for name in hints})
+    return _decoder(cast(type, cls))(data)  # type: ignore[no-any-return]
 
 
 def format_time(moment: datetime) -> str:
@@ -39,34 +43,74 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def _dump(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_time(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_data(value)
-    if isinstance(value, tuple | list):
-        return [_dump(item) for item in value]
-    return value
+@cache
+def _encoder(cls: type) -> Convert:
+    fields = [(name, _dumper(hint)) for name, hint in _hints(cls).items()]
+    plain = [name for name, dump in fields if dump is None]
+    converted = [(name, dump) for name, dump in fields if dump is not None]
 
+    def encode(value: Any) -> dict[str, Any]:
+        data = {name: getattr(value, name) for name in plain}
+        for name, dump in converted:
+            data[name] = dump(getattr(value, name))
+        return data
 
-def _load(hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _load(inner, value)
-    if origin is tuple:
-        item_hint = typing.get_args(hint)[0]
-        return tuple(_load(item_hint, item) for item in value)
-    if hint is datetime:
-        return parse_time(value)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_data(hint, value)
-    return value
+    return encode
 
 
 @cache
+def _decoder(cls: type) -> Convert:
+    loaders = [(name, _loader(hint)) for name, hint in _hints(cls).items()]
+
+    def decode(data: dict[str, Any]) -> Any:
+        return cls(
+            **{name: data[name] if load is None else load(data[name]) for name, load in loaders}
+        )
+
+    return decode
+
+
+def _dumper(hint: Any) -> Convert | None:
+    """How to turn a field of this type into JSON; None when it already is JSON."""
+    inner = _optional(hint)
+    if inner is not None:
+        dump = _dumper(inner)
+        return None if dump is None else (lambda value: None if value is None else dump(value))
+    if typing.get_origin(hint) is tuple:
+        item = _dumper(typing.get_args(hint)[0])
+        return list if item is None else (lambda values: [item(value) for value in values])
+    if hint is datetime:
+        return format_time
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _encoder(hint)
+    return None
+
+
+def _loader(hint: Any) -> Convert | None:
+    """How to turn JSON back into a field of this type; None when it is used as it is."""
+    inner = _optional(hint)
+    if inner is not None:
+        load = _loader(inner)
+        return None if load is None else (lambda value: None if value is None else load(value))
+    if typing.get_origin(hint) is tuple:
+        item = _loader(typing.get_args(hint)[0])
+        return tuple if item is None else (lambda values: tuple(item(value) for value in values))
+    if hint is datetime:
+        return parse_time
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _decoder(hint)
+    return None
+
+
+def _optional(hint: Any) -> Any | None:
+    """X for ``X | None``; None for anything else."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return None
+
+
 def _hints(cls: type) -> dict[str, Any]:
     names = {field.name for field in dataclasses.fields(cls)}
     return {name: hint for name, hint in typing.get_type_hints(cls).items() if name in names}

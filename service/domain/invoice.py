@@ -11,7 +11,7 @@ whether or not its ``InvoiceExpired`` has been written yet, so a payment arrivin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from service.domain import errors
@@ -84,49 +84,50 @@ class Invoice:
 
 def evolve(state: Invoice | None, event: Event) -> Invoice:
     """The invoice after ``event``."""
+    # Built with the constructor rather than dataclasses.replace: a replay folds every event of
+    # the log through here, and replace() inspects the class's fields on each call.
     if isinstance(event, InvoiceCreated):
         transactions = tuple(Transaction(line, PENDING) for line in event.transactions)
         return Invoice(event, PENDING, transactions, (), event.created_at)
     if state is None:
         raise ValueError(f"{type(event).__name__} before InvoiceCreated")
     if isinstance(event, InvoicePaid):
-        paid = replace(state, status=PAID, payment_ids=(*state.payment_ids, event.payment_id))
-        return _set_all(paid, PAID, event.paid_at)
+        ids = (*state.payment_ids, event.payment_id)
+        return _with_all(state, PAID, event.paid_at, ids)
     if isinstance(event, InvoiceExpired):
-        return _set_all(replace(state, status=EXPIRED), EXPIRED, event.expired_at)
+        return _with_all(state, EXPIRED, event.expired_at, state.payment_ids)
     if isinstance(event, InvoiceCanceled):
-        return _set_all(replace(state, status=CANCELED), CANCELED, event.canceled_at)
+        return _with_all(state, CANCELED, event.canceled_at, state.payment_ids)
     if isinstance(event, LatePaymentReceived):
         ids = (*state.payment_ids, event.payment_id)
-        return replace(state, payment_ids=ids, updated_at=event.received_at)
+        return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
     if isinstance(event, RefundRequested):
-        return _set_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
+        return _with_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
     if isinstance(event, RefundCompleted):
-        return _settle(_set_one(state, event.invoice_onmarket, REFUNDED, event.completed_at))
+        return _with_one(state, event.invoice_onmarket, REFUNDED, event.completed_at)
     if isinstance(event, TransactionCompleted):
-        return _settle(_set_one(state, event.invoice_onmarket, COMPLETED, event.completed_at))
+        return _with_one(state, event.invoice_onmarket, COMPLETED, event.completed_at)
     return state
 
 
-def _set_all(state: Invoice, status: str, at: datetime) -> Invoice:
-    transactions = tuple(replace(t, status=status) for t in state.transactions)
-    return replace(state, transactions=transactions, updated_at=at)
+def _with_all(state: Invoice, status: str, at: datetime, payment_ids: tuple[str, ...]) -> Invoice:
+    """Invoice and every transaction in ``status``."""
+    transactions = tuple(Transaction(t.line, status) for t in state.transactions)
+    return Invoice(state.created, status, transactions, payment_ids, at)
 
 
-def _set_one(state: Invoice, invoice_onmarket: str, status: str, at: datetime) -> Invoice:
+def _with_one(state: Invoice, invoice_onmarket: str, status: str, at: datetime) -> Invoice:
+    """One transaction in ``status``; a PAID invoice is settled once every transaction is
+    completed or refunded (COMPLETED if any was completed, else REFUNDED)."""
     transactions = tuple(
-        replace(t, status=status) if t.line.invoice_onmarket == invoice_onmarket else t
+        Transaction(t.line, status) if t.line.invoice_onmarket == invoice_onmarket else t
         for t in state.transactions
     )
-    return replace(state, transactions=transactions, updated_at=at)
-
-
-def _settle(state: Invoice) -> Invoice:
-    """A PAID invoice is done once every transaction is completed or refunded."""
-    statuses = {t.status for t in state.transactions}
-    if not statuses <= {COMPLETED, REFUNDED}:
-        return state
-    return replace(state, status=COMPLETED if COMPLETED in statuses else REFUNDED)
+    statuses = {t.status for t in transactions}
+    invoice_status = state.status
+    if statuses <= {COMPLETED, REFUNDED}:
+        invoice_status = COMPLETED if COMPLETED in statuses else REFUNDED
+    return Invoice(state.created, invoice_status, transactions, state.payment_ids, at)
 
 
 # -- decide -----------------------------------------------------------------------------------

@@ -65,43 +65,85 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_view")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        for recorded in events:
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
-                self._apply_one(conn, recorded)
-
-    def _apply_one(self, conn: sqlite3.Connection, recorded: RecordedEvent) -> None:
-        event = decode(recorded)
-        if isinstance(event, InvoiceCreated):
-            state = evolve(None, event)
-            seq = conn.execute(
-                "INSERT INTO invoice_view (invoice, username, service, status, expired_at,"
-                " gateway_reference, state, version, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.invoice,
-                    event.username,
-                    event.service,
-                    state.status,
-                    format_time(event.expired_at),
-                    event.gateway_reference,
-                    encode_state(state),
-                    recorded.version,
-                    recorded.position,
-                ),
-            ).lastrowid
-            waybills = {line.waybill_number for line in event.transactions if line.waybill_number}
-            conn.executemany(
-                "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)",
-                [(waybill, seq) for waybill in sorted(waybills)],
-            )
+        """Fold the events into each invoice's state, reading and writing each invoice once
+        per call (a live append brings a few events; a rebuild, a page of them)."""
+        relevant = [
+            (recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, decode(recorded))
+            for recorded in events
+            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
+        ]
+        if not relevant:
             return
-        row = conn.execute(
-            "SELECT state FROM invoice_view WHERE invoice = ?", (recorded.stream_id[8:],)
-        ).fetchone()
-        state = evolve(decode_state(row[0]), event)
-        conn.execute(
+        created = [invoice for invoice, _, event in relevant if isinstance(event, InvoiceCreated)]
+        states = _load_states(conn, {invoice for invoice, _, _ in relevant} - set(created))
+        last: dict[str, RecordedEvent] = {}
+        for invoice, recorded, event in relevant:
+            states[invoice] = evolve(states.get(invoice), event)
+            last[invoice] = recorded
+        _insert(conn, [(states[invoice], last[invoice]) for invoice in created])
+        conn.executemany(
             "UPDATE invoice_view SET status = ?, state = ?, version = ?, position = ?"
             " WHERE invoice = ?",
-            (state.status, encode_state(state), recorded.version, recorded.position, state.invoice),
+            [
+                (
+                    state.status,
+                    encode_state(state),
+                    last[invoice].version,
+                    last[invoice].position,
+                    invoice,
+                )
+                for invoice, state in states.items()
+                if invoice not in created
+            ],
+        )
+
+
+def _load_states(conn: sqlite3.Connection, invoices: set[str]) -> dict[str, Invoice]:
+    states: dict[str, Invoice] = {}
+    names = sorted(invoices)
+    for start in range(0, len(names), 500):  # within SQLite's limit of bound parameters
+        chunk = names[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT invoice, state FROM invoice_view WHERE invoice IN ({marks})", chunk
+        ).fetchall()
+        states.update((invoice, decode_state(state)) for invoice, state in rows)
+    return states
+
+
+def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) -> None:
+    """Insert new invoices in creation order, numbering them as SQLite would (max + 1), so a
+    replay gives every invoice the same ``seq``."""
+    if not new:
+        return
+    (last_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM invoice_view").fetchone()
+    rows, waybills = [], []
+    for seq, (state, last) in enumerate(new, start=last_seq + 1):
+        created = state.created
+        rows.append(
+            (
+                seq,
+                created.invoice,
+                created.username,
+                created.service,
+                state.status,
+                format_time(created.expired_at),
+                created.gateway_reference,
+                encode_state(state),
+                last.version,
+                last.position,
+            )
+        )
+        numbers = {line.waybill_number for line in created.transactions if line.waybill_number}
+        waybills += [(number, seq) for number in sorted(numbers)]
+    conn.executemany(
+        "INSERT INTO invoice_view (seq, invoice, username, service, status, expired_at,"
+        " gateway_reference, state, version, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    if waybills:
+        conn.executemany(
+            "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)", waybills
         )
 
 

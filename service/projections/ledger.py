@@ -55,22 +55,24 @@ class LedgerView:
         conn.execute("DELETE FROM account_balances")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        entries: list[tuple[object, ...]] = []
+        changes: dict[str, int] = {}
         for recorded in events:
             if recorded.type not in MONEY_EVENTS:
                 continue
             event = decode(recorded)
-            lines = postings(event)
             invoice = getattr(event, "invoice", None)
             recorded_at = format_time(recorded.recorded_at)
-            conn.executemany(
-                "INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (recorded.position, n, account, amount, recorded.type, invoice, recorded_at)
-                    for n, (account, amount) in enumerate(lines)
-                ],
-            )
-            conn.executemany(
-                "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
-                " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
-                lines,
-            )
+            for line, (account, amount) in enumerate(postings(event)):
+                entries.append(
+                    (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
+                )
+                changes[account] = changes.get(account, 0) + amount
+        if not entries:
+            return
+        conn.executemany("INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+        conn.executemany(
+            "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
+            " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
+            sorted(changes.items()),
+        )

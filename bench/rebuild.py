@@ -1,0 +1,204 @@
+"""Rebuild throughput: replay a realistic log into empty views, against a raw scan of the log.
+
+Generates logs of realistic events (checkouts of 1–3 stores by XENDIT, QRIS and BALANCE,
+payments, completions, refunds with the buyer's credit, expiries, top-ups: the domain's own
+events, decided by the domain's own functions), then times ``rebuild`` (the very code of
+``python -m service rebuild``) and, in the same run, a raw ``sqlite3`` scan of the events table.
+Peak memory is measured in a child process per size, so sizes do not share a high-water mark.
+
+Targets: rebuild >= 100,000 events/s; peak memory that does not grow with the log's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from eventstore import NO_STREAM, EventStore, StreamAppend
+from service.domain.balance import Balance, decide_debit, evolve_balance
+from service.domain.events import (
+    BalanceCredited,
+    BalanceToppedUp,
+    Event,
+    InvoiceCreated,
+    InvoicePaid,
+    OnmarketInvoiceReserved,
+    TransactionLine,
+    encode,
+)
+from service.domain.invoice import (
+    Invoice,
+    Payment,
+    decide_cancel,
+    decide_completion,
+    decide_expiry,
+    decide_refund_completion,
+    evolve,
+)
+from service.projections import all_projectors
+
+TARGET_EVENTS_PER_SECOND = 100_000
+START = datetime(2026, 1, 1, tzinfo=UTC)
+APPEND_BATCH = 2_000  # events per atomic append while generating
+
+
+def lifecycle(n: int, rng: random.Random, balances: dict[str, Balance | None]) -> list[tuple[str, Event]]:
+    """The events of one invoice's life, with the balance and reservation events around it."""
+    now = START + timedelta(seconds=n)
+    buyer = f"buyer{rng.randrange(5000)}"
+    service = rng.choice(["ONMARKET", "ONDELIVERY", "ONTICKET"])
+    source = rng.choices(["XENDIT", "QRIS", "BALANCE"], weights=[6, 2, 2])[0]
+    lines = tuple(
+        TransactionLine(f"INV/{n}/{i}", f"seller{rng.randrange(2000)}", rng.randrange(1, 500) * 1000,
+                        rng.choice([5000, 9000, 12000]), rng.choice([0, 100, 500]), 1000,
+                        f"WB{n}{i}" if service == "ONDELIVERY" else None)
+        for i in range(rng.choice([1, 1, 2, 3]))
+    )
+    total = sum(line.total for line in lines)
+    invoice = f"{service[:1]}X{n:013d}"
+    created = InvoiceCreated(invoice, buyer, service, source, total, lines, f"{n:024x}",
+                             f"http://127.0.0.1:8080/sandbox/checkout/{n:024x}", None, now,
+                             now + timedelta(hours=2))
+    out: list[tuple[str, Event]] = [(f"invoice-{invoice}", created)]
+    out += [(f"onmarket-{line.invoice_onmarket}", OnmarketInvoiceReserved(line.invoice_onmarket, invoice)) for line in lines]
+    state: Invoice = evolve(None, created)
+    if source == "BALANCE":
+        balance = balances.get(buyer)
+        if balance is None or balance.amount < total:
+            top_up = BalanceToppedUp(buyer, total * 3, "admin", now)
+            out.append((f"balance-{buyer}", top_up))
+            balance = evolve_balance(balance, top_up)
+        debit = decide_debit(balance, buyer, total, invoice, now)
+        balances[buyer] = evolve_balance(balance, debit)
+        out.append((f"balance-{buyer}", debit))
+        paid: Event = InvoicePaid(invoice, total, "BALANCE", f"balance-{invoice}", "BALANCE", "BALANCE", now)
+    elif rng.random() < 0.15:
+        for event in decide_expiry(state, now + timedelta(hours=3)):
+            out.append((f"invoice-{invoice}", event))
+        return out
+    else:
+        paid = InvoicePaid(invoice, total, source, f"pay-{n}", "BANK_TRANSFER", "BCA", now + timedelta(minutes=5))
+    out.append((f"invoice-{invoice}", paid))
+    state = evolve(state, paid)
+    later = now + timedelta(days=1)
+    for line in lines:
+        if rng.random() < 0.2:
+            for event in decide_cancel(state, invoice_onmarket=line.invoice_onmarket, buyer_username=buyer, by="onmarket", now=later):
+                state = evolve(state, event)
+                out.append((f"invoice-{invoice}", event))
+            for event in decide_refund_completion(state, line.invoice_onmarket, later):
+                state = evolve(state, event)
+                out.append((f"invoice-{invoice}", event))
+                credit = BalanceCredited(buyer, event.amount, invoice, "refund", f"escrow:{invoice}", later)
+                balances[buyer] = evolve_balance(balances.get(buyer), credit)
+                out.append((f"balance-{buyer}", credit))
+        else:
+            for event in decide_completion(state, invoice_onmarket=line.invoice_onmarket, by="onmarket", now=later):
+                state = evolve(state, event)
+                out.append((f"invoice-{invoice}", event))
+    return out
+
+
+async def generate(path: Path, total: int, seed: int = 7) -> int:
+    """Write at least ``total`` events of whole invoice lives; return how many were written."""
+    rng = random.Random(seed)
+    balances: dict[str, Balance | None] = {}
+    versions: dict[str, int] = {}
+    written, n = 0, 0
+    async with await EventStore.open(path, synchronous="OFF") as store:
+        pending: list[tuple[str, Event]] = []
+        while written + len(pending) < total:
+            pending += lifecycle(n, rng, balances)
+            n += 1
+            if len(pending) >= APPEND_BATCH or written + len(pending) >= total:
+                written += await _append(store, pending, versions)
+                pending = []
+        if pending:
+            written += await _append(store, pending, versions)
+    return written
+
+
+async def _append(store: EventStore, pending: list[tuple[str, Event]], versions: dict[str, int]) -> int:
+    by_stream: dict[str, list[Event]] = {}
+    for stream, event in pending:
+        by_stream.setdefault(stream, []).append(event)
+    appends = []
+    for stream, events in by_stream.items():
+        expected = versions.get(stream, NO_STREAM)
+        appends.append(StreamAppend(stream, expected, [encode(e, {"actor": "bench"}) for e in events]))
+        versions[stream] = expected + len(events)
+    await store.append_streams(appends)
+    return len(pending)
+
+
+async def time_rebuild(path: Path) -> float:
+    async with await EventStore.open(path, projectors=all_projectors()) as store:
+        started = time.perf_counter()
+        count = await store.rebuild_projections()
+        elapsed = time.perf_counter() - started
+    return count / elapsed
+
+
+def time_raw_scan(path: Path) -> float:
+    conn = sqlite3.connect(path)
+    started = time.perf_counter()
+    count = 0
+    for _ in conn.execute("SELECT position, stream_id, type, data, metadata FROM events"):
+        count += 1
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return count / elapsed
+
+
+def measure(size: int, folder: Path) -> tuple[int, float, float, int]:
+    """Generate a log of ``size`` events, rebuild it; (events, rebuild/s, scan/s, peak RSS KiB)."""
+    path = folder / f"log-{size}.db"
+    if not path.exists():
+        asyncio.run(generate(path, size))
+    # Peak memory of the rebuild alone, in a fresh process.
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True
+    )
+    rate, peak = result.stdout.split()
+    return size, float(rate), time_raw_scan(path), int(peak)
+
+
+def child(path: str) -> None:
+    rate = asyncio.run(time_rebuild(Path(path)))
+    print(f"{rate} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="log sizes, comma-separated")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return 0
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-rebuild-") as tmp:
+        results = [measure(size, Path(tmp)) for size in sizes]
+    print("rebuild benchmark (views: invoices, ledger, users)")
+    for size, rate, scan, peak in results:
+        print(f"  {size:>9,} events: rebuild {rate:>9,.0f} events/s  raw scan {scan:>10,.0f} rows/s"
+              f"  ({rate / scan:.2f} of the scan)  peak RSS {peak / 1024:,.0f} MiB")
+    smallest, largest = results[0], results[-1]
+    flat = largest[3] <= smallest[3] * 1.5
+    fast = all(rate >= TARGET_EVENTS_PER_SECOND for _, rate, _, _ in results)
+    print(f"  target >= {TARGET_EVENTS_PER_SECOND:,} events/s: {'met' if fast else 'MISSED'};"
+          f" memory flat (largest <= 1.5 x smallest): {'yes' if flat else 'NO'}")
+    return 0 if fast and flat else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
