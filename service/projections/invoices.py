@@ -15,7 +15,7 @@ import orjson
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time, from_data, to_data
-from service.domain.events import InvoiceCreated, decode
+from service.domain.events import Event, InvoiceCreated, decode
 from service.domain.invoice import Invoice, evolve
 
 MIGRATIONS = (
@@ -46,6 +46,7 @@ MIGRATIONS = (
 )
 
 INVOICE_STREAM_PREFIX = "invoice-"
+Decoded = tuple[RecordedEvent, Event]
 
 
 def invoice_stream(invoice: str) -> str:
@@ -65,11 +66,14 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_view")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in events])
+
+    def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
         """Fold the events into each invoice's state, reading and writing each invoice once
         per call (a live append brings a few events; a rebuild, a page of them)."""
         relevant = [
-            (recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, decode(recorded))
-            for recorded in events
+            (recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, event)
+            for recorded, event in events
             if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
         ]
         if not relevant:

@@ -13,6 +13,7 @@ from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
 from service.domain.events import decode
 from service.domain.ledger import postings
+from service.projections.invoices import Decoded
 
 MIGRATIONS = (
     Migration(
@@ -55,12 +56,15 @@ class LedgerView:
         conn.execute("DELETE FROM account_balances")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        money = [recorded for recorded in events if recorded.type in MONEY_EVENTS]
+        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in money])
+
+    def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
         entries: list[tuple[object, ...]] = []
         changes: dict[str, int] = {}
-        for recorded in events:
+        for recorded, event in events:
             if recorded.type not in MONEY_EVENTS:
                 continue
-            event = decode(recorded)
             invoice = getattr(event, "invoice", None)
             recorded_at = format_time(recorded.recorded_at)
             for line, (account, amount) in enumerate(postings(event)):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
 from service.domain.events import UserRegistered, decode
+from service.projections.invoices import Decoded
 
 MIGRATIONS = (
     Migration(
@@ -36,11 +37,13 @@ class UsersView:
         conn.execute("DELETE FROM users")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        for recorded in events:
-            if recorded.type != "UserRegistered":
+        users = [recorded for recorded in events if recorded.type == "UserRegistered"]
+        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in users])
+
+    def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
+        for _, event in events:
+            if not isinstance(event, UserRegistered):
                 continue
-            event = decode(recorded)
-            assert isinstance(event, UserRegistered)
             conn.execute(
                 "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
                 (
