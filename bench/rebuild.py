@@ -37,7 +37,6 @@ from service.domain.events import (
 )
 from service.domain.invoice import (
     Invoice,
-    Payment,
     decide_cancel,
     decide_completion,
     decide_expiry,
@@ -51,25 +50,49 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 APPEND_BATCH = 2_000  # events per atomic append while generating
 
 
-def lifecycle(n: int, rng: random.Random, balances: dict[str, Balance | None]) -> list[tuple[str, Event]]:
+def lifecycle(
+    n: int, rng: random.Random, balances: dict[str, Balance | None]
+) -> list[tuple[str, Event]]:
     """The events of one invoice's life, with the balance and reservation events around it."""
     now = START + timedelta(seconds=n)
     buyer = f"buyer{rng.randrange(5000)}"
     service = rng.choice(["ONMARKET", "ONDELIVERY", "ONTICKET"])
     source = rng.choices(["XENDIT", "QRIS", "BALANCE"], weights=[6, 2, 2])[0]
     lines = tuple(
-        TransactionLine(f"INV/{n}/{i}", f"seller{rng.randrange(2000)}", rng.randrange(1, 500) * 1000,
-                        rng.choice([5000, 9000, 12000]), rng.choice([0, 100, 500]), 1000,
-                        f"WB{n}{i}" if service == "ONDELIVERY" else None)
+        TransactionLine(
+            f"INV/{n}/{i}",
+            f"seller{rng.randrange(2000)}",
+            rng.randrange(1, 500) * 1000,
+            rng.choice([5000, 9000, 12000]),
+            rng.choice([0, 100, 500]),
+            1000,
+            f"WB{n}{i}" if service == "ONDELIVERY" else None,
+        )
         for i in range(rng.choice([1, 1, 2, 3]))
     )
     total = sum(line.total for line in lines)
     invoice = f"{service[:1]}X{n:013d}"
-    created = InvoiceCreated(invoice, buyer, service, source, total, lines, f"{n:024x}",
-                             f"http://127.0.0.1:8080/sandbox/checkout/{n:024x}", None, now,
-                             now + timedelta(hours=2))
+    created = InvoiceCreated(
+        invoice,
+        buyer,
+        service,
+        source,
+        total,
+        lines,
+        f"{n:024x}",
+        f"http://127.0.0.1:8080/sandbox/checkout/{n:024x}",
+        None,
+        now,
+        now + timedelta(hours=2),
+    )
     out: list[tuple[str, Event]] = [(f"invoice-{invoice}", created)]
-    out += [(f"onmarket-{line.invoice_onmarket}", OnmarketInvoiceReserved(line.invoice_onmarket, invoice)) for line in lines]
+    out += [
+        (
+            f"onmarket-{line.invoice_onmarket}",
+            OnmarketInvoiceReserved(line.invoice_onmarket, invoice),
+        )
+        for line in lines
+    ]
     state: Invoice = evolve(None, created)
     if source == "BALANCE":
         balance = balances.get(buyer)
@@ -80,29 +103,43 @@ def lifecycle(n: int, rng: random.Random, balances: dict[str, Balance | None]) -
         debit = decide_debit(balance, buyer, total, invoice, now)
         balances[buyer] = evolve_balance(balance, debit)
         out.append((f"balance-{buyer}", debit))
-        paid: Event = InvoicePaid(invoice, total, "BALANCE", f"balance-{invoice}", "BALANCE", "BALANCE", now)
+        paid: Event = InvoicePaid(
+            invoice, total, "BALANCE", f"balance-{invoice}", "BALANCE", "BALANCE", now
+        )
     elif rng.random() < 0.15:
         for event in decide_expiry(state, now + timedelta(hours=3)):
             out.append((f"invoice-{invoice}", event))
         return out
     else:
-        paid = InvoicePaid(invoice, total, source, f"pay-{n}", "BANK_TRANSFER", "BCA", now + timedelta(minutes=5))
+        paid = InvoicePaid(
+            invoice, total, source, f"pay-{n}", "BANK_TRANSFER", "BCA", now + timedelta(minutes=5)
+        )
     out.append((f"invoice-{invoice}", paid))
     state = evolve(state, paid)
     later = now + timedelta(days=1)
     for line in lines:
         if rng.random() < 0.2:
-            for event in decide_cancel(state, invoice_onmarket=line.invoice_onmarket, buyer_username=buyer, by="onmarket", now=later):
+            for event in decide_cancel(
+                state,
+                invoice_onmarket=line.invoice_onmarket,
+                buyer_username=buyer,
+                by="onmarket",
+                now=later,
+            ):
                 state = evolve(state, event)
                 out.append((f"invoice-{invoice}", event))
             for event in decide_refund_completion(state, line.invoice_onmarket, later):
                 state = evolve(state, event)
                 out.append((f"invoice-{invoice}", event))
-                credit = BalanceCredited(buyer, event.amount, invoice, "refund", f"escrow:{invoice}", later)
+                credit = BalanceCredited(
+                    buyer, event.amount, invoice, "refund", f"escrow:{invoice}", later
+                )
                 balances[buyer] = evolve_balance(balances.get(buyer), credit)
                 out.append((f"balance-{buyer}", credit))
         else:
-            for event in decide_completion(state, invoice_onmarket=line.invoice_onmarket, by="onmarket", now=later):
+            for event in decide_completion(
+                state, invoice_onmarket=line.invoice_onmarket, by="onmarket", now=later
+            ):
                 state = evolve(state, event)
                 out.append((f"invoice-{invoice}", event))
     return out
@@ -127,14 +164,18 @@ async def generate(path: Path, total: int, seed: int = 7) -> int:
     return written
 
 
-async def _append(store: EventStore, pending: list[tuple[str, Event]], versions: dict[str, int]) -> int:
+async def _append(
+    store: EventStore, pending: list[tuple[str, Event]], versions: dict[str, int]
+) -> int:
     by_stream: dict[str, list[Event]] = {}
     for stream, event in pending:
         by_stream.setdefault(stream, []).append(event)
     appends = []
     for stream, events in by_stream.items():
         expected = versions.get(stream, NO_STREAM)
-        appends.append(StreamAppend(stream, expected, [encode(e, {"actor": "bench"}) for e in events]))
+        appends.append(
+            StreamAppend(stream, expected, [encode(e, {"actor": "bench"}) for e in events])
+        )
         versions[stream] = expected + len(events)
     await store.append_streams(appends)
     return len(pending)
@@ -190,13 +231,17 @@ def main() -> int:
         results = [measure(size, Path(tmp)) for size in sizes]
     print("rebuild benchmark (views: invoices, ledger, users)")
     for size, rate, scan, peak in results:
-        print(f"  {size:>9,} events: rebuild {rate:>9,.0f} events/s  raw scan {scan:>10,.0f} rows/s"
-              f"  ({rate / scan:.2f} of the scan)  peak RSS {peak / 1024:,.0f} MiB")
+        print(
+            f"  {size:>9,} events: rebuild {rate:>9,.0f} events/s  raw scan {scan:>10,.0f} rows/s"
+            f"  ({rate / scan:.2f} of the scan)  peak RSS {peak / 1024:,.0f} MiB"
+        )
     smallest, largest = results[0], results[-1]
     flat = largest[3] <= smallest[3] * 1.5
     fast = all(rate >= TARGET_EVENTS_PER_SECOND for _, rate, _, _ in results)
-    print(f"  target >= {TARGET_EVENTS_PER_SECOND:,} events/s: {'met' if fast else 'MISSED'};"
-          f" memory flat (largest <= 1.5 x smallest): {'yes' if flat else 'NO'}")
+    print(
+        f"  target >= {TARGET_EVENTS_PER_SECOND:,} events/s: {'met' if fast else 'MISSED'};"
+        f" memory flat (largest <= 1.5 x smallest): {'yes' if flat else 'NO'}"
+    )
     return 0 if fast and flat else 1
 
 

@@ -567,12 +567,16 @@ class InvoiceService:
             return "unchanged"  # paid at checkout; no gateway involved
         known = await self.gateway.status(state.created.gateway_reference)
         if known.status == GATEWAY_PAID and known.payment_id is not None:
+            reference = state.created.gateway_reference
             payment = Payment(
                 known.payment_id,
                 known.paid_amount if known.paid_amount is not None else -1,
                 known.method or "UNKNOWN",
                 known.channel or "UNKNOWN",
                 known.paid_at or self.clock(),
+                # A gateway invoice or QR code is paid once: its reference names the payment
+                # too, so a callback that arrives after this (or came before) is recognised.
+                aliases=(reference,) if reference != known.payment_id else (),
             )
             return await self.record_payment(invoice, payment, context)
         if known.status == GATEWAY_EXPIRED:

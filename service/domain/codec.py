@@ -63,8 +63,13 @@ def _decoder(cls: type) -> Convert:
     loaders = [(name, _loader(hint)) for name, hint in _hints(cls).items()]
 
     def decode(data: dict[str, Any]) -> Any:
+        # A field missing from older data takes its default (events gain fields over time).
         return cls(
-            **{name: data[name] if load is None else load(data[name]) for name, load in loaders}
+            **{
+                name: data[name] if load is None else load(data[name])
+                for name, load in loaders
+                if name in data
+            }
         )
 
     return decode

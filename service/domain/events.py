@@ -61,6 +61,7 @@ class InvoicePaid:
     method: str
     channel: str
     paid_at: datetime
+    payment_aliases: tuple[str, ...] = ()  # other ids the gateway knows this payment by
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class LatePaymentReceived:
     channel: str
     paid_at: datetime
     received_at: datetime
+    payment_aliases: tuple[str, ...] = ()
 
 
 # -- balance streams ---------------------------------------------------------------------------

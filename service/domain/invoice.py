@@ -92,14 +92,14 @@ def evolve(state: Invoice | None, event: Event) -> Invoice:
     if state is None:
         raise ValueError(f"{type(event).__name__} before InvoiceCreated")
     if isinstance(event, InvoicePaid):
-        ids = (*state.payment_ids, event.payment_id)
+        ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
         return _with_all(state, PAID, event.paid_at, ids)
     if isinstance(event, InvoiceExpired):
         return _with_all(state, EXPIRED, event.expired_at, state.payment_ids)
     if isinstance(event, InvoiceCanceled):
         return _with_all(state, CANCELED, event.canceled_at, state.payment_ids)
     if isinstance(event, LatePaymentReceived):
-        ids = (*state.payment_ids, event.payment_id)
+        ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
         return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
     if isinstance(event, RefundRequested):
         return _with_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
@@ -142,11 +142,14 @@ class Payment:
     method: str
     channel: str
     paid_at: datetime
+    aliases: tuple[str, ...] = ()
+    """Other ids the gateway may report the same payment by (e.g. the gateway invoice's id)."""
 
 
 def decide_payment(state: Invoice, payment: Payment, now: datetime) -> list[Event]:
-    """Pay a PENDING invoice; keep a late payment as the buyer's money; ignore a duplicate."""
-    if payment.payment_id in state.payment_ids:
+    """Pay a PENDING invoice; keep a late payment as the buyer's money; ignore a duplicate
+    (a payment any of whose ids was recorded already)."""
+    if {payment.payment_id, *payment.aliases} & set(state.payment_ids):
         return []
     if payment.amount != state.created.total_amount:
         raise errors.PaidAmountMismatch(
@@ -162,6 +165,7 @@ def decide_payment(state: Invoice, payment: Payment, now: datetime) -> list[Even
                 payment.method,
                 payment.channel,
                 payment.paid_at,
+                payment.aliases,
             )
         ]
     late: list[Event] = decide_expiry(state, now)
@@ -175,6 +179,7 @@ def decide_payment(state: Invoice, payment: Payment, now: datetime) -> list[Even
             payment.channel,
             payment.paid_at,
             now,
+            payment.aliases,
         )
     )
     return late

@@ -270,13 +270,17 @@ async def invoice_callback(request: web.Request) -> web.Response:
     if body["status"] not in ("PAID", "SETTLED"):
         return answer({"message": "IGNORED"}, schemas.MessageAnswer)
     amount = body["paid_amount"] if body["paid_amount"] is not None else body["amount"]
+    # Xendit's invoice callback names the invoice in "id" and the payment in "payment_id"; the
+    # payment is recorded under both, so reconciliation (which may know only the invoice's id)
+    # recognises it, whichever comes first.
+    payment_id = body["payment_id"] or body["id"]
     payment = Payment(
-        # Xendit's invoice callback names the invoice in "id" and the payment in "payment_id".
-        body["payment_id"] or body["id"],
+        payment_id,
         amount if amount is not None else -1,
         body["payment_method"] or "UNKNOWN",
         body["payment_channel"] or "UNKNOWN",
         body["paid_at"] or request.app[CLOCK](),
+        aliases=(body["id"],) if body["id"] != payment_id else (),
     )
     return await _record_payment(request, body["external_id"], payment)
 

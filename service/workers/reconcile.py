@@ -20,6 +20,7 @@ import structlog
 from eventstore import EventStore
 from service.application import Context, InvoiceService
 from service.domain.codec import format_time
+from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
 
 log = structlog.get_logger("service.reconcile")
@@ -39,7 +40,7 @@ async def reconcile_all(
     for (invoice,) in rows:
         try:
             outcome = await service.reconcile(invoice, Context("system:reconcile"))
-        except GatewayError as error:  # one unreachable answer must not stop the others
+        except (GatewayError, DomainError) as error:  # one bad answer must not stop the others
             log.warning("reconcile failed", invoice=invoice, error=str(error))
             outcome = "failed"
         if outcome not in ("pending", "unchanged", "duplicate"):

@@ -1,0 +1,1 @@
+"""Stand-ins for the outside services the service talks to, run locally by the tests."""
