@@ -31,6 +31,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/rebuild.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
