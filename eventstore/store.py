@@ -140,12 +140,14 @@ class EventStore:
         if self._closed:
             return
         self._closed = True
-        await self._writer.close()
         self._committed.set()  # wake subscriptions so they see the store is closed
         for _ in self._readers:  # wait for reads in flight to give their connection back
             await self._idle_readers.get()
         for reader in self._readers:
             await reader.close()
+        # The writer closes last: the last connection to close checkpoints the WAL into the
+        # database and removes it, which a read-only connection cannot do.
+        await self._writer.close()
 
     async def __aenter__(self) -> EventStore:
         return self

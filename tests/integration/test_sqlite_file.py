@@ -645,3 +645,13 @@ async def test_a_failed_open_has_closed_its_connection_when_it_raises(
         closed_when_raised = [conn.finished_closing for conn in writers]
 
     assert closed_when_raised == [True]
+
+
+async def test_closing_the_store_checkpoints_and_removes_the_wal(backend: SQLiteBackend) -> None:
+    """After close, the database is one self-contained file: the WAL was folded into it."""
+    store = await backend.open()
+    for n in range(50):
+        await store.append(f"invoice-{n}", [NewEvent("Opened", {"n": n})], NO_STREAM)
+    await store.close()
+
+    assert sorted(path.name for path in backend.path.parent.iterdir()) == [backend.path.name]
