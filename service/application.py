@@ -33,6 +33,7 @@ from eventstore import (
 )
 from service.domain import errors
 from service.domain.balance import Balance, decide_debit, evolve_balance
+from service.domain.codec import parse_time
 from service.domain.events import (
     BalanceCredited,
     BalanceToppedUp,
@@ -235,20 +236,26 @@ class InvoiceService:
     ) -> tuple[Invoice, datetime] | None:
         """The invoice as it stood at time ``at`` or just after log position ``position``, by
         replaying its stream with the same ``evolve`` as the live view; None before it existed.
-        Also returns the moment to show it at (for a position, the time of its last event)."""
+        Also returns the moment to show it at: ``at``, or the commit time of ``position``."""
+        moment = at if position is None else await self._commit_time(position)
         state: Invoice | None = None
-        moment = at
         async for recorded in self.store.read_stream(invoice_stream(invoice)):
             if (at is not None and recorded.recorded_at > at) or (
                 position is not None and recorded.position > position
             ):
                 break
             state = evolve(state, decode(recorded))
-            if position is not None:
-                moment = recorded.recorded_at
         if state is None or moment is None:
             return None
         return state, moment
+
+    async def _commit_time(self, position: int) -> datetime | None:
+        """When the event at ``position`` (or the last one before it) was committed."""
+        rows = await self.store.query(
+            "SELECT recorded_at FROM events WHERE position <= ? ORDER BY position DESC LIMIT 1",
+            (position,),
+        )
+        return parse_time(rows[0][0]) if rows else None
 
     # -- checkout ----------------------------------------------------------------------------
 

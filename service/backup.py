@@ -48,7 +48,10 @@ def _backup(source: Path, target: Path) -> BackupReport:
     head_hash = _head_hash(partial)
     with open(partial, "rb") as copy:
         os.fsync(copy.fileno())
-    os.rename(partial, target)
+    try:
+        os.link(partial, target)  # unlike rename, never replaces a file that appeared meanwhile
+    finally:
+        partial.unlink()
     return BackupReport(True, report.events_checked, report.head_position, head_hash)
 
 

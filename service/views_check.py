@@ -1,7 +1,8 @@
 """Do the views equal a fresh replay of the log? Replays into a copy and compares every row.
 
-The live database is never touched: it is copied with SQLite's online backup API, the copy's
-views are rebuilt from its log, and each view table is compared row by row with the original.
+The live database is only read: one consistent snapshot is taken with SQLite's online backup
+API, a second copy of it has its views rebuilt from its log, and each view table of the two is
+compared row by row.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ class ViewDifference:
 
 
 async def compare_views_with_replay(database: Path) -> list[ViewDifference]:
-    """The view tables that differ from a fresh replay of the log (empty if none)."""
+    """The view tables that differ from a fresh replay of the log (empty if none).
+
+    Both sides come from one snapshot: a running service may write meanwhile, so the views as
+    they stood at the snapshot are compared with a replay of the snapshot's own log."""
     with tempfile.TemporaryDirectory(prefix="verify-") as folder:
-        copy = Path(folder) / "replay.db"
-        _backup(database, copy)
-        async with await EventStore.open(copy, projectors=all_projectors()) as store:
+        snapshot, replay = Path(folder) / "snapshot.db", Path(folder) / "replay.db"
+        _backup(database, snapshot)
+        _backup(snapshot, replay)
+        async with await EventStore.open(replay, projectors=all_projectors()) as store:
             await store.rebuild_projections()
-        return _differences(database, copy)
+        return _differences(snapshot, replay)
 
 
 def _backup(source: Path, target: Path) -> None:
