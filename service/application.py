@@ -294,7 +294,7 @@ class InvoiceService:
             if stored is not None:
                 return stored
         now = self.clock()
-        await self._reserve(request, "", now, context)  # refuse before asking the gateway
+        await self._check_reservations(request, now)  # refuse before asking the gateway
         invoice = new_invoice_id(request.service)
         payment = await self._gateway_payment(invoice, request, now)
         try:
@@ -396,6 +396,10 @@ class InvoiceService:
     async def _holds(self, holder: str, now: datetime) -> bool:
         state, _ = await self.load_invoice(holder)
         return state is not None and state.holds_reservation(now)
+
+    async def _check_reservations(self, request: CheckoutRequest, now: datetime) -> None:
+        """Refuse numbers another live invoice holds (the claims themselves are discarded)."""
+        await self._reserve(request, "", now, Context("check"))
 
     async def _reserve(
         self, request: CheckoutRequest, invoice: str, now: datetime, context: Context
