@@ -172,6 +172,11 @@ def payment_event_id(payment_id: str, event_type: str) -> str:
     return str(uuid.uuid5(_PAYMENT_NAMESPACE, f"payment:{payment_id}:{event_type}"))
 
 
+def _latest(state: Event | None, event: Event) -> Event:
+    """A fold for streams whose last event is their state (reservations, keys, accounts)."""
+    return event
+
+
 async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
     """Run ``attempt`` again from fresh state while it loses races; give up with 409.
 
@@ -223,13 +228,9 @@ class InvoiceService:
         return await self.load(balance_stream(username), evolve_balance)
 
     async def _reservation_holder(self, invoice_onmarket: str) -> tuple[str | None, int]:
-        holder: str | None = None
-        version = 0
-        async for recorded in self.store.read_stream(reservation_stream(invoice_onmarket)):
-            event = decode(recorded)
-            assert isinstance(event, OnmarketInvoiceReserved)
-            holder, version = event.invoice, recorded.version
-        return holder, version
+        last, version = await self.load(reservation_stream(invoice_onmarket), _latest)
+        assert last is None or isinstance(last, OnmarketInvoiceReserved)
+        return (last.invoice if last else None), version
 
     async def invoice_as_of(
         self, invoice: str, *, at: datetime | None = None, position: int | None = None
@@ -327,8 +328,10 @@ class InvoiceService:
         now: datetime,
     ) -> tuple[int, dict[str, Any]]:
         """One attempt at writing the invoice (and its reservations, debit and key)."""
+        key_version = 0
         if idempotency is not None:
-            stored = await self._stored_answer(actor.username, *idempotency)
+            recorded, key_version = await self._idempotency_record(actor.username, idempotency[0])
+            stored = self._answer_of(recorded, idempotency[1])
             if stored is not None:
                 return stored
         created = InvoiceCreated(
@@ -372,7 +375,7 @@ class InvoiceService:
         )
         if idempotency is not None:
             appends.append(
-                await self._record_answer(actor.username, idempotency, answer, now, context)
+                self._record_answer(actor.username, idempotency, key_version, answer, now, context)
             )
         await self.store.append_streams(appends)
         return 200, answer
@@ -438,7 +441,13 @@ class InvoiceService:
     async def _stored_answer(
         self, username: str, key: str, request_hash: str
     ) -> tuple[int, dict[str, Any]] | None:
-        recorded = await self._idempotency_record(username, key)
+        recorded, _ = await self._idempotency_record(username, key)
+        return self._answer_of(recorded, request_hash)
+
+    def _answer_of(
+        self, recorded: IdempotentRequestRecorded | None, request_hash: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The first answer to a repeat of a key still remembered; 409 for another request."""
         if recorded is None or recorded.expires_at <= self.clock():
             return None
         if recorded.request_hash != request_hash:
@@ -447,29 +456,26 @@ class InvoiceService:
 
     async def _idempotency_record(
         self, username: str, key: str
-    ) -> IdempotentRequestRecorded | None:
-        last: IdempotentRequestRecorded | None = None
-        async for recorded in self.store.read_stream(idempotency_stream(username, key)):
-            event = decode(recorded)
-            assert isinstance(event, IdempotentRequestRecorded)
-            last = event
-        return last
+    ) -> tuple[IdempotentRequestRecorded | None, int]:
+        last, version = await self.load(idempotency_stream(username, key), _latest)
+        assert last is None or isinstance(last, IdempotentRequestRecorded)
+        return last, version
 
-    async def _record_answer(
+    def _record_answer(
         self,
         username: str,
         idempotency: tuple[str, str],
+        key_version: int,
         answer: dict[str, Any],
         now: datetime,
         context: Context,
     ) -> StreamAppend:
         key, request_hash = idempotency
         stream = idempotency_stream(username, key)
-        version = await self.store.stream_version(stream)
         event = IdempotentRequestRecorded(
             username, key, request_hash, 200, answer, now + self.idempotency_ttl
         )
-        return StreamAppend(stream, version, [encode(event, context.metadata())])
+        return StreamAppend(stream, key_version, [encode(event, context.metadata())])
 
     # -- payments from the gateway ----------------------------------------------------------
 
@@ -724,11 +730,9 @@ class InvoiceService:
 
     async def user_role(self, username: str) -> str | None:
         """The role an account was registered with; None if there is no such account."""
-        async for recorded in self.store.read_stream(user_stream(username)):
-            event = decode(recorded)
-            assert isinstance(event, UserRegistered)
-            return event.role
-        return None
+        registered, _ = await self.load(user_stream(username), _latest)
+        assert registered is None or isinstance(registered, UserRegistered)
+        return registered.role if registered else None
 
     async def user_exists(self, username: str) -> bool:
         return await self.store.stream_version(user_stream(username)) > 0

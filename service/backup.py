@@ -33,14 +33,7 @@ async def backup_database(source: Path, target: Path) -> BackupReport:
 
 def _backup(source: Path, target: Path) -> BackupReport:
     partial = target.with_name(f".{target.name}.partial")
-    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
-    dst = sqlite3.connect(partial)
-    try:
-        src.backup(dst)  # all pages in one step: one consistent snapshot
-        dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
-    finally:
-        dst.close()
-        src.close()
+    copy_database(source, partial)
     report = verify_file(partial, page_size=10_000, busy_timeout=5.0)
     if not report.ok:
         partial.unlink()
@@ -53,6 +46,18 @@ def _backup(source: Path, target: Path) -> BackupReport:
     finally:
         partial.unlink()
     return BackupReport(True, report.events_checked, report.head_position, head_hash)
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of ``source`` (only read) as one self-contained file at ``target``."""
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)  # all pages in one step: one consistent snapshot
+        dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+    finally:
+        dst.close()
+        src.close()
 
 
 def _head_hash(path: Path) -> str | None:

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +23,7 @@ from service.backup import backup_database
 from service.config import Config, ConfigError, load_config
 from service.http.schemas import SERVICES
 from service.logging import configure_logging
-from service.presenters import api_time
+from service.presenters import history_entry
 from service.progress import Progress
 from service.projections import all_projectors
 from service.projections.invoices import invoice_stream
@@ -193,7 +192,7 @@ def _history(config: Config, args: argparse.Namespace) -> int:
         print(f"error: no invoice {args.invoice!r}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([_history_entry(event) for event in events], indent=2))
+        print(json.dumps([history_entry(event) for event in events], indent=2))
         return 0
     first = events[0].data
     print(
@@ -201,24 +200,12 @@ def _history(config: Config, args: argparse.Namespace) -> int:
         f"  total {first['total_amount']:,}"
     )
     for event in events:
-        entry = _history_entry(event)
+        entry = history_entry(event)
         print(
             f"  #{entry['position']:<8} {entry['recorded_at']}  {entry['type']:<22}"
             f" by {entry['actor'] or '?':<22} {_summary(event)}"
         )
     return 0
-
-
-def _history_entry(event: RecordedEvent) -> dict[str, Any]:
-    return {
-        "position": event.position,
-        "version": event.version,
-        "type": event.type,
-        "data": event.data,
-        "recorded_at": api_time(event.recorded_at),
-        "actor": event.metadata.get("actor"),
-        "request_id": event.metadata.get("request_id"),
-    }
 
 
 def _summary(event: RecordedEvent) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from eventstore import RecordedEvent
 from service.domain.events import InvoiceCreated
 from service.domain.invoice import Invoice
 
@@ -76,4 +77,17 @@ def invoice_detail(seq: int, state: Invoice, now: datetime) -> dict[str, Any]:
             }
             for t in state.transactions
         ],
+    }
+
+
+def history_entry(event: RecordedEvent) -> dict[str, Any]:
+    """One event of an invoice's history: what, when, by whom, in which request."""
+    return {
+        "position": event.position,
+        "version": event.version,
+        "type": event.type,
+        "data": event.data,
+        "recorded_at": api_time(event.recorded_at),
+        "actor": event.metadata.get("actor"),
+        "request_id": event.metadata.get("request_id"),
     }

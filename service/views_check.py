@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventstore import EventStore
+from service.backup import copy_database
 from service.projections import all_projectors
 
 # Each view table and the columns that order its rows.
@@ -46,13 +47,7 @@ async def compare_views_with_replay(database: Path) -> list[ViewDifference]:
 
 
 def _backup(source: Path, target: Path) -> None:
-    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
+    copy_database(source, target)
 
 
 def _differences(live_path: Path, replay_path: Path) -> list[ViewDifference]:

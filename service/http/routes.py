@@ -20,7 +20,7 @@ from service.http.auth import forbidden, require_role
 from service.http.body import json_object
 from service.http.keys import AUTH, CLOCK, CONFIG, REQUEST_ID, SERVICE, STORE
 from service.http.middleware import ApiError, json_response
-from service.presenters import api_time, invoice_detail
+from service.presenters import api_time, history_entry, invoice_detail
 from service.projections.invoices import decode_state, invoice_stream
 
 log = structlog.get_logger("service.http")
@@ -107,18 +107,8 @@ async def history(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
     query = schemas.HistoryQuerySchema().load(dict(request.query))
     _, state = await _visible_invoice(request, actor, query)
-    events = [
-        {
-            "position": event.position,
-            "version": event.version,
-            "type": event.type,
-            "data": event.data,
-            "recorded_at": api_time(event.recorded_at),
-            "actor": event.metadata.get("actor"),
-            "request_id": event.metadata.get("request_id"),
-        }
-        async for event in request.app[STORE].read_stream(invoice_stream(state.invoice))
-    ]
+    stream = request.app[STORE].read_stream(invoice_stream(state.invoice))
+    events = [history_entry(event) async for event in stream]
     return answer({"invoice": state.invoice, "events": events}, schemas.HistoryAnswer)
 
 
