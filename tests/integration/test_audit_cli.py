@@ -37,9 +37,8 @@ from service.config import Config, load_config
 from service.progress import Progress
 from service.security import TokenClaims, issue_token
 from service.views_check import VIEW_TABLES
+from tests.integration.cli import TIMEOUT, environment, run_cli
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT = 60.0
 BUYER = "usernew1"
 
 Client = TestClient[web.Request, web.Application]
@@ -47,28 +46,6 @@ Row = tuple[Any, ...]
 
 
 # -- running the command line ----------------------------------------------------------------
-
-
-def _environment() -> dict[str, str]:
-    """This process's environment without INVOICE_* settings, with the repository importable."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("INVOICE_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    return env
-
-
-def run_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        cwd=workdir,
-        env=_environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -353,7 +330,7 @@ def test_rebuild_on_a_terminal_draws_a_bar(workdir: Path, populated: Path) -> No
         completed = subprocess.run(
             [sys.executable, "-m", "service", "--db", str(populated), "rebuild"],
             cwd=workdir,
-            env=_environment(),
+            env=environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=terminal,
@@ -590,7 +567,7 @@ async def test_views_check_is_not_fooled_by_a_write_after_its_snapshot(
         added = subprocess.run(
             [sys.executable, "-m", "service", "--db", str(source), *command],
             cwd=workdir,
-            env=_environment(),
+            env=environment(),
             input="a-long-password\n",
             capture_output=True,
             text=True,
@@ -642,7 +619,7 @@ async def test_backup_under_write_load_is_a_verified_consistent_prefix(
             "backup",
             str(copy),
             cwd=workdir,
-            env=_environment(),
+            env=environment(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import shutil
 import socket
 import sqlite3
@@ -33,40 +32,15 @@ from service.app import create_app
 from service.config import Config, load_config
 from service.security import TokenClaims, issue_token, verify_password
 from service.views_check import VIEW_TABLES
+from tests.integration.cli import REPO_ROOT, environment, run_cli
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_YAML = REPO_ROOT / "config.yaml"
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
-TIMEOUT = 60.0
 
 Client = TestClient[web.Request, web.Application]
 
 
 # -- running the command line --------------------------------------------------------------------
-
-
-def _environment() -> dict[str, str]:
-    """This process's environment without INVOICE_* settings, with the repository importable."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("INVOICE_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
-    return env
-
-
-def run_cli(
-    workdir: Path, *args: str, stdin: str = "", timeout: float = TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        cwd=workdir,
-        env=_environment(),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -547,7 +521,7 @@ def served(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "serve", "--port", str(port)],
             cwd=workdir,
-            env=_environment(),
+            env=environment(),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
