@@ -60,18 +60,12 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeXendit]:
         yield server
 
 
-def xendit_config(config: Config, fake: FakeXendit) -> Config:
-    return dataclasses.replace(
-        config, gateway="xendit", xendit_secret_key=SECRET_KEY, xendit_base_url=fake.url
-    )
-
-
 @pytest.fixture
 async def xapi(
     fake: FakeXendit, aiohttp_client: AppFactory, config: Config, clock: FakeClock
 ) -> Api:
     """The app with Xendit's adapter on the fake (a short backoff keeps failures quick)."""
-    settings = xendit_config(config, fake)
+    settings = fake.service_config(config)
     gateway = XenditGateway(SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=3, backoff=0.01)
     client = await aiohttp_client(create_app(settings, clock=clock, gateway=gateway))
     return Api(client, settings, clock)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -48,22 +47,12 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeXendit]:
         yield server
 
 
-def xendit_config(config: Config, fake: FakeXendit) -> Config:
-    return dataclasses.replace(
-        config,
-        gateway="xendit",
-        xendit_secret_key=SECRET_KEY,
-        xendit_base_url=fake.url,
-        xendit_attempts=ATTEMPTS,
-    )
-
-
 @pytest.fixture
 async def xapi(
     fake: FakeXendit, aiohttp_client: AppFactory, config: Config, clock: FakeClock
 ) -> Api:
     """The app with Xendit's adapter on the fake (a short backoff keeps failures quick)."""
-    settings = xendit_config(config, fake)
+    settings = fake.service_config(config)
     gateway = XenditGateway(
         SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=ATTEMPTS, backoff=0.01
     )
@@ -139,7 +128,7 @@ async def test_the_gateway_named_in_the_settings_is_used(
 ) -> None:
     """gateway: xendit with a base URL and key in the settings: checkouts go to that URL with
     that key, and the sandbox's routes are not served."""
-    settings = xendit_config(config, fake)
+    settings = fake.service_config(config)
     api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
 
     created = await api.checkout()

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -34,6 +35,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from service.config import Config
 from service.gateway.qris import Merchant, build_qris
 
 SECRET_KEY = "xnd_development_FakeXenditSecretKey0123456789"
@@ -135,6 +137,12 @@ class FakeXendit:
         if self._server is not None:
             await self._server.close()
             self._server = None
+
+    def service_config(self, config: Config) -> Config:
+        """``config`` with the service's Xendit adapter pointed at this fake."""
+        return dataclasses.replace(
+            config, gateway="xendit", xendit_secret_key=SECRET_KEY, xendit_base_url=self.url
+        )
 
     async def __aenter__(self) -> FakeXendit:
         await self.start()
