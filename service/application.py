@@ -143,6 +143,16 @@ class CheckoutRequest:
     transactions: tuple[TransactionLine, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CheckoutClaims:
+    """What a checkout decides on besides its request, with the versions it was read at: the
+    idempotency key's record and, per marketplace number, the invoice holding it."""
+
+    key_record: IdempotentRequestRecorded | None
+    key_version: int
+    reservations: dict[str, tuple[str | None, int]]
+
+
 def balance_stream(username: str) -> str:
     return f"balance-{username}"
 
@@ -175,6 +185,11 @@ def payment_event_id(payment_id: str, event_type: str) -> str:
 def _latest(state: Event | None, event: Event) -> Event:
     """A fold for streams whose last event is their state (reservations, keys, accounts)."""
     return event
+
+
+def _reserved_by(event: Event) -> str:
+    assert isinstance(event, OnmarketInvoiceReserved)
+    return event.invoice
 
 
 async def retrying(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -226,11 +241,6 @@ class InvoiceService:
 
     async def load_balance(self, username: str) -> tuple[Balance | None, int]:
         return await self.load(balance_stream(username), evolve_balance)
-
-    async def _reservation_holder(self, invoice_onmarket: str) -> tuple[str | None, int]:
-        last, version = await self.load(reservation_stream(invoice_onmarket), _latest)
-        assert last is None or isinstance(last, OnmarketInvoiceReserved)
-        return (last.invoice if last else None), version
 
     async def invoice_as_of(
         self, invoice: str, *, at: datetime | None = None, position: int | None = None
@@ -290,24 +300,50 @@ class InvoiceService:
         context: Context,
         idempotency: tuple[str, str] | None,
     ) -> tuple[int, dict[str, Any]]:
+        claims = await self._read_claims(actor.username, request, idempotency)
         if idempotency is not None:
-            stored = await self._stored_answer(actor.username, *idempotency)
+            stored = self._answer_of(claims.key_record, idempotency[1])
             if stored is not None:
                 return stored
         now = self.clock()
-        await self._check_reservations(request, now)  # refuse before asking the gateway
+        await self._reserve(request, "", now, Context("check"), claims)  # refuse before paying
         invoice = new_invoice_id(request.service)
         payment = await self._gateway_payment(invoice, request, now)
-        try:
-            status, answer = await retrying(
-                lambda: self._create(actor, request, context, idempotency, invoice, payment, now)
+        unused = [claims]  # the first attempt decides on what was just read; a retry rereads
+
+        async def attempt() -> tuple[int, dict[str, Any]]:
+            latest = unused.pop() if unused else None
+            if latest is None:
+                latest = await self._read_claims(actor.username, request, idempotency)
+            return await self._create(
+                actor, request, context, idempotency, invoice, payment, now, latest
             )
+
+        try:
+            status, answer = await retrying(attempt)
         except BaseException:
             await self._abandon(request, payment)  # no invoice: nothing must stay payable
             raise
         if answer.get("invoice") != invoice:  # a concurrent twin with the same key won
             await self._abandon(request, payment)
         return status, answer
+
+    async def _read_claims(
+        self, username: str, request: CheckoutRequest, idempotency: tuple[str, str] | None
+    ) -> CheckoutClaims:
+        """The idempotency record and each number's reservation, in one read."""
+        key_stream = idempotency_stream(username, idempotency[0]) if idempotency else None
+        numbers = [line.invoice_onmarket for line in request.transactions]
+        streams = [reservation_stream(number) for number in numbers]
+        last = await self.store.last_events([*streams, *filter(None, [key_stream])])
+        key = last.get(key_stream) if key_stream else None
+        key_record = decode(key) if key else None
+        assert key_record is None or isinstance(key_record, IdempotentRequestRecorded)
+        reservations: dict[str, tuple[str | None, int]] = {}
+        for number, stream in zip(numbers, streams, strict=True):
+            held = last.get(stream)
+            reservations[number] = (_reserved_by(decode(held)), held.version) if held else (None, 0)
+        return CheckoutClaims(key_record, key.version if key else 0, reservations)
 
     async def _abandon(self, request: CheckoutRequest, payment: GatewayPayment) -> None:
         if request.source == "BALANCE":
@@ -326,12 +362,11 @@ class InvoiceService:
         invoice: str,
         payment: GatewayPayment,
         now: datetime,
+        claims: CheckoutClaims,
     ) -> tuple[int, dict[str, Any]]:
         """One attempt at writing the invoice (and its reservations, debit and key)."""
-        key_version = 0
         if idempotency is not None:
-            recorded, key_version = await self._idempotency_record(actor.username, idempotency[0])
-            stored = self._answer_of(recorded, idempotency[1])
+            stored = self._answer_of(claims.key_record, idempotency[1])
             if stored is not None:
                 return stored
         created = InvoiceCreated(
@@ -347,7 +382,7 @@ class InvoiceService:
             now,
             now + self.invoice_ttl,
         )
-        appends = await self._reserve(request, invoice, now, context)
+        appends = await self._reserve(request, invoice, now, context, claims)
         invoice_events: list[Event] = [created]
         status = PENDING
         if request.source == "BALANCE":
@@ -375,7 +410,9 @@ class InvoiceService:
         )
         if idempotency is not None:
             appends.append(
-                self._record_answer(actor.username, idempotency, key_version, answer, now, context)
+                self._record_answer(
+                    actor.username, idempotency, claims.key_version, answer, now, context
+                )
             )
         await self.store.append_streams(appends)
         return 200, answer
@@ -400,18 +437,19 @@ class InvoiceService:
         state, _ = await self.load_invoice(holder)
         return state is not None and state.holds_reservation(now)
 
-    async def _check_reservations(self, request: CheckoutRequest, now: datetime) -> None:
-        """Refuse numbers another live invoice holds (the claims themselves are discarded)."""
-        await self._reserve(request, "", now, Context("check"))
-
     async def _reserve(
-        self, request: CheckoutRequest, invoice: str, now: datetime, context: Context
+        self,
+        request: CheckoutRequest,
+        invoice: str,
+        now: datetime,
+        context: Context,
+        claims: CheckoutClaims,
     ) -> list[StreamAppend]:
         """Claim each marketplace invoice number for ``invoice``; refuse any another live
         invoice holds, naming each of them."""
         appends, taken = [], {}
         for index, line in enumerate(request.transactions):
-            holder, version = await self._reservation_holder(line.invoice_onmarket)
+            holder, version = claims.reservations[line.invoice_onmarket]
             if holder is not None and await self._holds(holder, now):
                 taken[str(index)] = {
                     "invoice_onmarket": [f"Already part of invoice {holder}, PENDING or PAID."]

@@ -7,7 +7,8 @@ from datetime import UTC
 
 import pytest
 
-from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent
+from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent, StreamAppend
+from eventstore.store import LAST_EVENTS_CHUNK
 from tests.conftest import SQLiteBackend
 
 
@@ -86,6 +87,30 @@ async def test_read_stream_and_read_all_start_after_the_given_point(store: Event
     assert [e.type async for e in store.read_stream("s", after_version=1)] == ["E2", "E3"]
     assert [e.type async for e in store.read_all(after_position=2)] == ["E3", "T1"]
     assert [e async for e in store.read_stream("nothing-here")] == []
+
+
+async def test_last_events_gives_each_existing_streams_last_event(store: EventStore) -> None:
+    """One read answers the last event of many streams; a missing stream is simply absent."""
+    await store.append("s", events("E1", "E2", "E3"), NO_STREAM)
+    await store.append("t", events("T1"), NO_STREAM)
+    await store.append("s", events("E4"), 3)
+
+    last = await store.last_events(["s", "t", "missing", "s"])
+
+    assert {stream: (e.type, e.version) for stream, e in last.items()} == {
+        "s": ("E4", 4),
+        "t": ("T1", 1),
+    }
+    assert last["s"].data == {"n": 0}
+    assert await store.last_events([]) == {}
+
+
+async def test_last_events_reads_more_streams_than_one_query_takes(store: EventStore) -> None:
+    """Beyond one query's worth of streams, every stream is still answered."""
+    names = [f"s{i}" for i in range(LAST_EVENTS_CHUNK + 3)]
+    await store.append_streams([StreamAppend(name, NO_STREAM, events("E")) for name in names])
+
+    assert set(await store.last_events(names)) == set(names)
 
 
 async def test_reads_page_through_long_logs(backend: SQLiteBackend) -> None:
