@@ -77,6 +77,7 @@ from service.gateway.port import (
 )
 from service.presenters import checkout_answer
 from service.projections.invoices import invoice_stream
+from service.stream_cache import FoldedStates
 
 log = structlog.get_logger("service.application")
 
@@ -222,18 +223,22 @@ class InvoiceService:
         self.clock = clock
         self.invoice_ttl = invoice_ttl
         self.idempotency_ttl = idempotency_ttl
+        self.folded = FoldedStates()
 
     # -- reading streams ---------------------------------------------------------------------
 
     async def load(
         self, stream_id: str, fold: Callable[[S | None, Event], S]
     ) -> tuple[S | None, int]:
-        """The state of a stream and the version it was read at."""
-        state: S | None = None
-        version = 0
-        async for recorded in self.store.read_stream(stream_id):
+        """The state of a stream and the version it was read at: the cached fold of the events
+        already seen, and only the events after them read from the log."""
+        state, version = self.folded.get(stream_id, fold)
+        seen = version
+        async for recorded in self.store.read_stream(stream_id, after_version=version):
             state = fold(state, decode(recorded))
             version = recorded.version
+        if version > seen:
+            self.folded.put(stream_id, fold, state, version)
         return state, version
 
     async def load_invoice(self, invoice: str) -> tuple[Invoice | None, int]:
