@@ -43,6 +43,9 @@ log = structlog.get_logger("service.auth")
 DECOY_HASH = "scrypt$16384$8$1$KUbVAAvsJteGEz2vXfDocQ$3jms8MVIGMFRxrbUXrjh1Wtd3kBkacXdihb2oZ0U_Tk"
 BASIC_CACHE_SECONDS = 300.0
 BASIC_CACHE_SIZE = 4096
+# Password checks running at once. Each scrypt takes 16 MiB and a core for ~50 ms: a burst of
+# logins (or of wrong passwords) waits its turn instead of growing memory without bound.
+CONCURRENT_PASSWORD_CHECKS = 2
 
 
 def auth_error() -> ApiError:
@@ -67,6 +70,10 @@ class Authenticator:
         self._token_ttl = token_ttl
         self._clock = clock
         self._verified: OrderedDict[bytes, tuple[Actor, float]] = OrderedDict()
+        # Basic checks in progress, by credentials: the same credentials asked for at once
+        # (a platform's burst after a restart) share one scrypt.
+        self._checking: dict[bytes, asyncio.Task[Actor]] = {}
+        self._hashing = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
 
     async def login(self, username: str, password: str) -> tuple[str, datetime]:
         """A signed token for valid credentials; ``Auth Error`` otherwise."""
@@ -98,9 +105,19 @@ class Authenticator:
         if cached is not None and cached[1] > time.monotonic():
             actor = cached[0]
         else:
-            actor = await self._check_password(username, password)
-            self._remember(key, actor)
+            actor = await self._check_once(key, username, password)
         request[USERNAME] = actor.username
+        return actor
+
+    async def _check_once(self, key: bytes, username: str, password: str) -> Actor:
+        checking = self._checking.get(key)
+        if checking is None:
+            checking = asyncio.ensure_future(self._check_password(username, password))
+            self._checking[key] = checking
+            checking.add_done_callback(lambda _: self._checking.pop(key, None))
+        # shield: one caller going away must not cancel the check the others wait for.
+        actor = await asyncio.shield(checking)
+        self._remember(key, actor)
         return actor
 
     async def _check_password(self, username: str, password: str) -> Actor:
@@ -108,7 +125,8 @@ class Authenticator:
             "SELECT role, platform, password_hash FROM users WHERE username = ?", (username,)
         )
         stored = rows[0][2] if rows else DECOY_HASH
-        valid = await asyncio.to_thread(verify_password, password, stored)
+        async with self._hashing:
+            valid = await asyncio.to_thread(verify_password, password, stored)
         if not rows or not valid:
             log.warning("login refused", username=username, reason="unknown user or wrong password")
             raise auth_error()

@@ -4,6 +4,7 @@ visibility of invoices, /invoice/detail, /balance, /balance/topup, /health, and 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from service.application import Context
+from service.http import auth
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, hash_password, issue_token
 from tests.e2e.conftest import START, Api, checkout_body
@@ -697,3 +699,32 @@ async def test_each_request_logs_one_request_line_with_its_id(api: Api) -> None:
         assert line["request_id"] == request_id
     for event in logs:  # every line logged while handling a request carries its id
         assert event.get("request_id") in {s[3] for s in seen}, event
+
+
+async def test_a_burst_of_the_same_basic_credentials_costs_one_password_check(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixteen concurrent first calls of one platform share one scrypt; a wrong password is
+    never shared with, or remembered for, the right one."""
+    checks: list[str] = []
+    real_verify = auth.verify_password
+
+    def counting_verify(password: str, stored: str) -> bool:
+        checks.append(password)
+        return real_verify(password, stored)
+
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    body = {"platform": "ONMARKET", "invoice_id": "OM0000000000000"}
+
+    async def done(password: str) -> int:
+        response = await api.client.post(
+            "/invoice/done", json=body, headers=api.basic("onmarket", password)
+        )
+        return response.status
+
+    right = await asyncio.gather(*(done("onmarket") for _ in range(16)))
+    wrong = await asyncio.gather(*(done("wrong") for _ in range(4)))
+
+    assert right == [400] * 16  # authenticated; the invoice does not exist
+    assert wrong == [401] * 4
+    assert sorted(checks) == ["onmarket", "wrong"]
