@@ -23,11 +23,13 @@ from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
 from service.gateway.xendit import XenditGateway
+from service.http import openapi
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
 from service.http.keys import AUTH, CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, SERVICE, STORE
 from service.http.middleware import errors_as_json, request_context
+from service.limits import within_client_limits
 from service.projections import all_projectors
 from service.security import hash_password
 from service.workers.expiry import run_expiry_task
@@ -58,7 +60,8 @@ def create_app(
 ) -> web.Application:
     """The service as an aiohttp application."""
     app = web.Application(
-        middlewares=[request_context, errors_as_json], client_max_size=config.max_body_bytes
+        middlewares=[request_context, errors_as_json, within_client_limits],
+        client_max_size=config.max_body_bytes,
     )
     app[CONFIG] = config
     app[CLOCK] = clock
@@ -68,6 +71,7 @@ def create_app(
     app.add_routes(api_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
+    openapi.setup(app)  # last: it describes the routes mounted above
     return app
 
 

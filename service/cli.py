@@ -22,6 +22,7 @@ from service.application import Context, UserExists
 from service.backup import backup_database
 from service.config import Config, ConfigError, load_config
 from service.http.schemas import SERVICES
+from service.limits import server_options
 from service.logging import configure_logging
 from service.presenters import history_entry
 from service.progress import Progress
@@ -122,7 +123,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
     configure_logging(config.log_level, config.log_format)
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=None,
+        **server_options(config),
+    )
     return 0
 
 

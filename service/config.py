@@ -50,6 +50,9 @@ class Config:
     refund_delay_seconds: float = 0.0
     expiry_interval_seconds: float = 0.5
     max_body_bytes: int = 1024 * 1024
+    keepalive_timeout_seconds: float = 30.0
+    request_read_timeout_seconds: float = 30.0
+    send_timeout_seconds: float = 30.0
     log_level: str = "INFO"
     log_format: str = "auto"
     merchant_name: str = "OnIndonesia Sandbox"
@@ -83,6 +86,9 @@ class _ConfigSchema(Schema):
     refund_delay_seconds = f.Float(validate=validate.Range(min=0))
     expiry_interval_seconds = f.Float(validate=validate.Range(min=0.01, max=60))
     max_body_bytes = f.Integer(validate=validate.Range(min=1024))
+    keepalive_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=3600))
+    request_read_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=600))
+    send_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=600))
     log_level = f.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     log_format = f.String(validate=validate.OneOf(["auto", "json", "console"]))
     merchant_name = f.String(validate=validate.Length(min=1, max=25))

@@ -117,9 +117,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        message, code = _HTTP_CODES.get(
-            exc.status, (exc.reason, exc.reason.upper().replace(" ", "_"))
-        )
+        message, code = _HTTP_CODES.get(exc.status, (exc.reason, _code_of(exc.reason)))
         response = json_response(error_body(message, code), status=exc.status)
         if "Allow" in exc.headers:  # a 405 must say which methods are allowed (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
@@ -127,6 +125,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unhandled error")
         return json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)
+
+
+def _code_of(reason: str) -> str:
+    """A stable code from an HTTP reason phrase: "Request-URI Too Long" -> REQUEST_URI_TOO_LONG."""
+    return re.sub(r"[^A-Z0-9]+", "_", reason.upper()).strip("_") or "HTTP_ERROR"
 
 
 def _as_dict(messages: Any) -> dict[str, Any]:

@@ -35,7 +35,8 @@ def context(request: web.Request, actor: str) -> Context:
 
 
 def answer(body: dict[str, Any], schema: type[Schema], status: int = 200) -> web.Response:
-    """A JSON answer; ``schema`` documents it (the e2e tests validate real answers against it)."""
+    """A JSON answer; ``schema`` documents it: /openapi.json shows that schema for the status,
+    and the tests validate real answers against both."""
     return json_response(body, status)
 
 
@@ -203,7 +204,7 @@ async def cancel(request: web.Request) -> web.Response:
         buyer_username=body["buyer_username"],
         context=context(request, actor.username),
     )
-    return answer({"message": message}, schemas.MessageAnswer)
+    return answer({"message": message}, schemas.CancelAnswer)
 
 
 @routes.post("/invoice/done")
@@ -217,7 +218,7 @@ async def done(request: web.Request) -> web.Response:
         invoice_onmarket=body["invoice_onmarket"],
         context=context(request, actor.username),
     )
-    return answer({"message": "TRANSACTION IS COMPLETED"}, schemas.MessageAnswer)
+    return answer({"message": "TRANSACTION IS COMPLETED"}, schemas.DoneAnswer)
 
 
 # -- admins ---------------------------------------------------------------------------------------
@@ -256,9 +257,9 @@ async def invoice_callback(request: web.Request) -> web.Response:
     service, ctx = request.app[SERVICE], context(request, "gateway")
     if body["status"] == "EXPIRED":
         expired = await service.expire_by_gateway(body["external_id"], ctx)
-        return answer({"message": "EXPIRED" if expired else "IGNORED"}, schemas.MessageAnswer)
+        return answer({"message": "EXPIRED" if expired else "IGNORED"}, schemas.CallbackAnswer)
     if body["status"] not in ("PAID", "SETTLED"):
-        return answer({"message": "IGNORED"}, schemas.MessageAnswer)
+        return answer({"message": "IGNORED"}, schemas.CallbackAnswer)
     amount = body["paid_amount"] if body["paid_amount"] is not None else body["amount"]
     # Xendit's invoice callback names the invoice in "id" and the payment in "payment_id"; the
     # payment is recorded under both, so reconciliation (which may know only the invoice's id)
@@ -280,7 +281,7 @@ async def qr_callback(request: web.Request) -> web.Response:
     _check_callback_token(request)
     data = schemas.QrCallbackSchema().load(await json_object(request))["data"]
     if data["status"] != "SUCCEEDED":
-        return answer({"message": "IGNORED"}, schemas.MessageAnswer)
+        return answer({"message": "IGNORED"}, schemas.CallbackAnswer)
     payment = Payment(
         data["id"],
         data["amount"],
@@ -306,7 +307,7 @@ async def _record_payment(request: web.Request, invoice: str, payment: Payment) 
         )
         raise
     log.info("payment recorded", invoice=invoice, payment_id=payment.payment_id, outcome=outcome)
-    return answer({"message": outcome.upper()}, schemas.MessageAnswer)
+    return answer({"message": outcome.upper()}, schemas.CallbackAnswer)
 
 
 # -- operations ----------------------------------------------------------------------------------
@@ -315,4 +316,4 @@ async def _record_payment(request: web.Request, invoice: str, payment: Payment) 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     head = await request.app[STORE].head_position()
-    return json_response({"status": "ok", "head_position": head})
+    return answer({"status": "ok", "head_position": head}, schemas.HealthAnswer)

@@ -2,7 +2,10 @@
 
 Requests refuse unknown fields, and money is a strict integer: booleans, floats, numeric strings
 and negatives are refused, and no amount may exceed 10^12. Answer schemas document what each
-endpoint returns and are checked against real answers by the tests.
+endpoint returns and are checked against real answers by the tests. The OpenAPI document
+(``service/http/openapi.py``) is generated from these classes, so each constraint is written
+once, as a validator that both refuses bad input and documents the rule; ``metadata``
+descriptions become the document's.
 """
 
 from __future__ import annotations
@@ -26,10 +29,38 @@ MAX_AMOUNT = 10**12
 SERVICES = ("ONMARKET", "ONDELIVERY", "ONTICKET")
 SOURCES = ("XENDIT", "BALANCE", "QRIS")
 MAX_TRANSACTIONS = 100
+MAX_POSITION = 2**63 - 1  # SQLite's largest integer: the log's positions cannot go beyond
+INVOICE_STATUSES = ("PENDING", "PAID", "EXPIRED", "CANCELED", "COMPLETED", "REFUNDED")
+TRANSACTION_STATUSES = (
+    "PENDING",
+    "PAID",
+    "EXPIRED",
+    "CANCELED",
+    "REFUND_IN_PROCESS",
+    "REFUNDED",
+    "COMPLETED",
+)
+API_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+INVOICE_ID = r"^(OM|OD|OT)[0-9A-Za-z]{13}$"
 
-_NAME = validate.And(
+
+class FullMatch(validate.Regexp):
+    """A ``Regexp`` that must match the whole value.
+
+    ``re.match`` with ``$`` accepts a value that ends in a newline ("abc\\n"), which a JSON
+    Schema ``pattern`` (ECMA-262) does not: the whole value must match here, as documented.
+    """
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+# A list, not validate.And, so that the OpenAPI generator sees each rule.
+_NAME = (
     validate.Length(min=1, max=100),
-    validate.Regexp(r"^[\x20-\x7e]+$", error="Must be printable ASCII text."),
+    FullMatch(r"^[\x20-\x7e]+$", error="Must be printable ASCII text."),
 )
 
 
@@ -65,14 +96,34 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+def _doc(description: str) -> dict[str, Any]:
+    return {"description": description}
+
+
 class TransactionSchema(StrictSchema):
-    amount = Money(required=True)
-    freight_charge = Money(required=True)
-    insurance_amount = Money(load_default=0)
-    commission_onmarket = Money(required=True)
-    seller_username = fields.String(required=True, validate=_NAME)
-    invoice_onmarket = fields.String(required=True, validate=_NAME)
-    waybill_number = fields.String(load_default=None, allow_none=True, validate=_NAME)
+    """One store's part of a checkout."""
+
+    amount = Money(required=True, metadata=_doc("The goods' price, IDR."))
+    freight_charge = Money(required=True, metadata=_doc("Shipping, IDR."))
+    insurance_amount = Money(load_default=0, metadata=_doc("Insurance, IDR; 0 when left out."))
+    commission_onmarket = Money(
+        required=True, metadata=_doc("The marketplace's commission, IDR; at most `amount`.")
+    )
+    seller_username = fields.String(required=True, validate=_NAME, metadata=_doc("The seller."))
+    invoice_onmarket = fields.String(
+        required=True,
+        validate=_NAME,
+        metadata=_doc(
+            "The marketplace's invoice number for this store: once per checkout, and not part"
+            " of another invoice that is PENDING or PAID."
+        ),
+    )
+    waybill_number = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The shipment's waybill number (ONDELIVERY checkouts only)."),
+    )
 
     @validates_schema
     def commission_within_amount(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -95,9 +146,26 @@ class TransactionSchema(StrictSchema):
 
 
 class CheckoutSchema(StrictSchema):
-    total_amount = Money(required=True)
-    service = fields.String(required=True, validate=validate.OneOf(SERVICES))
-    source = fields.String(required=True, validate=validate.OneOf(SOURCES))
+    """A buyer's checkout: one invoice for one or more stores' transactions."""
+
+    total_amount = Money(
+        required=True,
+        metadata=_doc(
+            "Σ(amount + freight_charge + insurance_amount) of the transactions; more than 0."
+        ),
+    )
+    service = fields.String(
+        required=True,
+        validate=validate.OneOf(SERVICES),
+        metadata=_doc("The platform; also the invoice id's prefix (OM, OD, OT)."),
+    )
+    source = fields.String(
+        required=True,
+        validate=validate.OneOf(SOURCES),
+        metadata=_doc(
+            "XENDIT: a payment page; QRIS: a QR code; BALANCE: paid at once from the balance."
+        ),
+    )
     transaction = fields.List(
         fields.Nested(TransactionSchema),
         required=True,
@@ -133,30 +201,71 @@ class CheckoutSchema(StrictSchema):
 class PlatformActionSchema(StrictSchema):
     """The body of /invoice/done; /invoice/cancel adds buyer_username."""
 
-    platform = fields.String(required=True, validate=validate.OneOf(SERVICES))
-    invoice_id = fields.String(required=True, validate=_NAME)
-    invoice_onmarket = fields.String(load_default=None, allow_none=True, validate=_NAME)
+    platform = fields.String(
+        required=True,
+        validate=validate.OneOf(SERVICES),
+        metadata=_doc("Must be the calling account's own service."),
+    )
+    invoice_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
+    invoice_onmarket = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The store's transaction; may be left out when the invoice has only one."),
+    )
 
 
 class CancelSchema(PlatformActionSchema):
-    buyer_username = fields.String(load_default=None, allow_none=True, validate=_NAME)
+    """The body of /invoice/cancel."""
+
+    invoice_onmarket = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The store's transaction to refund; required when the invoice is PAID."),
+    )
+    buyer_username = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The invoice's buyer; required when the invoice is PAID."),
+    )
 
 
 class AuthSchema(StrictSchema):
+    """A login."""
+
     username = fields.String(required=True, validate=validate.Length(min=1, max=100))
     password = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
 class TopUpSchema(StrictSchema):
-    username = fields.String(required=True, validate=_NAME)
-    amount = Money(required=True, validate=validate.Range(min=1))
+    """A credit to a buyer's balance."""
+
+    username = fields.String(required=True, validate=_NAME, metadata=_doc("A buyer account."))
+    amount = Money(required=True, validate=validate.Range(min=1), metadata=_doc("IDR."))
 
 
 class DetailQuerySchema(StrictSchema):
-    invoice = fields.String(validate=_NAME)
-    waybill_number = fields.String(validate=_NAME)
-    as_of = fields.AwareDateTime(validate=_in_utc_range)
-    as_of_position = fields.Integer(strict=False, validate=validate.Range(min=0))
+    invoice = fields.String(
+        validate=_NAME, metadata=_doc("The invoice id; exactly one of this and waybill_number.")
+    )
+    waybill_number = fields.String(
+        validate=_NAME,
+        metadata=_doc("The newest visible invoice with this waybill; exactly one of the two."),
+    )
+    as_of = fields.AwareDateTime(
+        validate=_in_utc_range,
+        metadata=_doc(
+            "The invoice as it stood at this time (ISO 8601 with a timezone), replayed from"
+            " the log; not together with as_of_position."
+        ),
+    )
+    as_of_position = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=0, max=MAX_POSITION),
+        metadata=_doc("The invoice as it stood just after this log position."),
+    )
 
     @validates_schema
     def exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -167,11 +276,15 @@ class DetailQuerySchema(StrictSchema):
 
 
 class HistoryQuerySchema(StrictSchema):
-    invoice = fields.String(required=True, validate=_NAME)
+    invoice = fields.String(required=True, validate=_NAME, metadata=_doc("The invoice id."))
 
 
 class BalanceQuerySchema(StrictSchema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=500),
+        metadata=_doc("How many ledger entries, newest first."),
+    )
 
 
 # -- callbacks from the gateway ------------------------------------------------------------------
@@ -183,12 +296,20 @@ class InvoiceCallbackSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    id = fields.String(required=True, validate=_NAME)
-    payment_id = fields.String(load_default=None, allow_none=True, validate=_NAME)
-    external_id = fields.String(required=True, validate=_NAME)
-    status = fields.String(required=True)
+    id = fields.String(required=True, validate=_NAME, metadata=_doc("The gateway's invoice id."))
+    payment_id = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The payment's id (payments are deduplicated by it; by `id` when absent)."),
+    )
+    external_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
+    status = fields.String(
+        required=True,
+        metadata=_doc("PAID (or SETTLED) pays, EXPIRED expires; any other is IGNORED."),
+    )
     paid_amount = Money(load_default=None, allow_none=True)
-    amount = Money(load_default=None, allow_none=True)
+    amount = Money(load_default=None, allow_none=True, metadata=_doc("Used if no paid_amount."))
     paid_at = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
     payment_method = fields.String(load_default="UNKNOWN", allow_none=True)
     payment_channel = fields.String(load_default="UNKNOWN", allow_none=True)
@@ -198,24 +319,37 @@ class QrPaymentDataSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    id = fields.String(required=True, validate=_NAME)
+    id = fields.String(required=True, validate=_NAME, metadata=_doc("The payment's id."))
     qr_id = fields.String(required=True, validate=_NAME)
-    reference_id = fields.String(required=True, validate=_NAME)
+    reference_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
     amount = Money(required=True)
-    status = fields.String(required=True)
+    status = fields.String(required=True, metadata=_doc("SUCCEEDED pays; any other is IGNORED."))
     created = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
     channel_code = fields.String(load_default="QRIS", allow_none=True)
 
 
 class QrCallbackSchema(Schema):
+    """Xendit's QR code payment callback."""
+
     class Meta:
         unknown = "exclude"
 
-    event = fields.String(required=True)
+    event = fields.String(required=True, metadata=_doc("qr.payment"))
     data = fields.Nested(QrPaymentDataSchema, required=True)
 
 
 # -- answers ---------------------------------------------------------------------------------------
+# Answers name every field they carry (unknown keys are refused when a test validates a real
+# answer), and their validators state the values a client can rely on.
+
+
+def _time(**kwargs: Any) -> fields.String:
+    """A time as the API writes it: ISO 8601 UTC with milliseconds and Z."""
+    return fields.String(validate=validate.Regexp(API_TIME), **kwargs)
+
+
+def _one_of(*values: str, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.OneOf(values), **kwargs)
 
 
 class MessageAnswer(Schema):
@@ -223,21 +357,69 @@ class MessageAnswer(Schema):
 
 
 class ErrorAnswer(MessageAnswer):
-    code = fields.String(required=True)
-    errors = fields.Dict()
+    """Every error: the documented message, a stable code, and for validation errors the bad
+    fields (nested for transactions: {"transaction": {"0": {"amount": [...]}}})."""
+
+    message = fields.String(required=True, metadata=_doc("The documented message."))
+    code = fields.String(
+        required=True,
+        validate=FullMatch(r"^[A-Z][A-Z0-9_]*$"),
+        metadata=_doc("Stable and machine-readable: match on this."),
+    )
+    errors = fields.Dict(metadata=_doc("Each bad field and what is wrong with it."))
 
 
 class TokenAnswer(Schema):
-    token = fields.String(required=True)
-    expired_at = fields.String(required=True)
+    token = fields.String(required=True, metadata=_doc("Send as `Authorization: Bearer <token>`."))
+    expired_at = _time(required=True)
 
 
 class TransactionStatusAnswer(Schema):
     invoice_onmarket = fields.String(required=True)
-    status = fields.String(required=True)
+    status = _one_of("PENDING", "PAID", required=True)
+
+
+class XenditCheckoutAnswer(Schema):
+    """source XENDIT: pay at `payment_url`."""
+
+    payment_url = fields.String(required=True)
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    expired_at = _time(required=True)
+    transaction = fields.List(fields.Nested(TransactionStatusAnswer), required=True)
+
+
+class QrisCheckoutAnswer(Schema):
+    """source QRIS: pay by scanning `qr_string` (EMVCo / QRIS)."""
+
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    qr_string = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    expired_at = _time(required=True)
+
+
+class BalanceCheckoutAnswer(Schema):
+    """source BALANCE: paid at once from the buyer's balance."""
+
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    expired_at = _time(required=True)
+    transaction = fields.List(fields.Nested(TransactionStatusAnswer), required=True)
+    amount = fields.Integer(required=True)
+    status = _one_of("PAID", required=True)
+
+
+CHECKOUT_ANSWERS: tuple[type[Schema], ...] = (
+    XenditCheckoutAnswer,
+    QrisCheckoutAnswer,
+    BalanceCheckoutAnswer,
+)
 
 
 class CheckoutAnswer(Schema):
+    """A checkout's answer: exactly one of the three shapes in ``CHECKOUT_ANSWERS``."""
+
     payment_url = fields.String()
     invoice = fields.String(required=True)
     xendit_invoice = fields.String(required=True)
@@ -247,6 +429,12 @@ class CheckoutAnswer(Schema):
     expired_at = fields.String(required=True)
     transaction = fields.List(fields.Nested(TransactionStatusAnswer))
 
+    @validates_schema(pass_original=True)
+    def one_shape(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        fitting = [shape for shape in CHECKOUT_ANSWERS if not shape().validate(original)]
+        if len(fitting) != 1:
+            raise ValidationError("Must be exactly one of the XENDIT, QRIS and BALANCE answers.")
+
 
 class DetailTransactionAnswer(Schema):
     invoice_onmarket = fields.String(required=True)
@@ -255,38 +443,42 @@ class DetailTransactionAnswer(Schema):
     freight_charge = fields.Integer(required=True)
     insurance_amount = fields.Integer(required=True)
     commission_onmarket = fields.Integer(required=True)
-    waybill_number = fields.String(allow_none=True)
-    status = fields.String(required=True)
+    waybill_number = fields.String(required=True, allow_none=True)
+    status = _one_of(*TRANSACTION_STATUSES, required=True)
 
 
 class DetailAnswer(Schema):
-    id = fields.String(required=True)
-    username = fields.String(required=True)
-    type = fields.String(required=True)
+    """An invoice as the buyer sees it (the seed's fields plus each store's transaction)."""
+
+    id = fields.String(required=True, metadata=_doc("The invoice's sequence number."))
+    username = fields.String(required=True, metadata=_doc("The buyer."))
+    type = _one_of(*(f"{service} CHECKOUT" for service in SERVICES), required=True)
     amount = fields.Integer(required=True)
-    xendit_invoice = fields.String(required=True)
-    invoice = fields.String(required=True)
-    status = fields.String(required=True)
-    src = fields.String(required=True)
-    xendit_url = fields.String(allow_none=True)
-    qr_string = fields.String(allow_none=True)
-    expired_at = fields.String(required=True)
-    createdAt = fields.String(required=True)
-    updatedAt = fields.String(required=True)
+    xendit_invoice = fields.String(required=True, metadata=_doc("The gateway's reference."))
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    status = _one_of(*INVOICE_STATUSES, required=True)
+    src = _one_of(*SOURCES, required=True)
+    xendit_url = fields.String(required=True, allow_none=True)
+    qr_string = fields.String(required=True, allow_none=True)
+    expired_at = _time(required=True)
+    createdAt = _time(required=True)
+    updatedAt = _time(required=True)
     transaction = fields.List(fields.Nested(DetailTransactionAnswer), required=True)
 
 
 class HistoryEventAnswer(Schema):
-    position = fields.Integer(required=True)
-    version = fields.Integer(required=True)
-    type = fields.String(required=True)
+    position = fields.Integer(required=True, metadata=_doc("The event's position in the log."))
+    version = fields.Integer(required=True, metadata=_doc("The event's version in its invoice."))
+    type = fields.String(required=True, metadata=_doc("InvoiceCreated, InvoicePaid, …"))
     data = fields.Dict(required=True)
-    recorded_at = fields.String(required=True)
-    actor = fields.String(allow_none=True)
-    request_id = fields.String(allow_none=True)
+    recorded_at = _time(required=True)
+    actor = fields.String(required=True, allow_none=True)
+    request_id = fields.String(required=True, allow_none=True)
 
 
 class HistoryAnswer(Schema):
+    """An invoice's events, oldest first."""
+
     invoice = fields.String(required=True)
     events = fields.List(fields.Nested(HistoryEventAnswer), required=True)
 
@@ -294,19 +486,51 @@ class HistoryAnswer(Schema):
 class LedgerEntryAnswer(Schema):
     position = fields.Integer(required=True)
     account = fields.String(required=True)
-    amount = fields.Integer(required=True)
+    amount = fields.Integer(required=True, metadata=_doc("Negative for a debit."))
     type = fields.String(required=True)
-    invoice = fields.String(allow_none=True)
-    recorded_at = fields.String(required=True)
+    invoice = fields.String(required=True, allow_none=True)
+    recorded_at = _time(required=True)
 
 
 class BalanceAnswer(Schema):
+    """The caller's balances and their ledger entries, newest first."""
+
     username = fields.String(required=True)
-    balance = fields.Integer(required=True)
-    seller_balance = fields.Integer(required=True)
+    balance = fields.Integer(required=True, metadata=_doc("buyer:<username>, spendable."))
+    seller_balance = fields.Integer(required=True, metadata=_doc("seller:<username>."))
     entries = fields.List(fields.Nested(LedgerEntryAnswer), required=True)
 
 
 class TopUpAnswer(MessageAnswer):
+    message = _one_of("BALANCE TOPPED UP", required=True)
     username = fields.String(required=True)
-    balance = fields.Integer(required=True)
+    balance = fields.Integer(required=True, metadata=_doc("The new balance."))
+
+
+class CancelAnswer(MessageAnswer):
+    message = _one_of("INVOICE CANCELED", "REFUND IN PROCESS", required=True)
+
+
+class DoneAnswer(MessageAnswer):
+    message = _one_of("TRANSACTION IS COMPLETED", required=True)
+
+
+class CallbackAnswer(MessageAnswer):
+    message = _one_of(
+        "PAID",
+        "CREDITED",
+        "DUPLICATE",
+        "EXPIRED",
+        "IGNORED",
+        required=True,
+        metadata=_doc(
+            "PAID: the invoice is paid; CREDITED: a late or second payment, kept as the"
+            " buyer's balance; DUPLICATE: this payment was recorded before; EXPIRED: the"
+            " invoice expired; IGNORED: nothing to do."
+        ),
+    )
+
+
+class HealthAnswer(Schema):
+    status = _one_of("ok", required=True)
+    head_position = fields.Integer(required=True, metadata=_doc("The log's last position."))
