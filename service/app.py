@@ -30,6 +30,7 @@ from service.http.auth import Authenticator
 from service.http.keys import AUTH, CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, SERVICE, STORE
 from service.http.middleware import errors_as_json, request_context
 from service.limits import within_client_limits
+from service.logging import protocol_logger
 from service.projections import all_projectors
 from service.security import hash_password
 from service.workers.expiry import run_expiry_task
@@ -62,6 +63,7 @@ def create_app(
     app = web.Application(
         middlewares=[request_context, errors_as_json, within_client_limits],
         client_max_size=config.max_body_bytes,
+        handler_args={"logger": protocol_logger()},
     )
     app[CONFIG] = config
     app[CLOCK] = clock

@@ -708,6 +708,12 @@ class InvoiceService:
         await retrying(attempt)
 
     async def _platform_invoice(self, actor: Actor, invoice: str) -> tuple[Invoice, int]:
+        # Decided on the id's prefix before looking: another service's invoice is refused the
+        # same whether it exists or not, so a platform cannot probe the others' invoices.
+        if actor.role != "admin" and not invoice.startswith(
+            SERVICE_PREFIXES.get(actor.platform or "", "?")
+        ):
+            raise errors.Forbidden("this invoice belongs to another service")
         state, version = await self.load_invoice(invoice)
         if state is None:
             raise errors.InvoiceNotFound()

@@ -41,6 +41,8 @@ def server_options(config: Config) -> dict[str, Any]:
         # answer rather than a reset, before the connection closes: aiohttp's 10 s, and never
         # more patient than reading a body.
         "lingering_time": min(10.0, config.request_read_timeout_seconds),
+        # Each request is logged once, by our own canonical line (with its request id).
+        "access_log": None,
     }
 
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 
 def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
@@ -20,16 +21,51 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # The standard library's records (aiohttp's, asyncio's) as the same lines, not Python's
+    # bare "last resort" output.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=shared)
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+def protocol_logger() -> logging.Logger:
+    """The logger aiohttp's connection handler reports to (``handler_args``), made safe."""
+    logger = logging.getLogger("service.http.protocol")
+    if not any(isinstance(f, _WithoutClientBytes) for f in logger.filters):
+        logger.addFilter(_WithoutClientBytes())
+    return logger
+
+
+class _WithoutClientBytes(logging.Filter):
+    """aiohttp logs a request its parser refuses (a header over 8190 bytes, bad framing) at
+    ERROR with a traceback whose message quotes up to 100 bytes of what the client sent: an
+    Authorization header, a password. Keep the kind of error and drop the bytes; a client's
+    bad request is a warning, not our error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = (
+                "request refused by the HTTP parser: %s",
+                (type(error).__name__,),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

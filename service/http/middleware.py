@@ -100,10 +100,14 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ApiError as error:
+        if error.status == 403:
+            _log_refusal(error.code, error.errors)
         return json_response(
             error_body(error.message, error.code, error.errors), status=error.status
         )
     except DomainError as error:
+        if error.status == 403:
+            _log_refusal(error.code, {"_schema": [str(error)]})
         return json_response(
             error_body(error.message, error.code, error.errors), status=error.status
         )
@@ -130,6 +134,13 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
 def _code_of(reason: str) -> str:
     """A stable code from an HTTP reason phrase: "Request-URI Too Long" -> REQUEST_URI_TOO_LONG."""
     return re.sub(r"[^A-Z0-9]+", "_", reason.upper()).strip("_") or "HTTP_ERROR"
+
+
+def _log_refusal(code: str, errors: dict[str, Any] | None) -> None:
+    """An authenticated caller asked for what it may not: worth a warning, with the reason
+    (the request line names the caller)."""
+    reasons = (errors or {}).get("_schema") or [code]
+    log.warning("request refused", code=code, reason="; ".join(map(str, reasons)))
 
 
 def _as_dict(messages: Any) -> dict[str, Any]:

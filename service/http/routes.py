@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -30,6 +31,20 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
+S = TypeVar("S", bound=Schema)
+
+
+@functools.cache
+def _schema(schema: type[S]) -> S:
+    return schema()
+
+
+def load(schema: type[Schema], data: Any) -> Any:
+    """``data`` loaded by one shared instance of ``schema``: a marshmallow schema keeps no state
+    between loads, and building one deep-copies its fields (a fifth of a checkout's CPU)."""
+    return _schema(schema).load(data)
+
+
 def context(request: web.Request, actor: str) -> Context:
     return Context(actor, request.get(REQUEST_ID))
 
@@ -45,7 +60,7 @@ def answer(body: dict[str, Any], schema: type[Schema], status: int = 200) -> web
 
 @routes.post("/auth")
 async def login(request: web.Request) -> web.Response:
-    credentials = schemas.AuthSchema().load(await json_object(request))
+    credentials = load(schemas.AuthSchema, await json_object(request))
     token, expires_at = await request.app[AUTH].login(
         credentials["username"], credentials["password"]
     )
@@ -60,8 +75,10 @@ async def checkout(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
     require_role(actor, "buyer")
     body = await json_object(request)
-    idempotency = _idempotency(request, body)
-    loaded = schemas.CheckoutSchema().load(body)
+    key = _idempotency_key(request)
+    loaded = load(schemas.CheckoutSchema, body)
+    # Hashed once the schema has accepted the body, so its depth and size are bounded.
+    idempotency = (key, _request_hash(body)) if key is not None else None
     checkout_request = CheckoutRequest(
         loaded["total_amount"], loaded["service"], loaded["source"], tuple(loaded["transaction"])
     )
@@ -71,25 +88,26 @@ async def checkout(request: web.Request) -> web.Response:
     return answer(result, schemas.CheckoutAnswer, status)
 
 
-def _idempotency(request: web.Request, body: dict[str, Any]) -> tuple[str, str] | None:
+def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
         raise ApiError(
             400,
             "Invalid JSON Format",
             "VALIDATION",
             {IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters."]},
         )
-    request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return key, request_hash
+    return key
+
+
+def _request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @routes.get("/invoice/detail")
 async def detail(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    query = schemas.DetailQuerySchema().load(dict(request.query))
+    query = load(schemas.DetailQuerySchema, dict(request.query))
     seq, state = await _visible_invoice(request, actor, query)
     if "as_of" in query or "as_of_position" in query:
         past = await request.app[SERVICE].invoice_as_of(
@@ -106,7 +124,7 @@ async def detail(request: web.Request) -> web.Response:
 @routes.get("/invoice/history")
 async def history(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    query = schemas.HistoryQuerySchema().load(dict(request.query))
+    query = load(schemas.HistoryQuerySchema, dict(request.query))
     _, state = await _visible_invoice(request, actor, query)
     stream = request.app[STORE].read_stream(invoice_stream(state.invoice))
     events = [history_entry(event) async for event in stream]
@@ -128,8 +146,23 @@ async def _visible_invoice(
         )
         rows = await request.app[STORE].query(sql, (query["waybill_number"], *params))
     if not rows:
+        if where:
+            await _log_if_hidden(request, query)
         raise InvoiceNotFound()
     return rows[0][0], decode_state(rows[0][1])
+
+
+async def _log_if_hidden(request: web.Request, query: dict[str, str]) -> None:
+    """Another's invoice answers like a missing one, but an auditor must see the attempt."""
+    if "invoice" in query:
+        sql, value = "SELECT 1 FROM invoice_view WHERE invoice = ?", query["invoice"]
+    else:
+        sql, value = (
+            "SELECT 1 FROM invoice_waybills WHERE waybill_number = ?",
+            query["waybill_number"],
+        )
+    if await request.app[STORE].query(sql, (value,)):
+        log.warning("request refused", code="INVOICE_NOT_VISIBLE", reason="another's invoice")
 
 
 def _visibility(actor: Actor) -> tuple[str, tuple[str, ...]]:
@@ -143,7 +176,7 @@ def _visibility(actor: Actor) -> tuple[str, tuple[str, ...]]:
 @routes.get("/balance")
 async def balance(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    limit = schemas.BalanceQuerySchema().load(dict(request.query))["limit"]
+    limit = load(schemas.BalanceQuerySchema, dict(request.query))["limit"]
     store = request.app[STORE]
     accounts = (f"buyer:{actor.username}", f"seller:{actor.username}")
     balances = dict(
@@ -195,7 +228,7 @@ def _same_platform(actor: Actor, body: dict[str, Any]) -> None:
 @routes.post("/invoice/cancel")
 async def cancel(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
-    body = schemas.CancelSchema().load(await json_object(request))
+    body = load(schemas.CancelSchema, await json_object(request))
     _same_platform(actor, body)
     message = await request.app[SERVICE].cancel(
         actor,
@@ -210,7 +243,7 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post("/invoice/done")
 async def done(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
-    body = schemas.PlatformActionSchema().load(await json_object(request))
+    body = load(schemas.PlatformActionSchema, await json_object(request))
     _same_platform(actor, body)
     await request.app[SERVICE].complete(
         actor,
@@ -228,7 +261,7 @@ async def done(request: web.Request) -> web.Response:
 async def top_up(request: web.Request) -> web.Response:
     actor = await request.app[AUTH].basic(request)
     require_role(actor, "admin")
-    body = schemas.TopUpSchema().load(await json_object(request))
+    body = load(schemas.TopUpSchema, await json_object(request))
     balance = await request.app[SERVICE].top_up(
         actor, body["username"], body["amount"], context(request, actor.username)
     )
@@ -253,7 +286,7 @@ def _check_callback_token(request: web.Request) -> None:
 @routes.post("/callback/xendit/invoice")
 async def invoice_callback(request: web.Request) -> web.Response:
     _check_callback_token(request)
-    body = schemas.InvoiceCallbackSchema().load(await json_object(request))
+    body = load(schemas.InvoiceCallbackSchema, await json_object(request))
     service, ctx = request.app[SERVICE], context(request, "gateway")
     if body["status"] == "EXPIRED":
         expired = await service.expire_by_gateway(body["external_id"], ctx)
@@ -279,7 +312,7 @@ async def invoice_callback(request: web.Request) -> web.Response:
 @routes.post("/callback/xendit/qr")
 async def qr_callback(request: web.Request) -> web.Response:
     _check_callback_token(request)
-    data = schemas.QrCallbackSchema().load(await json_object(request))["data"]
+    data = load(schemas.QrCallbackSchema, await json_object(request))["data"]
     if data["status"] != "SUCCEEDED":
         return answer({"message": "IGNORED"}, schemas.CallbackAnswer)
     payment = Payment(

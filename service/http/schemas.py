@@ -19,6 +19,7 @@ from marshmallow import (
     ValidationError,
     fields,
     post_load,
+    pre_load,
     validate,
     validates_schema,
 )
@@ -91,9 +92,38 @@ class Money(fields.Field[int]):
         return value
 
 
+# A refusal names at most this many unknown fields, each cut to a readable length: an answer
+# must not grow with what an abusive body sends (80,000 unknown fields answered 2.2 MB).
+MAX_NAMED_UNKNOWN = 20
+MAX_NAME_SHOWN = 100
+
+
 class StrictSchema(Schema):
+    """Unknown fields are refused, by name."""
+
     class Meta:
         unknown = RAISE
+
+    @pre_load
+    def refuse_many_unknown_fields(self, data: Any, **kwargs: Any) -> Any:
+        """A few unknown fields are named with the body's other errors; many, or a very long
+        name, end the load at once with a sample of them."""
+        if not isinstance(data, dict):
+            return data  # marshmallow names the wrong type
+        known = {field.data_key or name for name, field in self.load_fields.items()}
+        unknown = [key for key in data if key not in known]
+        if len(unknown) <= MAX_NAMED_UNKNOWN and all(len(key) <= MAX_NAME_SHOWN for key in unknown):
+            return data
+        errors: dict[str, list[str]] = {
+            _shown(key): ["Unknown field."] for key in unknown[:MAX_NAMED_UNKNOWN]
+        }
+        if len(unknown) > MAX_NAMED_UNKNOWN:
+            errors["_schema"] = [f"{len(unknown)} unknown fields; the first are named."]
+        raise ValidationError(errors)
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -171,6 +201,18 @@ class CheckoutSchema(StrictSchema):
         required=True,
         validate=validate.Length(min=1, max=MAX_TRANSACTIONS),
     )
+
+    @pre_load
+    def refuse_too_many_transactions(self, data: Any, **kwargs: Any) -> Any:
+        """Counted before any item is loaded: 100,000 transactions must not cost seconds of
+        the event loop and an answer naming each bad one."""
+        lines = data.get("transaction") if isinstance(data, dict) else None
+        if isinstance(lines, list) and len(lines) > MAX_TRANSACTIONS:
+            raise ValidationError(
+                f"Length must be between 1 and {MAX_TRANSACTIONS}; got {len(lines)}.",
+                "transaction",
+            )
+        return data
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **kwargs: Any) -> None:

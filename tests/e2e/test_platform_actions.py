@@ -386,18 +386,24 @@ async def test_a_store_invoice_not_in_the_invoice_is_refused(api: Api, action: s
 
 @pytest.mark.parametrize("action", ["cancel", "done"])
 async def test_an_unknown_invoice_is_not_found(api: Api, action: str) -> None:
-    """An invoice id that does not exist: 400 Invoice not found."""
+    """An invoice id of the platform's own service that does not exist: 400 Invoice not found.
+    An id of another service (or of none) is refused as another service's, existing or not,
+    so a platform cannot probe for the others' invoices."""
     await api.checkout()
     extra: dict[str, Any] = {"buyer_username": BUYER} if action == "cancel" else {}
-    for invoice in ("OM0000000000000", "OD0003d0CS00009", "nothing"):
-        await refused(
-            api,
-            action,
-            INVOICE_NOT_FOUND,
-            invoice_id=invoice,
-            invoice_onmarket="INV/ONM/T-1",
-            **extra,
+    await refused(
+        api,
+        action,
+        INVOICE_NOT_FOUND,
+        invoice_id="OM0000000000000",
+        invoice_onmarket="INV/ONM/T-1",
+        **extra,
+    )
+    for invoice in ("OD0003d0CS00009", "nothing"):
+        answer = await api.platform(
+            action, expect=403, invoice_id=invoice, invoice_onmarket="INV/ONM/T-1", **extra
         )
+        assert answer["code"] == "FORBIDDEN"
 
 
 async def test_a_paid_invoice_does_not_expire(api: Api, clock: FakeClock) -> None:
@@ -715,7 +721,7 @@ async def post_action(api: Api, action: str, **body: Any) -> tuple[int, dict[str
 async def test_cancel_and_done_racing_on_one_transaction_have_one_winner(api: Api) -> None:
     """Cancel and done at once on a PAID transaction, 30 times: exactly one wins, the loser gets
     a documented 400, and the money goes exactly one way."""
-    await api.platform("done", expect=400, invoice_id="warm-up")  # scrypt once, before racing
+    await api.platform("done", expect=403, invoice_id="warm-up")  # scrypt once, before racing
     buyer_expected = seller_expected = 0
     winners: list[str] = []
     for round_ in range(30):
@@ -766,7 +772,7 @@ async def test_cancel_and_done_racing_on_one_transaction_have_one_winner(api: Ap
 async def test_actions_on_different_stores_at_once_both_succeed(api: Api) -> None:
     """A refund of one store and the completion of the other at once, 10 times: both succeed
     and the invoice ends COMPLETED with every account exact."""
-    await api.platform("done", expect=400, invoice_id="warm-up")  # scrypt once, before racing
+    await api.platform("done", expect=403, invoice_id="warm-up")  # scrypt once, before racing
     for round_ in range(10):
         detail = await paid_invoice(api)
         invoice = detail["invoice"]
@@ -873,3 +879,20 @@ async def test_refunds_asked_for_before_a_restart_are_paid_after_it_once(
     for invoice in invoices:
         assert (await api.accounts()).get(f"escrow:{invoice}", 0) == 0
     await api.assert_balanced()
+
+
+async def test_another_services_invoice_is_refused_alike_whether_it_exists_or_not(
+    api: Api,
+) -> None:
+    """ONDELIVERY asking about an ONMARKET invoice learns nothing about which exist."""
+    invoice = (await api.checkout())["invoice"]
+    answers = []
+    for invoice_id in (invoice, "OM0000000000000"):
+        response = await api.client.post(
+            "/invoice/done",
+            json={"platform": "ONDELIVERY", "invoice_id": invoice_id},
+            headers=api.basic("ondelivery"),
+        )
+        answers.append((response.status, await response.json()))
+
+    assert answers[0] == answers[1] == (403, {"message": "Forbidden", "code": "FORBIDDEN"})
