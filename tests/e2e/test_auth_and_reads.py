@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from service.application import Context
 from service.http import auth
 from service.http.keys import SERVICE, STORE
-from service.security import TokenClaims, hash_password, issue_token
+from service.security import TokenClaims, hash_password, issue_token, verify_password
 from tests.e2e.conftest import START, Api, checkout_body
 
 MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -707,7 +707,7 @@ async def test_a_burst_of_the_same_basic_credentials_costs_one_password_check(
     """Sixteen concurrent first calls of one platform share one scrypt; a wrong password is
     never shared with, or remembered for, the right one."""
     checks: list[str] = []
-    real_verify = auth.verify_password
+    real_verify = verify_password
 
     def counting_verify(password: str, stored: str) -> bool:
         checks.append(password)
