@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,7 @@ class EventStore:
         self._reader_count = readers
         self._readers: list[aiosqlite.Connection] = []
         self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._lookups: sqlite3.Connection | None = None
         self._head_position = 0
         self._committed = asyncio.Event()
         self._closed = False
@@ -134,6 +135,7 @@ class EventStore:
                 reader = await _connect_reader(self.path, self._busy_timeout)
                 self._readers.append(reader)
                 self._idle_readers.put_nowait(reader)
+            self._lookups = _connect_lookups(self.path, self._busy_timeout)
         except BaseException:
             await self.close()
             raise
@@ -148,6 +150,8 @@ class EventStore:
             await self._idle_readers.get()
         for reader in self._readers:
             await reader.close()
+        if self._lookups is not None:
+            self._lookups.close()
         # The writer closes last: the last connection to close checkpoints the WAL into the
         # database and removes it, which a read-only connection cannot do.
         await self._writer.close()
@@ -240,14 +244,45 @@ class EventStore:
             if len(rows) < self._page_size:
                 return
 
-    async def read_all(self, after_position: int = 0) -> AsyncIterator[RecordedEvent]:
-        """Every event after ``after_position`` in commit order, read in pages."""
+    async def stream_tail(
+        self, stream_id: str, after_version: int, limit: int = 100
+    ) -> list[RecordedEvent]:
+        """At most ``limit`` events of one stream after ``after_version``, read as a
+        :meth:`lookup` (on the calling thread): for bringing a cached state up to date, where
+        there are usually none or a few."""
+        check_stream_id(stream_id)
+        rows = await self.lookup(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
+            " ORDER BY version LIMIT ?",
+            (stream_id, after_version, limit),
+        )
+        return [decode_row(row) for row in rows]
+
+    async def read_all(
+        self, after_position: int = 0, *, types: Collection[str] | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after_position`` in commit order, read in pages; with ``types``,
+        only events of those types (the others are skipped by the query, never decoded)."""
+        async for event in self._read_range(after_position, None, types):
+            yield event
+
+    async def _read_range(
+        self, after_position: int, up_to: int | None, types: Collection[str] | None
+    ) -> AsyncIterator[RecordedEvent]:
+        conditions, bounds = ["position > ?"], []
+        if up_to is not None:
+            conditions.append("position <= ?")
+            bounds.append(up_to)
+        kinds = sorted(set(types)) if types is not None else []
+        if types is not None:
+            conditions.append(f"type IN ({','.join('?' * len(kinds))})")
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(conditions)}"
+            " ORDER BY position LIMIT ?"
+        )
         position = after_position
         while True:
-            rows = await self._fetch(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (position, self._page_size),
-            )
+            rows = await self._fetch(sql, (position, *bounds, *kinds, self._page_size))
             for row in rows:
                 event = decode_row(row)
                 position = event.position
@@ -256,9 +291,14 @@ class EventStore:
                 return
 
     async def subscribe(
-        self, name: str, after_position: int | None = None
+        self,
+        name: str,
+        after_position: int | None = None,
+        *,
+        types: Collection[str] | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        """Yield events as they commit, in position order, never skipping one.
+        """Yield events as they commit, in position order, never skipping one; with ``types``,
+        only events of those types.
 
         Starts after ``after_position``, or after checkpoint ``name`` when not given. The
         subscription does not move the checkpoint: pass ``Checkpoint(name, event.position)`` to
@@ -268,9 +308,14 @@ class EventStore:
         position = await self.load_checkpoint(name) if after_position is None else after_position
         try:
             while not self._closed:
-                async for event in self.read_all(after_position=position):
-                    position = event.position
-                    yield event
+                # Up to the head as one snapshot saw it: every position up to there is
+                # committed (one writer at a time assigns them), so the range is complete and
+                # the next pass starts after it, whatever the filter left out.
+                head = await self.head_position()
+                if head > position:
+                    async for event in self._read_range(position, head, types):
+                        yield event
+                    position = head
                 committed = self._committed
                 if self._head_position <= position and not self._closed:
                     # Other processes' commits are found by polling.
@@ -295,7 +340,7 @@ class EventStore:
         for start in range(0, len(names), LAST_EVENTS_CHUNK):
             chunk = names[start : start + LAST_EVENTS_CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = await self._fetch(
+            rows = await self.lookup(
                 f"SELECT {EVENT_COLUMNS} FROM events WHERE (stream_id, version) IN"
                 f" (SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks})"
                 " GROUP BY stream_id)",
@@ -322,6 +367,16 @@ class EventStore:
 
         The readers are ``query_only``: a statement that would write fails."""
         return await self._fetch(sql, parameters)
+
+    async def lookup(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a short read-only query, run on the calling thread.
+
+        For lookups by key (a row, a stream's few new events): SQLite answers one in a few
+        microseconds from its cache, while handing it to a reader thread and back costs tens of
+        microseconds and a contended GIL. Use ``query`` for anything that scans."""
+        if self._closed or self._lookups is None:
+            raise StoreClosedError("the event store is closed")
+        return self._lookups.execute(sql, parameters).fetchall()
 
     async def verify(self) -> VerifyReport:
         """Walk the hash chain from the first event; report the first position that fails."""
@@ -384,6 +439,12 @@ async def _connect_reader(path: Path, busy_timeout: float) -> aiosqlite.Connecti
         raise EventStoreError(f"cannot open event store {str(path)!r}: {error}") from error
     await reader.execute("PRAGMA query_only = ON")
     return reader
+
+
+def _connect_lookups(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
 
 
 def _prepare_writer(

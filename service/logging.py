@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -19,7 +20,9 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     """``log_format`` is ``json``, ``console``, or ``auto`` (console on a terminal)."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
+        if as_json
+        else structlog.dev.ConsoleRenderer()
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -43,6 +46,11 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+
+
+def _json(event: dict[str, Any], **options: Any) -> str:
+    # orjson: a line per request, and the standard library's encoder costs several times more.
+    return orjson.dumps(event, default=options.get("default")).decode()
 
 
 def protocol_logger() -> logging.Logger:

@@ -43,6 +43,7 @@ log = structlog.get_logger("service.auth")
 DECOY_HASH = "scrypt$16384$8$1$KUbVAAvsJteGEz2vXfDocQ$3jms8MVIGMFRxrbUXrjh1Wtd3kBkacXdihb2oZ0U_Tk"
 BASIC_CACHE_SECONDS = 300.0
 BASIC_CACHE_SIZE = 4096
+TOKEN_CACHE_SIZE = 4096
 # Password checks running at once. Each scrypt takes 16 MiB and a core for ~50 ms: a burst of
 # logins (or of wrong passwords) waits its turn instead of growing memory without bound.
 CONCURRENT_PASSWORD_CHECKS = 2
@@ -70,6 +71,9 @@ class Authenticator:
         self._token_ttl = token_ttl
         self._clock = clock
         self._verified: OrderedDict[bytes, tuple[Actor, float]] = OrderedDict()
+        # Tokens whose signature was checked, with their claims: a buyer's next request skips
+        # the HMAC and parsing (the expiry is still checked every time).
+        self._read_tokens: OrderedDict[str, TokenClaims] = OrderedDict()
         # Basic checks in progress, by credentials: the same credentials asked for at once
         # (a platform's burst after a restart) share one scrypt.
         self._checking: dict[bytes, asyncio.Task[Actor]] = {}
@@ -86,7 +90,11 @@ class Authenticator:
         """The actor of a ``Bearer`` token."""
         try:
             token = parse_bearer(request.headers.get("Authorization"))
-            claims = read_token(token, self._secret, self._clock())
+            now = self._clock()
+            claims = self._read_tokens.get(token)
+            if claims is None or claims.expires_at <= now:
+                claims = read_token(token, self._secret, now)
+                self._remember_token(token, claims)
         except (CredentialsError, TokenError) as error:
             log.warning("bearer refused", reason=str(error))
             raise auth_error() from None
@@ -132,6 +140,11 @@ class Authenticator:
             raise auth_error()
         role, platform, _ = rows[0]
         return Actor(username, role, platform)
+
+    def _remember_token(self, token: str, claims: TokenClaims) -> None:
+        self._read_tokens[token] = claims
+        if len(self._read_tokens) > TOKEN_CACHE_SIZE:
+            self._read_tokens.popitem(last=False)
 
     def _remember(self, key: bytes, actor: Actor) -> None:
         self._verified[key] = (actor, time.monotonic() + BASIC_CACHE_SECONDS)

@@ -138,7 +138,7 @@ async def _visible_invoice(
     where, params = _visibility(actor)
     if "invoice" in query:
         sql = f"SELECT seq, state FROM invoice_view v WHERE invoice = ? {where}"
-        rows = await request.app[STORE].query(sql, (query["invoice"], *params))
+        rows = await request.app[STORE].lookup(sql, (query["invoice"], *params))
     else:
         sql = (
             "SELECT v.seq, v.state FROM invoice_waybills w JOIN invoice_view v ON v.seq = w.seq"

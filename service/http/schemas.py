@@ -110,6 +110,8 @@ class StrictSchema(Schema):
         name, end the load at once with a sample of them."""
         if not isinstance(data, dict):
             return data  # marshmallow names the wrong type
+        if len(data) <= MAX_NAMED_UNKNOWN and all(len(key) <= MAX_NAME_SHOWN for key in data):
+            return data  # few and short: marshmallow names them with the other errors
         known = {field.data_key or name for name, field in self.load_fields.items()}
         unknown = [key for key in data if key not in known]
         if len(unknown) <= MAX_NAMED_UNKNOWN and all(len(key) <= MAX_NAME_SHOWN for key in unknown):

@@ -21,7 +21,6 @@ from service.domain.codec import parse_time
 log = structlog.get_logger("service.refunds")
 
 NAME = "refund-worker"
-SKIPPED_BEFORE_SAVING = 1000
 
 
 async def run_refund_worker(
@@ -32,15 +31,7 @@ async def run_refund_worker(
     clock: Callable[[], datetime],
 ) -> None:
     """Process refunds until cancelled or the store closes."""
-    skipped = 0
-    async for event in store.subscribe(NAME):
-        if event.type != "RefundRequested":
-            skipped += 1
-            if skipped >= SKIPPED_BEFORE_SAVING:  # so a restart need not rescan all of them
-                await store.save_checkpoint(NAME, event.position)
-                skipped = 0
-            continue
-        skipped = 0
+    async for event in store.subscribe(NAME, types=("RefundRequested",)):
         # The domain's own time (the app's clock), not the store's commit time.
         requested_at = parse_time(event.data["requested_at"])
         wait = (requested_at + delay - clock()).total_seconds()

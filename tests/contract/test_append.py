@@ -105,6 +105,17 @@ async def test_last_events_gives_each_existing_streams_last_event(store: EventSt
     assert await store.last_events([]) == {}
 
 
+async def test_stream_tail_reads_a_streams_next_events_up_to_a_limit(store: EventStore) -> None:
+    """After a version, at most ``limit`` events, oldest first; none past the end."""
+    await store.append("s", events("E1", "E2", "E3", "E4"), NO_STREAM)
+    await store.append("t", events("T1"), NO_STREAM)
+
+    assert [e.type for e in await store.stream_tail("s", 1, limit=2)] == ["E2", "E3"]
+    assert [e.type for e in await store.stream_tail("s", 3)] == ["E4"]
+    assert await store.stream_tail("s", 4) == []
+    assert await store.stream_tail("missing", 0) == []
+
+
 async def test_last_events_reads_more_streams_than_one_query_takes(store: EventStore) -> None:
     """Beyond one query's worth of streams, every stream is still answered."""
     names = [f"s{i}" for i in range(LAST_EVENTS_CHUNK + 3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from eventstore import (
 from tests.conftest import SQLiteBackend
 
 
-async def take(store: EventStore, name: str, count: int, **kwargs: int) -> list[RecordedEvent]:
+async def take(store: EventStore, name: str, count: int, **kwargs: Any) -> list[RecordedEvent]:
     seen: list[RecordedEvent] = []
     async with asyncio.timeout(10):
         async for event in store.subscribe(name, **kwargs):
@@ -161,3 +162,39 @@ async def test_commits_from_another_process_reach_a_subscription(backend: SQLite
         await other_process.append("s", [NewEvent("FromElsewhere", {})], NO_STREAM)
 
         assert [e.type for e in await subscriber] == ["FromElsewhere"]
+
+
+async def test_a_filtered_subscription_sees_only_its_types_in_order_while_writers_race(
+    store: EventStore,
+) -> None:
+    """Writers append two kinds of events; a subscriber to one kind gets every one of them, in
+    position order, and never the other kind, including those committed after it caught up."""
+
+    async def writer(w: int) -> None:
+        for i in range(20):
+            kind = "Wanted" if i % 3 == 0 else "Other"
+            await store.append(f"w{w}-{i}", [NewEvent(kind, {"w": w, "i": i})], NO_STREAM)
+            await asyncio.sleep(0)
+
+    subscriber = asyncio.create_task(
+        take(store, "wanted", 4 * 7, after_position=0, types=["Wanted"])
+    )
+    await asyncio.gather(*(writer(w) for w in range(4)))
+    seen = await subscriber
+    wanted = [e.position async for e in store.read_all() if e.type == "Wanted"]
+
+    assert [e.type for e in seen] == ["Wanted"] * 28
+    assert [e.position for e in seen] == wanted
+
+
+async def test_read_all_can_skip_the_types_it_is_not_asked_for(backend: SQLiteBackend) -> None:
+    """With types, pages still cross correctly (a page of 2 here) and skip the rest."""
+    async with await backend.open(page_size=2) as store:
+        for i in range(9):
+            await store.append(f"s{i}", [NewEvent("A" if i % 2 else "B", {"i": i})], NO_STREAM)
+
+        b_events = [e.data["i"] async for e in store.read_all(types=["B"])]
+        after = [e.data["i"] async for e in store.read_all(after_position=4, types={"A"})]
+
+    assert b_events == [0, 2, 4, 6, 8]
+    assert after == [5, 7]

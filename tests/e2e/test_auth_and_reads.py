@@ -728,3 +728,15 @@ async def test_a_burst_of_the_same_basic_credentials_costs_one_password_check(
     assert right == [400] * 16  # authenticated; the invoice does not exist
     assert wrong == [401] * 4
     assert sorted(checks) == ["onmarket", "wrong"]
+
+
+async def test_a_token_that_worked_is_refused_once_it_has_expired(api: Api) -> None:
+    """A token read before (and remembered) is still checked for expiry on every request."""
+    headers = api.bearer("usernew1")  # valid for 24 h from the fake clock's now
+    first = await api.client.get("/balance", headers=headers)
+    api.clock.advance(24 * 3600)
+    second = await api.client.get("/balance", headers=headers)
+
+    assert first.status == 200
+    assert second.status == 401
+    assert (await second.json())["message"] == "Auth Error"
