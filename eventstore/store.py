@@ -358,8 +358,9 @@ class EventStore:
         return int(rows[0][0] or 0)
 
     async def head_position(self) -> int:
-        """The position of the last committed event; 0 for an empty log."""
-        rows = await self._fetch("SELECT MAX(position) FROM events", ())
+        """The position of the last committed event; 0 for an empty log (a :meth:`lookup`:
+        the last entry of the primary key)."""
+        rows = await self.lookup("SELECT MAX(position) FROM events")
         return int(rows[0][0] or 0)
 
     async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
