@@ -151,6 +151,15 @@ class Operation:
     answer_description: str = "OK"
 
 
+# Both gateway callbacks refuse the same way.
+_CALLBACK_ERRORS = _errors(
+    _BODY_ERRORS,
+    {400: ("INVOICE_NOT_FOUND", "PAID_AMOUNT_MISMATCH")},
+    _AUTH,
+    {409: ("PAYMENT_ID_REUSED", "CONFLICT")},
+    _ALWAYS,
+)
+
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("post", "/auth"): Operation(
         tag="accounts",
@@ -288,13 +297,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=CALLBACK_TOKEN,
         body=schemas.InvoiceCallbackSchema,
         answer=schemas.CallbackAnswer,
-        errors=_errors(
-            _BODY_ERRORS,
-            {400: ("INVOICE_NOT_FOUND", "PAID_AMOUNT_MISMATCH")},
-            _AUTH,
-            {409: ("PAYMENT_ID_REUSED", "CONFLICT")},
-            _ALWAYS,
-        ),
+        errors=_CALLBACK_ERRORS,
     ),
     ("post", "/callback/xendit/qr"): Operation(
         tag="gateway",
@@ -306,13 +309,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=CALLBACK_TOKEN,
         body=schemas.QrCallbackSchema,
         answer=schemas.CallbackAnswer,
-        errors=_errors(
-            _BODY_ERRORS,
-            {400: ("INVOICE_NOT_FOUND", "PAID_AMOUNT_MISMATCH")},
-            _AUTH,
-            {409: ("PAYMENT_ID_REUSED", "CONFLICT")},
-            _ALWAYS,
-        ),
+        errors=_CALLBACK_ERRORS,
     ),
     ("get", "/health"): Operation(
         tag="operations",

@@ -62,18 +62,28 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def e2e_config(database: Path, **overrides: Any) -> Config:
+    """The end-to-end tests' settings on ``database``: refunds paid out at once, an expiry task
+    that runs every 50 ms, JSON logs; ``overrides`` change any of them."""
+    settings: dict[str, Any] = {
+        "refund_delay_seconds": 0,
+        "expiry_interval_seconds": 0.05,
+        "log_format": "json",
+        **overrides,
+    }
+    return load_config(None, {}, database=str(database), **settings)
+
+
+def copy_of(template_db: Path, folder: Path) -> Path:
+    """A database of the test's own, copied from the session's template."""
+    database = folder / "invoices.db"
+    shutil.copy(template_db, database)
+    return database
+
+
 @pytest.fixture
 def config(tmp_path: Path, template_db: Path) -> Config:
-    database = tmp_path / "invoices.db"
-    shutil.copy(template_db, database)
-    return load_config(
-        None,
-        {},
-        database=str(database),
-        refund_delay_seconds=0,
-        expiry_interval_seconds=0.05,
-        log_format="json",
-    )
+    return e2e_config(copy_of(template_db, tmp_path))
 
 
 AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]

@@ -37,10 +37,10 @@ from structlog.typing import EventDict
 
 from service.app import create_app
 from service.application import Actor, Context
-from service.config import Config, load_config
+from service.config import Config
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, hash_password, issue_token
-from tests.e2e.conftest import Api, FakeClock, checkout_body
+from tests.e2e.conftest import Api, FakeClock, checkout_body, e2e_config
 
 Client = TestClient[web.Request, web.Application]
 
@@ -97,21 +97,9 @@ class World:
         ]
 
 
-def _config(database: Path) -> Config:
-    # As tests/e2e/conftest.py's ``config``, on this module's database.
-    return load_config(
-        None,
-        {},
-        database=str(database),
-        refund_delay_seconds=0,
-        expiry_interval_seconds=0.05,
-        log_format="json",
-    )
-
-
 async def _build_world(database: Path) -> World:
     clock = FakeClock()
-    config = _config(database)
+    config = e2e_config(database)
     client: Client
     async with TestClient(TestServer(create_app(config, clock=clock))) as client:
         api = Api(client, config, clock)
@@ -149,7 +137,7 @@ def config(tmp_path: Path, world: World) -> Config:
     """Overrides conftest's: each case starts from a copy of the world."""
     database = tmp_path / "invoices.db"
     shutil.copy(world.database, database)
-    return _config(database)
+    return e2e_config(database)
 
 
 # -- requests ------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,11 +40,11 @@ from structlog.typing import EventDict, WrappedLogger
 
 from eventstore import ConcurrencyError, DuplicateEventError, EventStore
 from service.application import Context
-from service.config import Config, load_config
+from service.config import Config
 from service.http.keys import SERVICE, STORE
 from service.views_check import compare_views_with_replay
 from service.workers.expiry import expire_due
-from tests.e2e.conftest import Api, checkout_body
+from tests.e2e.conftest import Api, checkout_body, copy_of, e2e_config
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -107,15 +106,8 @@ OVERLAPPED = "rounds overlapping at the store"
 def config(tmp_path: Path, template_db: Path) -> Config:
     """As the e2e default, but no background expiry pass joins the races uninvited (it runs
     once at start, then every 60 s) and refunds are paid out at once."""
-    database = tmp_path / "invoices.db"
-    shutil.copy(template_db, database)
-    return load_config(
-        None,
-        {},
-        database=str(database),
-        refund_delay_seconds=0,
-        expiry_interval_seconds=60,
-        reconcile_interval_seconds=0,
+    return e2e_config(
+        copy_of(template_db, tmp_path), expiry_interval_seconds=60, reconcile_interval_seconds=0
     )
 
 
