@@ -9,6 +9,7 @@ requests can never both act on the same old state.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import string
@@ -248,6 +249,7 @@ class InvoiceService:
                 version = recorded.version
             if len(tail) < TAIL_PAGE:
                 break
+            await asyncio.sleep(0)  # a long uncached stream: let other requests in between pages
         if version > seen:
             self.folded.put(stream_id, fold, state, version)
         return state, version

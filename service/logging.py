@@ -7,6 +7,7 @@ logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -50,7 +51,14 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
 
 def _json(event: dict[str, Any], **options: Any) -> str:
     # orjson: a line per request, and the standard library's encoder costs several times more.
-    return orjson.dumps(event, default=options.get("default")).decode()
+    # What orjson refuses (an integer past 64 bits) is written by the standard library instead:
+    # a log line must never fail.
+    try:
+        return orjson.dumps(
+            event, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS
+        ).decode()
+    except TypeError:
+        return json.dumps(event, default=options.get("default"))
 
 
 def protocol_logger() -> logging.Logger:
