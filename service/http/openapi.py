@@ -1,8 +1,8 @@
 """The API's OpenAPI 3.1 description, generated from the marshmallow schemas, and its two pages.
 
 ``GET /openapi.json`` is the document; ``GET /docs`` is the same document as a readable HTML page
-rendered here on the server (no script, no CDN, one inline stylesheet allowed by its hash in a
-strict Content-Security-Policy). Both need no credentials.
+rendered on the server by ``docs_page`` (no script, no CDN, one inline stylesheet allowed by its
+hash in a strict Content-Security-Policy). Both need no credentials.
 
 What each endpoint takes comes from the request schemas in ``schemas.py`` (their validators are
 the constraints, so a rule is written once); what it answers comes from the answer schemas that
