@@ -62,11 +62,14 @@ class LedgerView:
     def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
         entries: list[tuple[object, ...]] = []
         changes: dict[str, int] = {}
+        # Events of one commit share their time: format it once (a replay formats the log's).
+        last_time, recorded_at = None, ""
         for recorded, event in events:
             if recorded.type not in MONEY_EVENTS:
                 continue
             invoice = getattr(event, "invoice", None)
-            recorded_at = format_time(recorded.recorded_at)
+            if recorded.recorded_at != last_time:
+                last_time, recorded_at = recorded.recorded_at, format_time(recorded.recorded_at)
             for line, (account, amount) in enumerate(postings(event)):
                 entries.append(
                     (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
