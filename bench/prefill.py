@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.rebuild import generate
+from bench.rebuild import cached_log
 from bench.servers import ROOT, child_environment, start_service
 from eventstore import EventStore
 from service.app import ensure_dev_accounts, make_gateway, make_service
@@ -44,7 +44,6 @@ from service.projections import all_projectors
 from service.workers.refunds import NAME as REFUND_WORKER
 
 DEFAULT_CACHE = ROOT / "bench" / ".cache"
-SEED = 7  # the generator's default
 # What decides the file's content: a change to any of them builds a new file.
 KEY_SOURCES = (
     "bench/rebuild.py",
@@ -99,9 +98,13 @@ def ensure_prefill(
     say(f"building the {size:,}-event database (cached for later runs: {final})")
 
     started = time.perf_counter()
-    events = asyncio.run(generate(building, size, SEED))
+    source, events, generated = cached_log(size, cache)
+    shutil.copyfile(source, building)
     generate_seconds = time.perf_counter() - started
-    say(f"  generated {events:,} events in {generate_seconds:.1f}s")
+    if generated is None:
+        say(f"  copied the generated log of {events:,} events ({source.name}, cached)")
+    else:
+        say(f"  generated {events:,} events in {generated:.1f}s")
 
     started = time.perf_counter()
     subprocess.run(

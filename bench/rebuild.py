@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import random
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -47,6 +49,15 @@ from service.domain.invoice import (
 from service.projections import all_projectors
 
 TARGET_EVENTS_PER_SECOND = 100_000
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache"
+# What decides a generated log's bytes (the views are not in it).
+LOG_KEY_SOURCES = (
+    "bench/rebuild.py",
+    "eventstore/schema.py",
+    "eventstore/records.py",
+    "service/domain",
+)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 APPEND_BATCH = 2_000  # events per atomic append while generating
 
@@ -201,11 +212,46 @@ def time_raw_scan(path: Path) -> float:
     return count / elapsed
 
 
+def log_key() -> str:
+    """A digest of the code that decides a generated log's bytes: a change builds a new one."""
+    digest = hashlib.sha256()
+    for name in LOG_KEY_SOURCES:
+        source = ROOT / name
+        for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
+            digest.update(path.relative_to(ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cached_log(size: int, cache: Path = CACHE) -> tuple[Path, int, float | None]:
+    """A generated log of ``size`` events (no views), kept under ``bench/.cache/`` and shared with
+    the HTTP benchmark's pre-filled database: (its path, its events, the seconds generating it
+    took, or None when it was there already). Never change the file: copy it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    final = cache / f"log-{size}-{log_key()}.db"
+    if final.exists():
+        with sqlite3.connect(final) as conn:
+            (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+        return final, int(events), None
+    for stale in cache.glob(f"log-{size}-*.db"):  # another digest: the code has changed
+        stale.unlink()
+    building = cache / f"log-{size}.building.db"
+    building.unlink(missing_ok=True)
+    started = time.perf_counter()
+    events = asyncio.run(generate(building, size))
+    seconds = time.perf_counter() - started
+    building.rename(final)
+    return final, events, seconds
+
+
 def measure(size: int, folder: Path) -> tuple[int, float, float, int]:
-    """Generate a log of ``size`` events, rebuild it; (events, rebuild/s, scan/s, peak RSS KiB)."""
+    """Rebuild a copy of a generated log of ``size`` events; (events, rebuild/s, scan/s, peak RSS
+    KiB)."""
+    source, _, seconds = cached_log(size)
+    if seconds is not None:
+        print(f"  generated a log of {size:,} events in {seconds:.0f} s (kept in {source.parent})")
     path = folder / f"log-{size}.db"
-    if not path.exists():
-        asyncio.run(generate(path, size))
+    shutil.copyfile(source, path)
     # Peak memory of the rebuild alone, in a fresh process.
     result = subprocess.run(
         [sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True
