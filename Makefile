@@ -40,8 +40,9 @@ fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-450} $(BIN)/pytest -v tests/fuzz
 
 # Every benchmark runs even when one before it misses a target (exit status 1); `make bench`
-# fails if any did. bench/http.py takes about 4 minutes, plus 2-4 the first time, to build its
-# 1,000,000-event database (cached in bench/.cache/). BENCH_HTTP_FLAGS=--quick: about 1.5 min.
+# fails if any did. About 5 minutes, the first run included (it generates a 1,000,000-event
+# log, kept in bench/.cache/ for the rebuild and HTTP benchmarks). BENCH_HTTP_FLAGS=--quick
+# shortens the HTTP benchmark to about a minute.
 bench: install
 	status=0; \
 	$(BIN)/python bench/append.py || status=1; \
