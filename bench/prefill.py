@@ -22,7 +22,6 @@ Each run measures a copy, so the cached file never changes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 import shutil
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.rebuild import cached_log
+from bench.rebuild import cached_log, source_digest
 from bench.servers import ROOT, child_environment, start_service
 from eventstore import EventStore
 from service.app import ensure_dev_accounts, make_gateway, make_service
@@ -67,16 +66,6 @@ class Prefill:
     built_at: str
 
 
-def cache_key() -> str:
-    digest = hashlib.sha256()
-    for name in KEY_SOURCES:
-        source = ROOT / name
-        for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
-            digest.update(path.relative_to(ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def ensure_prefill(
     size: int,
     cache: Path,
@@ -88,7 +77,7 @@ def ensure_prefill(
     """The cached database of ``size`` events, built first if there is none."""
     cache.mkdir(parents=True, exist_ok=True)
     stem = f"http-prefill-{size}"
-    final = cache / f"{stem}-{cache_key()}.db"
+    final = cache / f"{stem}-{source_digest(KEY_SOURCES)}.db"
     meta = final.with_suffix(".json")
     if final.exists() and meta.exists():
         return Prefill(**{**json.loads(meta.read_text()), "path": final, "reused": True})

@@ -212,10 +212,11 @@ def time_raw_scan(path: Path) -> float:
     return count / elapsed
 
 
-def log_key() -> str:
-    """A digest of the code that decides a generated log's bytes: a change builds a new one."""
+def source_digest(names: tuple[str, ...]) -> str:
+    """A short digest of the repository's files and folders ``names`` (their Python sources):
+    a cached file built by that code is rebuilt once any of it changes."""
     digest = hashlib.sha256()
-    for name in LOG_KEY_SOURCES:
+    for name in names:
         source = ROOT / name
         for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
             digest.update(path.relative_to(ROOT).as_posix().encode())
@@ -228,7 +229,7 @@ def cached_log(size: int, cache: Path = CACHE) -> tuple[Path, int, float | None]
     the HTTP benchmark's pre-filled database: (its path, its events, the seconds generating it
     took, or None when it was there already). Never change the file: copy it."""
     cache.mkdir(parents=True, exist_ok=True)
-    final = cache / f"log-{size}-{log_key()}.db"
+    final = cache / f"log-{size}-{source_digest(LOG_KEY_SOURCES)}.db"
     if final.exists():
         with sqlite3.connect(final) as conn:
             (events,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
