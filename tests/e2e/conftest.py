@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,9 +23,11 @@ from aiohttp.test_utils import TestClient
 from eventstore import EventStore
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
 from service.config import Config, load_config
+from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
 from service.projections import all_projectors
 from service.security import TokenClaims, issue_token
+from tests.fakes.xendit import SECRET_KEY, FakeXendit
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 ROLES = {username: (role, platform) for username, role, platform in DEV_ACCOUNTS}
@@ -246,3 +248,29 @@ def checkout_body(
 def statuses(detail: dict[str, Any]) -> tuple[str, list[str]]:
     """An invoice's status and its transactions' statuses, from a detail answer."""
     return detail["status"], [t["status"] for t in detail["transaction"]]
+
+
+# -- the Xendit adapter against a fake Xendit, for the tests of that adapter's checkouts -------
+
+XENDIT_ATTEMPTS = 3  # the adapter's tries of a failing request
+
+
+@pytest.fixture
+async def fake(clock: FakeClock) -> AsyncIterator[FakeXendit]:
+    """A local fake of Xendit's API, on the test's clock (modules using it give ``clock`` a
+    wall-clock start: the fake's expiry times are compared with real ones)."""
+    async with FakeXendit(clock=clock) as server:
+        yield server
+
+
+@pytest.fixture
+async def xapi(
+    fake: FakeXendit, aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> Api:
+    """The app with Xendit's adapter on the fake (a short backoff keeps failures quick)."""
+    settings = fake.service_config(config)
+    gateway = XenditGateway(
+        SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=XENDIT_ATTEMPTS, backoff=0.01
+    )
+    client = await aiohttp_client(create_app(settings, clock=clock, gateway=gateway))
+    return Api(client, settings, clock)

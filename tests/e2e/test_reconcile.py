@@ -20,7 +20,6 @@ import os
 import shutil
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from service.app import create_app
 from service.application import Context
 from service.config import Config
 from service.gateway.sandbox import SandboxGateway
-from service.gateway.xendit import XenditGateway
 from service.http.keys import GATEWAY, SERVICE, STORE
 from service.projections import all_projectors
 from service.workers.reconcile import reconcile_all
@@ -52,23 +50,6 @@ RECONCILE = Context("test:reconcile")
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeXendit]:
-    async with FakeXendit(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-async def xapi(
-    fake: FakeXendit, aiohttp_client: AppFactory, config: Config, clock: FakeClock
-) -> Api:
-    """The app with Xendit's adapter on the fake (a short backoff keeps failures quick)."""
-    settings = fake.service_config(config)
-    gateway = XenditGateway(SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=3, backoff=0.01)
-    client = await aiohttp_client(create_app(settings, clock=clock, gateway=gateway))
-    return Api(client, settings, clock)
 
 
 async def reconcile(api: Api) -> Counter[str]:

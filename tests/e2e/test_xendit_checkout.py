@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,12 +24,10 @@ import structlog
 from service.app import create_app
 from service.config import Config
 from service.gateway.qris import parse_emv
-from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
-from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, statuses
+from tests.e2e.conftest import XENDIT_ATTEMPTS, Api, AppFactory, FakeClock, checkout_body, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
 
-ATTEMPTS = 3
 TOTAL = 40200  # the default two-store checkout
 UNAVAILABLE = {"message": "Payment gateway unavailable", "code": "GATEWAY_UNAVAILABLE"}
 REJECTED = {"message": "Payment gateway refused the request", "code": "GATEWAY_REJECTED"}
@@ -39,25 +36,6 @@ REJECTED = {"message": "Payment gateway refused the request", "code": "GATEWAY_R
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC).replace(microsecond=0))
-
-
-@pytest.fixture
-async def fake(clock: FakeClock) -> AsyncIterator[FakeXendit]:
-    async with FakeXendit(clock=clock) as server:
-        yield server
-
-
-@pytest.fixture
-async def xapi(
-    fake: FakeXendit, aiohttp_client: AppFactory, config: Config, clock: FakeClock
-) -> Api:
-    """The app with Xendit's adapter on the fake (a short backoff keeps failures quick)."""
-    settings = fake.service_config(config)
-    gateway = XenditGateway(
-        SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=ATTEMPTS, backoff=0.01
-    )
-    client = await aiohttp_client(create_app(settings, clock=clock, gateway=gateway))
-    return Api(client, settings, clock)
 
 
 async def post_checkout(api: Api, body: dict[str, Any], **headers: str) -> tuple[int, Any]:
@@ -151,7 +129,7 @@ async def test_checkout_when_the_gateway_fails_answers_502_and_writes_nothing(
     body = checkout_body(source="XENDIT")
     before = await written(xapi)
     if failure == "5xx":
-        fake.fail_next(ATTEMPTS, status=503)
+        fake.fail_next(XENDIT_ATTEMPTS, status=503)
     else:
         fake.down = True
 
@@ -159,7 +137,7 @@ async def test_checkout_when_the_gateway_fails_answers_502_and_writes_nothing(
 
     assert await written(xapi) == before
     assert fake.invoices == {}
-    assert len(fake.requests) >= ATTEMPTS
+    assert len(fake.requests) >= XENDIT_ATTEMPTS
     fake.down = False
     status, created = await post_checkout(xapi, body)
     assert status == 200, created
@@ -289,7 +267,7 @@ async def test_a_cancel_while_the_gateway_fails_still_cancels(
     status, created = await post_checkout(xapi, body)
     assert status == 200
     if failure == "5xx":
-        fake.fail_next(ATTEMPTS, status=503)
+        fake.fail_next(XENDIT_ATTEMPTS, status=503)
     else:
         fake.down = True
 
@@ -342,7 +320,7 @@ async def test_logs_never_carry_the_secret_key(xapi: Api, fake: FakeXendit) -> N
         processors=[structlog.contextvars.merge_contextvars]
     ) as logs:
         created = await xapi.checkout()
-        fake.fail_next(ATTEMPTS, status=503)
+        fake.fail_next(XENDIT_ATTEMPTS, status=503)
         await xapi.checkout(expect=502)
         fake.fail_next(1, status=401)
         await xapi.checkout(expect=502)
