@@ -10,7 +10,6 @@ in this process keeps writing to the same file.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import io
 import json
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from eventstore.records import chain_hash
@@ -35,13 +33,12 @@ from service import views_check
 from service.app import create_app
 from service.config import Config, load_config
 from service.progress import Progress
-from service.security import TokenClaims, issue_token
 from service.views_check import VIEW_TABLES
+from tests.integration.api import Client, basic, bearer, call, checkout_body
 from tests.integration.cli import TIMEOUT, environment, run_cli
 
 BUYER = "usernew1"
 
-Client = TestClient[web.Request, web.Application]
 Row = tuple[Any, ...]
 
 
@@ -78,42 +75,6 @@ def app_config(database: Path) -> Config:
     )
 
 
-def bearer(config: Config, clock: Clock, username: str, role: str = "buyer") -> dict[str, str]:
-    claims = TokenClaims(username, role, None, clock() + timedelta(hours=24))
-    return {"Authorization": f"Bearer {issue_token(claims, config.token_secret.encode())}"}
-
-
-def basic(username: str) -> dict[str, str]:
-    return {
-        "Authorization": "Basic " + base64.b64encode(f"{username}:{username}".encode()).decode()
-    }
-
-
-async def call(
-    client: Client, method: str, path: str, expect: int = 200, **options: Any
-) -> dict[str, Any]:
-    response = await client.request(method, path, **options)
-    body: dict[str, Any] = await response.json()
-    assert response.status == expect, (path, body)
-    return body
-
-
-def checkout_body(source: str, numbers: list[str]) -> dict[str, Any]:
-    lines: list[dict[str, Any]] = [
-        {
-            "amount": 10000 * (i + 1),
-            "freight_charge": 5000,
-            "insurance_amount": 100,
-            "commission_onmarket": 1000,
-            "seller_username": f"seller{i + 1}",
-            "invoice_onmarket": number,
-        }
-        for i, number in enumerate(numbers)
-    ]
-    total = sum(x["amount"] + x["freight_charge"] + x["insurance_amount"] for x in lines)
-    return {"total_amount": total, "service": "ONMARKET", "source": source, "transaction": lines}
-
-
 class Populated:
     """What ``populate`` made: each invoice's id and the API's history of it."""
 
@@ -130,7 +91,7 @@ async def populate(database: Path) -> Populated:
     async with TestClient(TestServer(create_app(config, clock=clock))) as client:
 
         async def checkout(name: str, source: str, numbers: list[str]) -> dict[str, Any]:
-            body = checkout_body(source, numbers)
+            body = checkout_body("ONMARKET", source, numbers)
             answer = await call(client, "POST", "/payment-checkout", json=body, headers=buyer)
             made.invoices[name] = answer["invoice"]
             return answer
@@ -589,7 +550,7 @@ async def _keep_checking_out(
     """Checkouts until ``stop`` (``under_way`` set after ten); how many were made."""
     made = 0
     while not stop.is_set():
-        body = checkout_body("XENDIT", [f"LOAD-{made}-A", f"LOAD-{made}-B"])
+        body = checkout_body("ONMARKET", "XENDIT", [f"LOAD-{made}-A", f"LOAD-{made}-B"])
         await call(client, "POST", "/payment-checkout", json=body, headers=headers)
         made += 1
         if made == 10:

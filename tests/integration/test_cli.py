@@ -8,7 +8,6 @@ bounded timeouts. Databases the commands work on are populated by the real app o
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import shutil
 import socket
@@ -25,19 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
 from service.config import Config, load_config
-from service.security import TokenClaims, issue_token, verify_password
+from service.security import verify_password
 from service.views_check import VIEW_TABLES
+from tests.integration.api import Client, basic, bearer, call, checkout_body
 from tests.integration.cli import REPO_ROOT, environment, run_cli
 
 CONFIG_YAML = REPO_ROOT / "config.yaml"
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
-
-Client = TestClient[web.Request, web.Application]
 
 
 # -- running the command line --------------------------------------------------------------------
@@ -84,47 +81,11 @@ def _app_config(database: Path, **overrides: Any) -> Config:
     return load_config(None, {}, database=str(database), **settings)
 
 
-def _bearer(config: Config, clock: Clock, username: str) -> dict[str, str]:
-    claims = TokenClaims(username, "buyer", None, clock() + timedelta(hours=24))
-    return {"Authorization": f"Bearer {issue_token(claims, config.token_secret.encode())}"}
-
-
-def _basic(username: str, password: str | None = None) -> dict[str, str]:
-    raw = f"{username}:{password if password is not None else username}".encode()
-    return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
-
-
-async def _call(
-    client: Client, method: str, path: str, expect: int = 200, **options: Any
-) -> dict[str, Any]:
-    response = await client.request(method, path, **options)
-    body: dict[str, Any] = await response.json()
-    assert response.status == expect, (path, body)
-    return body
-
-
-def _checkout(service: str, source: str, numbers: list[str], **line: Any) -> dict[str, Any]:
-    lines = [
-        {
-            "amount": 10000 * (i + 1),
-            "freight_charge": 5000,
-            "insurance_amount": 100,
-            "commission_onmarket": 1000,
-            "seller_username": f"seller{i + 1}",
-            "invoice_onmarket": number,
-            **line,
-        }
-        for i, number in enumerate(numbers)
-    ]
-    total = sum(x["amount"] + x["freight_charge"] + x["insurance_amount"] for x in lines)
-    return {"total_amount": total, "service": service, "source": source, "transaction": lines}
-
-
 async def _wait_for_status(
     client: Client, headers: dict[str, str], invoice: str, status: str
 ) -> None:
     for _ in range(200):
-        body = await _call(
+        body = await call(
             client, "GET", "/invoice/detail", params={"invoice": invoice}, headers=headers
         )
         if body["status"] == status:
@@ -137,32 +98,32 @@ async def populate(database: Path) -> None:
     """Every kind of event through the real app: top-ups, checkouts of each source, payments,
     a done, a refund, a cancel, an expiry and a late payment."""
     config, clock = _app_config(database), Clock()
-    buyer = _bearer(config, clock, "usernew1")
+    buyer = bearer(config, clock, "usernew1")
     async with TestClient(TestServer(create_app(config, clock=clock))) as client:
-        await _call(
+        await call(
             client,
             "POST",
             "/balance/topup",
             json={"username": "usernew1", "amount": 500000},
-            headers=_basic("admin"),
+            headers=basic("admin"),
         )
 
         async def checkout(body: dict[str, Any]) -> dict[str, Any]:
-            return await _call(client, "POST", "/payment-checkout", json=body, headers=buyer)
+            return await call(client, "POST", "/payment-checkout", json=body, headers=buyer)
 
         async def pay(reference: str) -> None:
-            await _call(client, "POST", f"/sandbox/invoices/{reference}/pay", json={})
+            await call(client, "POST", f"/sandbox/invoices/{reference}/pay", json={})
 
         async def platform(action: str, service: str = "ONMARKET", **body: Any) -> None:
-            await _call(
+            await call(
                 client,
                 "POST",
                 f"/invoice/{action}",
                 json={"platform": service, **body},
-                headers=_basic(service.lower()),
+                headers=basic(service.lower()),
             )
 
-        mixed = await checkout(_checkout("ONMARKET", "XENDIT", ["CLI-1", "CLI-2"]))
+        mixed = await checkout(checkout_body("ONMARKET", "XENDIT", ["CLI-1", "CLI-2"]))
         await pay(mixed["xendit_invoice"])
         clock.now += timedelta(seconds=5)
         await platform("done", invoice_id=mixed["invoice"], invoice_onmarket="CLI-1")
@@ -174,21 +135,21 @@ async def populate(database: Path) -> None:
         )
         await _wait_for_status(client, buyer, mixed["invoice"], "COMPLETED")
 
-        qris = await checkout(_checkout("ONTICKET", "QRIS", ["CLI-3"]))
+        qris = await checkout(checkout_body("ONTICKET", "QRIS", ["CLI-3"]))
         await pay(qris["xendit_invoice"])
         await platform("done", service="ONTICKET", invoice_id=qris["invoice"])
 
-        await checkout(_checkout("ONMARKET", "BALANCE", ["CLI-4"]))
+        await checkout(checkout_body("ONMARKET", "BALANCE", ["CLI-4"]))
 
         delivery = await checkout(
-            _checkout("ONDELIVERY", "XENDIT", ["CLI-5"], waybill_number="OND-CLI-5")
+            checkout_body("ONDELIVERY", "XENDIT", ["CLI-5"], waybill_number="OND-CLI-5")
         )
         await pay(delivery["xendit_invoice"])
 
-        canceled = await checkout(_checkout("ONMARKET", "XENDIT", ["CLI-6"]))
+        canceled = await checkout(checkout_body("ONMARKET", "XENDIT", ["CLI-6"]))
         await platform("cancel", invoice_id=canceled["invoice"])
 
-        late = await checkout(_checkout("ONMARKET", "XENDIT", ["CLI-7"]))
+        late = await checkout(checkout_body("ONMARKET", "XENDIT", ["CLI-7"]))
         clock.now += timedelta(hours=3)
         await _wait_for_status(client, buyer, late["invoice"], "EXPIRED")
         await pay(late["xendit_invoice"])  # kept as the buyer's money

@@ -1,0 +1,56 @@
+"""Talking to the app in-process while a test fills a database for the command line to read."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from service.config import Config
+from service.security import TokenClaims, issue_token
+
+Client = TestClient[web.Request, web.Application]
+
+
+def bearer(
+    config: Config, clock: Callable[[], datetime], username: str, role: str = "buyer"
+) -> dict[str, str]:
+    """A token signed with the app's own secret, valid for a day of ``clock``'s time."""
+    claims = TokenClaims(username, role, None, clock() + timedelta(hours=24))
+    return {"Authorization": f"Bearer {issue_token(claims, config.token_secret.encode())}"}
+
+
+def basic(username: str, password: str | None = None) -> dict[str, str]:
+    raw = f"{username}:{password if password is not None else username}".encode()
+    return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+
+
+async def call(
+    client: Client, method: str, path: str, expect: int = 200, **options: Any
+) -> dict[str, Any]:
+    response = await client.request(method, path, **options)
+    body: dict[str, Any] = await response.json()
+    assert response.status == expect, (path, body)
+    return body
+
+
+def checkout_body(service: str, source: str, numbers: list[str], **line: Any) -> dict[str, Any]:
+    """A valid checkout of one store per marketplace number; ``line`` adds to every store."""
+    lines = [
+        {
+            "amount": 10000 * (i + 1),
+            "freight_charge": 5000,
+            "insurance_amount": 100,
+            "commission_onmarket": 1000,
+            "seller_username": f"seller{i + 1}",
+            "invoice_onmarket": number,
+            **line,
+        }
+        for i, number in enumerate(numbers)
+    ]
+    total = sum(x["amount"] + x["freight_charge"] + x["insurance_amount"] for x in lines)
+    return {"total_amount": total, "service": service, "source": source, "transaction": lines}
