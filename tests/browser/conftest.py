@@ -14,7 +14,6 @@ import shutil
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from aiohttp import web
 
 from service.app import create_app
 from service.config import Config, load_config
-from service.security import TokenClaims, issue_token
+from tests.credentials import bearer
 from tests.e2e.conftest import ROLES, FakeClock, clock, template_db  # noqa: F401
 
 if TYPE_CHECKING:
@@ -66,9 +65,7 @@ class Server:
     clock: FakeClock
 
     def bearer(self, username: str) -> dict[str, str]:
-        role, platform = ROLES.get(username, ("buyer", None))
-        claims = TokenClaims(username, role, platform, self.clock() + timedelta(hours=24))
-        return {"Authorization": f"Bearer {issue_token(claims, self.config.token_secret.encode())}"}
+        return bearer(self.config, self.clock, username, *ROLES.get(username, ("buyer", None)))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
 from service.projections import all_projectors
-from service.security import TokenClaims, issue_token
+from tests.credentials import basic, bearer
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
@@ -107,16 +107,11 @@ class Api:
     clock: FakeClock
 
     def bearer(self, username: str) -> dict[str, str]:
-        role, platform = ROLES.get(username, ("buyer", None))
-        claims = TokenClaims(username, role, platform, self.clock() + timedelta(hours=24))
-        return {"Authorization": f"Bearer {issue_token(claims, self.config.token_secret.encode())}"}
+        return bearer(self.config, self.clock, username, *ROLES.get(username, ("buyer", None)))
 
     @staticmethod
     def basic(username: str, password: str | None = None) -> dict[str, str]:
-        import base64
-
-        raw = f"{username}:{password if password is not None else username}".encode()
-        return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+        return basic(username, password)
 
     async def checkout(
         self,

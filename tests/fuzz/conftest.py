@@ -11,7 +11,6 @@ How many requests were made, and what they answered, is printed at the end of th
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import pytest
 import requests
 
 from service.config import load_config
+from tests.credentials import basic
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -114,11 +114,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _basic(username: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{username}:{username}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
 
 
 def _start(folder: Path, database: Path, port: int) -> tuple[subprocess.Popen[bytes], Path, Path]:
@@ -225,7 +220,7 @@ def _seed(base_url: str, bearer: str) -> Seeded:
             f"{base_url}{path}", json=body, headers=headers, timeout=30
         ).raise_for_status()
 
-    post("/balance/topup", {"username": "usernew1", "amount": 10**9}, _basic("admin"))
+    post("/balance/topup", {"username": "usernew1", "amount": 10**9}, basic("admin"))
     seeded = Seeded()
     for tag, source in (("pending", "XENDIT"), ("qris", "QRIS"), ("balance", "BALANCE")):
         seeded.invoices.append(_checkout(base_url, bearer, source, tag))
@@ -235,7 +230,7 @@ def _seed(base_url: str, bearer: str) -> Seeded:
         seeded.invoices.append(invoice)
         if tag == "canceled":
             body = {"platform": "ONMARKET", "invoice_id": invoice["invoice"]}
-            post("/invoice/cancel", body, _basic("onmarket"))
+            post("/invoice/cancel", body, basic("onmarket"))
             continue
         post(f"/sandbox/invoices/{invoice['reference']}/pay", {}, {})
         first = {
@@ -244,9 +239,9 @@ def _seed(base_url: str, bearer: str) -> Seeded:
             "invoice_onmarket": invoice["invoice_onmarket"][0],
         }
         if tag == "done":
-            post("/invoice/done", first, _basic("onmarket"))
+            post("/invoice/done", first, basic("onmarket"))
         elif tag == "refund":
-            post("/invoice/cancel", {**first, "buyer_username": "usernew1"}, _basic("onmarket"))
+            post("/invoice/cancel", {**first, "buyer_username": "usernew1"}, basic("onmarket"))
     return seeded
 
 

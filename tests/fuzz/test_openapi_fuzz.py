@@ -36,7 +36,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.http.openapi import OPERATIONS
-from tests.fuzz.conftest import Server, Stats, _basic
+from tests.credentials import basic
+from tests.fuzz.conftest import Server, Stats
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 SEED = os.environ.get("FUZZ_SEED")
@@ -250,7 +251,7 @@ def credentials(case: Case[Any], server: Server) -> dict[str, str]:
     if "bearer" in schemes:
         return {"Authorization": f"Bearer {server.bearer}"}
     if "basic" in schemes:
-        return _basic("admin" if case.operation.path == "/balance/topup" else "onmarket")
+        return basic("admin" if case.operation.path == "/balance/topup" else "onmarket")
     if "callbackToken" in schemes:
         return {"x-callback-token": server.callback_token}
     return {}

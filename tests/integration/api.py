@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.config import Config
-from service.security import TokenClaims, issue_token
-
 Client = TestClient[web.Request, web.Application]
-
-
-def bearer(
-    config: Config, clock: Callable[[], datetime], username: str, role: str = "buyer"
-) -> dict[str, str]:
-    """A token signed with the app's own secret, valid for a day of ``clock``'s time."""
-    claims = TokenClaims(username, role, None, clock() + timedelta(hours=24))
-    return {"Authorization": f"Bearer {issue_token(claims, config.token_secret.encode())}"}
-
-
-def basic(username: str, password: str | None = None) -> dict[str, str]:
-    raw = f"{username}:{password if password is not None else username}".encode()
-    return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
 
 
 async def call(

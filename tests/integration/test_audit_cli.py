@@ -34,7 +34,8 @@ from service.app import create_app
 from service.config import Config, load_config
 from service.progress import Progress
 from service.views_check import VIEW_TABLES
-from tests.integration.api import Client, basic, bearer, call, checkout_body
+from tests.credentials import basic, bearer
+from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import TIMEOUT, environment, run_cli
 
 BUYER = "usernew1"

@@ -30,7 +30,8 @@ from service.app import create_app
 from service.config import Config, load_config
 from service.security import verify_password
 from service.views_check import VIEW_TABLES
-from tests.integration.api import Client, basic, bearer, call, checkout_body
+from tests.credentials import basic, bearer
+from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import REPO_ROOT, environment, run_cli
 
 CONFIG_YAML = REPO_ROOT / "config.yaml"

@@ -9,7 +9,6 @@ balance, keep the ledger balanced, pass ``verify``, and carry on with the work i
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +21,8 @@ from aiohttp.test_utils import TestClient
 from service.app import create_app
 from service.config import Config, load_config
 from service.http.keys import STORE
-from service.security import TokenClaims, issue_token
 from service.views_check import compare_views_with_replay
+from tests.credentials import basic, bearer
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 BUYERS = ("usernew1", "seller1", "seller2")
@@ -76,14 +75,11 @@ class Service:
         self.client, self.config, self.clock = client, config, clock
 
     def bearer(self, username: str) -> dict[str, str]:
-        claims = TokenClaims(username, "buyer", None, self.clock() + timedelta(hours=24))
-        token = issue_token(claims, self.config.token_secret.encode())
-        return {"Authorization": f"Bearer {token}"}
+        return bearer(self.config, self.clock, username)
 
     @staticmethod
     def basic(username: str) -> dict[str, str]:
-        raw = f"{username}:{username}".encode()
-        return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+        return basic(username)
 
     async def call(
         self, method: str, path: str, expect: int = 200, **options: Any
