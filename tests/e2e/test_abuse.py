@@ -108,6 +108,17 @@ async def head_position(api: Api) -> int:
     return await api.client.app[STORE].head_position()
 
 
+def credentials(api: Api, auth: str | None) -> dict[str, str]:
+    """The headers of the account an endpoint takes: a buyer's token, a platform's or the
+    admin's Basic credentials, or none."""
+    return {
+        "bearer": api.bearer("usernew1"),
+        "basic": api.basic("onmarket"),
+        "admin": api.basic("admin"),
+        None: {},
+    }[auth]
+
+
 def nested(depth: int, inner: bytes = b"1") -> bytes:
     return b"[" * depth + inner + b"]" * depth
 
@@ -302,12 +313,7 @@ async def test_deep_nesting_within_the_parser_limit_is_a_validation_error(
     raw = orjson.dumps({**body, field: 0}).replace(
         f'"{field}":0'.encode(), f'"{field}":'.encode() + nested(1000)
     )
-    headers = {
-        "bearer": api.bearer("usernew1"),
-        "basic": api.basic("onmarket"),
-        "admin": api.basic("admin"),
-        None: {},
-    }[auth]
+    headers = credentials(api, auth)
     response = await post_bytes(api, path, raw, headers)
     assert response.status == 400, await response.text()
     answer = await response.json()
@@ -421,12 +427,7 @@ async def test_a_megabyte_string_is_refused_without_being_echoed(
 ) -> None:
     """A value of almost 1 MiB: 400 VALIDATION, fast, and the answer is short and does not
     repeat it."""
-    headers = {
-        "bearer": api.bearer("usernew1"),
-        "basic": api.basic("onmarket"),
-        "admin": api.basic("admin"),
-        None: {},
-    }[auth]
+    headers = credentials(api, auth)
     before = await head_position(api)
     started = time.perf_counter()
     response = await post_bytes(api, path, orjson.dumps(body), headers)
