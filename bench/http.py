@@ -15,10 +15,13 @@ Scenarios, each at 1, 16 and 64 connections, ``--warmup`` seconds unrecorded, th
 3. ``detail``: ``GET /invoice/detail`` of existing invoices;
 4. ``balance``: BALANCE checkouts from 256 topped-up buyers;
 
-and, on the bare app, a POST echo of the checkout's body and a GET of the detail's answer.
-Checkout and detail run on the pre-filled database too. The cells are interleaved (for each
-number of connections: bare POST, checkout, checkout pre-filled, bare GET, detail, detail
-pre-filled, life, balance), so that the machine's drifting speed affects compared figures alike.
+and, on the bare app, a POST echo of the checkout's body and a GET of the detail's answer; on
+the floor app (``bench/floor_app.py``), a checkout and a detail that do only what the stack makes
+unavoidable (token, marshmallow, one fsync'd append or one read by key, one log line): the most
+the service could reach if all its own work were free. Checkout and detail run on the
+pre-filled database too. The cells are interleaved (for each number of connections: bare POST,
+floor POST, checkout, checkout pre-filled, bare GET, floor GET, detail, detail pre-filled, life,
+balance), so that the machine's drifting speed affects compared figures alike.
 
 Every answer that is not 2xx is an error: counted, sampled and printed, never dropped. Latencies
 are those of the successful requests. Peak RSS is the server's ``VmHWM`` during the cell.
@@ -73,6 +76,7 @@ from bench.servers import (
     child_environment,
     log_summary,
     start_bare,
+    start_floor,
     start_service,
 )
 
@@ -98,6 +102,8 @@ SCENARIOS = ("checkout", "life", "detail", "balance")
 LABELS = {
     "bare_post": "bare POST /echo",
     "bare_get": "bare GET /detail",
+    "floor_post": "floor POST /floor/checkout",
+    "floor_get": "floor GET /floor/detail",
     "checkout": "checkout XENDIT",
     "life": "life: checkout>pay>done x2",
     "detail": "GET /invoice/detail",
@@ -106,9 +112,11 @@ LABELS = {
 # The order within each number of connections: compared cells next to each other.
 PLAN = (
     ("bare", "bare_post", "checkout"),
+    ("floor", "floor_post", "checkout"),
     ("empty", "checkout", "checkout"),
     ("large", "checkout", "checkout"),
     ("bare", "bare_get", "detail"),
+    ("floor", "floor_get", "detail"),
     ("empty", "detail", "detail"),
     ("large", "detail", "detail"),
     ("empty", "life", "life"),
@@ -272,7 +280,7 @@ def measure_cell(
     window = report["window_seconds"]
     primary = report["operations"].get(report["primary"])
     cell: dict[str, Any] = {
-        "server": "bare" if database == "bare" else "service",
+        "server": database if database in ("bare", "floor") else "service",
         "database": None if database == "bare" else database,
         "scenario": scenario,
         "label": LABELS[scenario],
@@ -296,7 +304,7 @@ def measure_cell(
         cell["steps_ms"] = {
             step: _latency(report["operations"].get(step)) for step in ("checkout", "pay", "done")
         }
-    if database != "bare":
+    if database in ("empty", "large"):
         cell["log_head_position_after"] = server.get_json("/health")["head_position"]
     return cell
 
@@ -341,7 +349,9 @@ def _share(value: float | None) -> str:
 
 def cell_line(cell: dict[str, Any], large_name: str) -> str:
     latency = cell["latency_ms"] or {}
-    database = {"empty": "empty", "large": large_name, None: "-"}[cell["database"]]
+    database = {"empty": "empty", "large": large_name, "floor": "own file", None: "-"}[
+        cell["database"]
+    ]
     sync = cell["synchronous"] or "n/a"
     saturated = "*" if cell["loadgen_cpu_share"] >= SATURATED_LOADGEN else " "
     rss = "-" if cell["peak_rss_mib"] is None else f"{cell['peak_rss_mib']:,.0f} MiB"
@@ -361,9 +371,9 @@ def print_cells(cells: list[dict[str, Any]], settings: Settings, large_name: str
         f" {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6} {'peak RSS':>9}"
         f" {'server':>7} {'load':>6}  {'others':>6}"
     )
-    order = ["bare_post", "checkout", "bare_get", "detail", "life", "balance"]
-    for scenario in order:
-        for database in ("bare", "empty", "large"):
+    order = ["bare_post", "floor_post", "checkout", "bare_get", "floor_get", "detail"]
+    for scenario in [*order, "life", "balance"]:
+        for database in ("bare", "floor", "empty", "large"):
             for connections in settings.concurrency:
                 key = None if database == "bare" else database
                 cell = find(cells, key, scenario, connections)
@@ -409,12 +419,18 @@ def compute_ratios(cells: list[dict[str, Any]], settings: Settings) -> dict[str,
             return float(cell["throughput"])
         return None if cell["latency_ms"] is None else float(cell["latency_ms"][what])
 
+    Cell = tuple[str | None, str]  # (database, scenario)
+    throughputs: list[tuple[str, Cell, Cell]] = [
+        ("checkout/bare_post throughput", ("empty", "checkout"), (None, "bare_post")),
+        ("detail/bare_get throughput", ("empty", "detail"), (None, "bare_get")),
+        ("floor_post/bare_post throughput", ("floor", "floor_post"), (None, "bare_post")),
+        ("floor_get/bare_get throughput", ("floor", "floor_get"), (None, "bare_get")),
+        ("checkout/floor_post throughput", ("empty", "checkout"), ("floor", "floor_post")),
+        ("detail/floor_get throughput", ("empty", "detail"), ("floor", "floor_get")),
+    ]
     ratios: dict[str, dict[int, Any]] = {}
     for c in settings.concurrency:
-        for name, numerator, denominator in (
-            ("checkout/bare_post throughput", ("empty", "checkout"), (None, "bare_post")),
-            ("detail/bare_get throughput", ("empty", "detail"), (None, "bare_get")),
-        ):
+        for name, numerator, denominator in throughputs:
             ratios.setdefault(name, {})[c] = ratio(
                 figure(*numerator, c, "throughput"), figure(*denominator, c, "throughput")
             )
@@ -432,6 +448,10 @@ def print_ratios(ratios: dict[str, dict[int, Any]], settings: Settings, large_na
     names = {
         "checkout/bare_post throughput": "checkout / bare POST, throughput",
         "detail/bare_get throughput": "detail / bare GET, throughput",
+        "floor_post/bare_post throughput": "floor POST / bare POST, throughput",
+        "floor_get/bare_get throughput": "floor GET / bare GET, throughput",
+        "checkout/floor_post throughput": "checkout / floor POST, throughput",
+        "detail/floor_get throughput": "detail / floor GET, throughput",
     }
     for scenario in ("checkout", "detail"):
         for what in ("p50", "p99", "throughput"):
@@ -514,6 +534,30 @@ def print_targets(rows: list[dict[str, Any]], settings: Settings) -> None:
         result = {True: "PASS", False: "MISS", None: "not measured"}[row["met"]]
         goal = f"{row['op']} {row['goal']:g}"
         say(f"  {row['target']:<46} {shown:>10} {goal:>9}  {result}")
+
+
+def print_floor(ratios: dict[str, dict[int, Any]], c: int) -> None:
+    """What the stack alone allows, beside the targets: a target above the floor's own ratio
+    cannot be met by any work on the service's code."""
+
+    def shown(name: str) -> str:
+        value = ratios.get(name, {}).get(c)
+        return "-" if value is None else f"{value:.2f}"
+
+    say(
+        f"  the stack's floor at {c} connections (bench/floor_app.py: token, marshmallow, one"
+        " fsync'd append or one read by key, one log line):"
+    )
+    say(
+        f"    floor POST / bare POST {shown('floor_post/bare_post throughput')}"
+        f" (checkout target {CHECKOUT_VS_BARE:g}); checkout reaches"
+        f" {shown('checkout/floor_post throughput')} of the floor"
+    )
+    say(
+        f"    floor GET / bare GET {shown('floor_get/bare_get throughput')}"
+        f" (detail target {DETAIL_VS_BARE:g}); detail reaches"
+        f" {shown('detail/floor_get throughput')} of the floor"
+    )
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -629,12 +673,24 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
     detail_file = work / "detail.json"
     detail_file.write_text(json.dumps(detail_body))
     bare = start_bare(work / "bare.log", detail_file)
-    servers.append(bare)
-    bare.wait_ready()
-    bare.wait_settled(SETTLE_SECONDS)
+    floor = start_floor(
+        work / "floor.log",
+        work / "floor.db",
+        detail_file,
+        token_secret=token_secret,
+        synchronous=settings.synchronous,
+    )
+    servers += [bare, floor]
+    for server in (bare, floor):
+        server.wait_ready()
+        server.wait_settled(SETTLE_SECONDS)
 
     empty_extra = {"token_secret": token_secret, "reads": reads, "buyers": buyers}
-    targets = {"bare": (bare, empty_extra), "empty": (empty, empty_extra)}
+    targets = {
+        "bare": (bare, empty_extra),
+        "floor": (floor, empty_extra),
+        "empty": (empty, empty_extra),
+    }
     if large is not None:
         targets["large"] = (large, large_extra)
     large_name = _large_name(settings.prefill)
@@ -652,7 +708,9 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
         )
         cells.append(cell)
         latency = cell["latency_ms"] or {}
-        where = {"bare": "bare app", "empty": "empty", "large": large_name}[database]
+        where = {"bare": "bare app", "floor": "floor app", "empty": "empty", "large": large_name}[
+            database
+        ]
         sync = cell["synchronous"] or "n/a"
         say(
             f"  [{index:>2}/{len(cells_planned)}] {cell['label']:<27} {where:<11}"
@@ -736,6 +794,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {_ms(bare_post['latency_ms']['p99'])} ms, GET p99"
             f" {_ms(bare_get['latency_ms']['p99'])} ms"
         )
+    print_floor(ratios, c)
     if settings.quick:
         say("  (a --quick run: 2 s cells and a smaller pre-fill; indicative figures only)")
 

@@ -23,6 +23,8 @@ Scenarios (bodies, tokens and names as a real client would send them):
   buyers (a buyer never has two checkouts in flight).
 - ``bare_post`` / ``bare_get``: the bare aiohttp app's echo and GET (``bench/bare_app.py``), sent
   exactly like ``checkout`` and ``detail``.
+- ``floor_post`` / ``floor_get``: the floor app's checkout and detail (``bench/floor_app.py``),
+  sent exactly like ``checkout`` and ``detail`` too.
 """
 
 from __future__ import annotations
@@ -52,7 +54,16 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 PLATFORM_AUTH = "Basic " + base64.b64encode(b"onmarket:onmarket").decode()
 
-SCENARIOS = ("checkout", "life", "detail", "balance", "bare_post", "bare_get")
+SCENARIOS = (
+    "checkout",
+    "life",
+    "detail",
+    "balance",
+    "bare_post",
+    "bare_get",
+    "floor_post",
+    "floor_get",
+)
 PRIMARY = {
     "checkout": "checkout",
     "life": "life",
@@ -60,6 +71,8 @@ PRIMARY = {
     "balance": "checkout",
     "bare_post": "post",
     "bare_get": "get",
+    "floor_post": "post",
+    "floor_get": "get",
 }
 
 
@@ -192,10 +205,13 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
             "checkout", "POST", "/payment-checkout", "/payment-checkout", body=body, headers=headers
         )
 
-    async def bare_post(client: Client, w: int, k: int) -> None:
-        headers = tokens.fresh(f"hb{tag}w{w}k{k}")
-        body = checkout_body(f"INV/HB/{tag}/{w}/{k}", "XENDIT")
-        await client.call("post", "POST", "/echo", "/echo", body=body, headers=headers)
+    def poster(path: str) -> Step:
+        async def post(client: Client, w: int, k: int) -> None:
+            headers = tokens.fresh(f"hb{tag}w{w}k{k}")
+            body = checkout_body(f"INV/HB/{tag}/{w}/{k}", "XENDIT")
+            await client.call("post", "POST", path, path, body=body, headers=headers)
+
+        return post
 
     async def life(client: Client, w: int, k: int) -> None:
         started = time.perf_counter()
@@ -251,10 +267,12 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
         "life": life,
         "detail": reader("/invoice/detail", "detail"),
         "balance": balance,
-        "bare_post": bare_post,
+        "bare_post": poster("/echo"),
         "bare_get": reader("/detail", "get"),
+        "floor_post": poster("/floor/checkout"),
+        "floor_get": reader("/floor/detail", "get"),
     }
-    if scenario in ("detail", "bare_get") and not reads:
+    if scenario in ("detail", "bare_get", "floor_get") and not reads:
         raise SystemExit(f"scenario {scenario} needs reads")
     if scenario == "balance" and len(buyers) < concurrency:
         raise SystemExit("scenario balance needs at least one buyer per connection")

@@ -1,10 +1,12 @@
-"""Processes for the HTTP benchmark: the service and the bare app, started as users start them.
+"""Processes for the HTTP benchmark: the service, the bare app and the floor app, started as users
+start them.
 
-Each server is its own process (``python -m service serve`` with ``INVOICE_*`` settings, or
-``python -m bench.bare_app``), its stdout and stderr in a log file, ready once ``GET /health``
-answers 200. Its CPU time and peak memory are read from ``/proc/<pid>``; the peak (``VmHWM``) is
-reset before each measurement by writing ``5`` to ``/proc/<pid>/clear_refs``. ``stop`` ends it
-(SIGINT, aiohttp's graceful shutdown; SIGKILL if that takes too long) and is safe to call twice.
+Each server is its own process (``python -m service serve`` with ``INVOICE_*`` settings,
+``python -m bench.bare_app`` or ``python -m bench.floor_app``), its stdout and stderr in a log
+file, ready once ``GET /health`` answers 200. Its CPU time and peak memory are read from
+``/proc/<pid>``; the peak (``VmHWM``) is reset before each measurement by writing ``5`` to
+``/proc/<pid>/clear_refs``. ``stop`` ends it (SIGINT, aiohttp's graceful shutdown; SIGKILL if
+that takes too long) and is safe to call twice.
 """
 
 from __future__ import annotations
@@ -189,6 +191,18 @@ def start_bare(log: Path, get_body: Path) -> Server:
         str(get_body),
     ]
     return Server("bare app", argv, child_environment({}), port, log)
+
+
+def start_floor(
+    log: Path, database: Path, get_body: Path, *, token_secret: str, synchronous: str
+) -> Server:
+    port = free_port()
+    argv = [
+        *[sys.executable, "-m", "bench.floor_app", "--port", str(port)],
+        *["--database", str(database), "--token-secret", token_secret],
+        *["--synchronous", synchronous, "--get-body", str(get_body)],
+    ]
+    return Server("floor app", argv, child_environment({}), port, log)
 
 
 def log_summary(path: Path) -> tuple[int, Counter[str]]:
