@@ -12,14 +12,16 @@ client that does not read it. ``within_client_limits`` adds both:
   handler runs: a body that never finishes answers 408, and no handler is ever cut off halfway,
   after it has appended events. Reading it here also answers a declared length over the limit
   with 413 before the body is sent, and a body that cannot be decoded with 400, not 500;
-- the connection's socket gets ``TCP_USER_TIMEOUT`` (Linux), so the kernel drops it once an
-  answer has waited ``send_timeout_seconds`` for a client that neither reads nor acknowledges.
+- the connection's socket gets ``TCP_USER_TIMEOUT`` (Linux) at its first request, so the kernel
+  drops it once an answer has waited ``send_timeout_seconds`` for a client that neither reads
+  nor acknowledges.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -72,12 +74,21 @@ async def within_client_limits(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
+# The connections whose socket has its TCP_USER_TIMEOUT already, with the value: a keep-alive
+# connection carries many requests, and a system call for each was measurable on a detail.
+_limited: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = weakref.WeakKeyDictionary()
+
+
 def _limit_unread_answers(request: web.Request, seconds: float) -> None:
     transport = request.transport
-    sock = transport.get_extra_info("socket") if transport is not None else None
+    milliseconds = round(seconds * 1000)
+    if transport is None or _limited.get(transport) == milliseconds:
+        return
+    sock = transport.get_extra_info("socket")
     if (
         sock is not None
         and sock.family in (socket.AF_INET, socket.AF_INET6)
         and hasattr(socket, "TCP_USER_TIMEOUT")  # Linux only
     ):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(seconds * 1000))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+    _limited[transport] = milliseconds

@@ -7,6 +7,7 @@ way for the live view and for a replay "as of" a past moment.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +16,12 @@ from service.domain.events import InvoiceCreated
 from service.domain.invoice import Invoice
 
 
+@functools.lru_cache(maxsize=4096)  # an invoice read again shows the same three times
 def api_time(moment: datetime) -> str:
     """ISO 8601 UTC with milliseconds and Z, as the seeds write it: 2024-01-31T12:05:44.155Z."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds, as ``microsecond // 1000`` would, at a fraction of
+    # strftime's cost (three of these in every detail answer).
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def checkout_answer(created: InvoiceCreated, status: str) -> dict[str, Any]:

@@ -9,9 +9,10 @@ client.
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -28,6 +29,14 @@ log = structlog.get_logger("service.http")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Request ids: 32 hex digits, a random half drawn once per process and a counter. Unique, as a
+# uuid4 per request was, without a system call for 16 random bytes in every request.
+_PROCESS_PART = secrets.token_hex(8)
+_REQUEST_COUNTER = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_PROCESS_PART}{next(_REQUEST_COUNTER):016x}"
 
 
 class ApiError(Exception):
@@ -68,7 +77,7 @@ _HTTP_CODES = {
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id, time the request, and log one line for it."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request_id = given if _SAFE_REQUEST_ID.match(given) else _new_request_id()
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -45,6 +45,26 @@ def load(schema: type[Schema], data: Any) -> Any:
     return _schema(schema).load(data)
 
 
+# Queries longer than this are loaded each time rather than remembered (a URL may be 8 KB).
+MAX_REMEMBERED_QUERY = 256
+
+
+def load_query(schema: type[Schema], request: web.Request) -> dict[str, Any]:
+    """The request's query loaded by ``schema``, remembered for queries seen lately: a buyer
+    waiting for a payment sends the same detail query again and again, and loading it was an
+    eighth of a detail's time. A query's load depends on nothing but its text; a refused one
+    raises every time (``lru_cache`` keeps no exceptions)."""
+    items = tuple(dict(request.query).items())
+    if sum(len(name) + len(value) for name, value in items) > MAX_REMEMBERED_QUERY:
+        return load(schema, dict(items))  # type: ignore[no-any-return]
+    return dict(_loaded_query(schema, items))
+
+
+@functools.lru_cache(maxsize=4096)
+def _loaded_query(schema: type[Schema], items: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return load(schema, dict(items))  # type: ignore[no-any-return]
+
+
 def context(request: web.Request, actor: str) -> Context:
     return Context(actor, request.get(REQUEST_ID))
 
@@ -107,7 +127,7 @@ def _request_hash(body: dict[str, Any]) -> str:
 @routes.get("/invoice/detail")
 async def detail(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    query = load(schemas.DetailQuerySchema, dict(request.query))
+    query = load_query(schemas.DetailQuerySchema, request)
     seq, state = await _visible_invoice(request, actor, query)
     if "as_of" in query or "as_of_position" in query:
         past = await request.app[SERVICE].invoice_as_of(
@@ -124,7 +144,7 @@ async def detail(request: web.Request) -> web.Response:
 @routes.get("/invoice/history")
 async def history(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    query = load(schemas.HistoryQuerySchema, dict(request.query))
+    query = load_query(schemas.HistoryQuerySchema, request)
     _, state = await _visible_invoice(request, actor, query)
     stream = request.app[STORE].read_stream(invoice_stream(state.invoice))
     events = [history_entry(event) async for event in stream]
@@ -149,7 +169,14 @@ async def _visible_invoice(
         if where:
             await _log_if_hidden(request, query)
         raise InvoiceNotFound()
-    return rows[0][0], decode_state(rows[0][1])
+    return rows[0][0], _read_state(rows[0][1])
+
+
+# The states of the invoices read lately, by their stored text: a buyer waiting for a payment asks
+# for the same invoice again and again, and decoding its state was an eighth of a detail's time.
+# The text is the key, so a changed invoice (new text) is never answered from an old entry; the
+# states are frozen, so sharing one between requests is safe.
+_read_state = functools.lru_cache(maxsize=2048)(decode_state)
 
 
 async def _log_if_hidden(request: web.Request, query: dict[str, str]) -> None:
@@ -176,7 +203,7 @@ def _visibility(actor: Actor) -> tuple[str, tuple[str, ...]]:
 @routes.get("/balance")
 async def balance(request: web.Request) -> web.Response:
     actor = request.app[AUTH].bearer(request)
-    limit = load(schemas.BalanceQuerySchema, dict(request.query))["limit"]
+    limit = load_query(schemas.BalanceQuerySchema, request)["limit"]
     store = request.app[STORE]
     accounts = (f"buyer:{actor.username}", f"seller:{actor.username}")
     balances = dict(
