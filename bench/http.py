@@ -166,7 +166,11 @@ def parse_settings(argv: list[str] | None) -> Settings:
     parser.add_argument("--synchronous", default="FULL", choices=["OFF", "NORMAL", "FULL", "EXTRA"])
     parser.add_argument("--reads", type=int, default=512, help="invoices the detail reads create")
     parser.add_argument(
-        "--large-reads", type=int, default=4096, help="invoices read in the pre-filled database"
+        "--large-reads",
+        type=int,
+        default=512,
+        help="invoices read in the pre-filled database, spread over its log; as many as --reads,"
+        " so that both databases meet the service's read caches alike and only the log differs",
     )
     parser.add_argument("--buyers", type=int, default=256, help="buyers of the BALANCE checkouts")
     parser.add_argument("--json", type=Path, help="where to write the results as JSON")
