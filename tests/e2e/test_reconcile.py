@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import shutil
 import sys
 from collections import Counter
@@ -37,8 +36,8 @@ from service.projections import all_projectors
 from service.workers.reconcile import reconcile_all
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
+from tests.integration.cli import REPO_ROOT, environment
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUYER = "usernew1"
 TOTAL = 40200  # the default two-store checkout
 TTL = 2 * 3600
@@ -374,8 +373,7 @@ def workdir(tmp_path: Path) -> Path:
 async def run_reconcile(workdir: Path, database: str, **settings: str) -> tuple[int, str, str]:
     """``python -m service reconcile --db DATABASE`` with INVOICE_* ``settings``; returns the
     exit code, stdout and stderr."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("INVOICE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env = environment()
     env.update({f"INVOICE_{name.upper()}": value for name, value in settings.items()})
     process = await asyncio.create_subprocess_exec(
         sys.executable,

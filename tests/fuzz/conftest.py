@@ -29,6 +29,7 @@ import requests
 
 from service.config import load_config
 from tests.credentials import basic
+from tests.integration.cli import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -127,7 +128,7 @@ def _start(folder: Path, database: Path, port: int) -> tuple[subprocess.Popen[by
         "log_level: INFO\n"
     )
     log = folder / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOICE_")}
+    env = environment()
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
