@@ -35,7 +35,7 @@ from service.backup import backup_database
 from service.config import load_config
 from service.domain.errors import DomainError
 from service.domain.events import TransactionLine
-from service.domain.invoice import Payment
+from service.domain.invoice import Invoice, Payment
 from service.gateway.sandbox import SandboxGateway
 from service.projections import all_projectors
 from service.projections.invoices import decode_state
@@ -133,6 +133,15 @@ class World:
         self.counter += 1
         return f"{prefix}-{self.counter}"
 
+    async def nth_invoice(self, index: int) -> tuple[str, Invoice] | None:
+        """The ``index``-th invoice made so far (cyclically) and its current state."""
+        invoice = self.nth(self.invoices, index)
+        if invoice is None:
+            return None
+        state, _ = await self.service.load_invoice(invoice)
+        assert state is not None
+        return invoice, state
+
 
 async def run(world: World, op: Op) -> None:
     """Carry out one command; the domain's refusals are outcomes like any other."""
@@ -179,11 +188,10 @@ async def checkout(
 
 
 async def pay(world: World, index: int, how: str) -> None:
-    invoice = world.nth(world.invoices, index)
-    if invoice is None:
+    found = await world.nth_invoice(index)
+    if found is None:
         return
-    state, _ = await world.service.load_invoice(invoice)
-    assert state is not None
+    invoice, state = found
     amount = state.created.total_amount + (1 if how == "wrong-amount" else 0)
     payment = Payment(world.fresh("pay"), amount, "BANK_TRANSFER", "BCA", world.clock())
     context = Context("gateway", world.fresh("req"))
@@ -204,11 +212,10 @@ async def repay(world: World, index: int) -> None:
 
 
 async def done(world: World, index: int, line: int, name_it: bool) -> None:
-    invoice = world.nth(world.invoices, index)
-    if invoice is None:
+    found = await world.nth_invoice(index)
+    if found is None:
         return
-    state, _ = await world.service.load_invoice(invoice)
-    assert state is not None
+    invoice, state = found
     service = state.created.service
     number = world.nth([t.line.invoice_onmarket for t in state.transactions], line)
     await world.service.complete(
@@ -220,11 +227,10 @@ async def done(world: World, index: int, line: int, name_it: bool) -> None:
 
 
 async def cancel(world: World, index: int, line: int | None, right_buyer: bool) -> None:
-    invoice = world.nth(world.invoices, index)
-    if invoice is None:
+    found = await world.nth_invoice(index)
+    if found is None:
         return
-    state, _ = await world.service.load_invoice(invoice)
-    assert state is not None
+    invoice, state = found
     service = state.created.service
     numbers = [t.line.invoice_onmarket for t in state.transactions]
     await world.service.cancel(
