@@ -13,6 +13,7 @@ from eventstore.errors import (
     InvalidEvent,
     InvalidStreamId,
     NotADatabaseError,
+    RebuildWorkerError,
     SchemaTooNewError,
     SerializationError,
     StoreClosedError,
@@ -25,7 +26,7 @@ from eventstore.model import (
     StreamAppend,
     VerifyReport,
 )
-from eventstore.projections import Projector
+from eventstore.projections import EventSelection, Projector
 from eventstore.schema import Migration, apply_migrations
 from eventstore.store import EventStore
 from eventstore.versions import ANY, NO_STREAM
@@ -37,6 +38,7 @@ __all__ = [
     "CheckpointConflict",
     "ConcurrencyError",
     "DuplicateEventError",
+    "EventSelection",
     "EventStore",
     "EventStoreError",
     "InvalidEvent",
@@ -45,6 +47,7 @@ __all__ = [
     "NewEvent",
     "NotADatabaseError",
     "Projector",
+    "RebuildWorkerError",
     "RecordedEvent",
     "SchemaTooNewError",
     "SerializationError",

@@ -77,3 +77,7 @@ class StoreWriteError(EventStoreError):
 
 class StoreClosedError(EventStoreError):
     """The store has been closed; no more appends or reads are accepted."""
+
+
+class RebuildWorkerError(EventStoreError):
+    """A worker process of a parallel rebuild failed; the rebuild wrote nothing."""

@@ -1,4 +1,4 @@
-"""The operations the writer runs: appends (with an optional checkpoint move) and rebuilds.
+"""The operation the writer runs for appends (with an optional checkpoint move).
 
 Each runs on the writer's thread with the raw connection, inside its own savepoint, and advances
 the shared ``Head`` as it inserts: positions, hashes and the commit time are assigned here, in
@@ -8,7 +8,7 @@ commit order, by the only writer.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -82,6 +82,9 @@ class AppendOperation:
             projector.apply(conn, recorded)
         return self._per_stream(recorded)
 
+    def release(self, conn: sqlite3.Connection) -> None:
+        pass  # an append holds nothing beyond its transaction
+
     def recover(self, conn: sqlite3.Connection, error: Exception) -> list[list[RecordedEvent]]:
         """Explain a failed insert: a retry of a committed append, or a version conflict."""
         if not isinstance(error, sqlite3.IntegrityError):
@@ -124,44 +127,6 @@ class AppendOperation:
             parts.append(recorded[start : start + len(stream.events)])
             start += len(stream.events)
         return parts
-
-
-@dataclass(slots=True)
-class RebuildOperation:
-    """Empty every view and replay the whole log into it, in one transaction."""
-
-    projectors: Sequence[Projector]
-    page_size: int
-    progress: Callable[[int, int], None] | None
-    batchable = False
-
-    def apply(self, conn: sqlite3.Connection, head: Head) -> int:
-        for projector in self.projectors:
-            projector.reset(conn)
-        replayed, position = 0, 0
-        while True:
-            rows = conn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (position, self.page_size),
-            ).fetchall()
-            if not rows:
-                return replayed
-            events = [decode_row(row) for row in rows]
-            for projector in self.projectors:
-                projector.apply(conn, events)
-            replayed += len(events)
-            position = events[-1].position
-            if self.progress is not None:
-                self.progress(replayed, head.position)
-
-    def recover(self, conn: sqlite3.Connection, error: Exception) -> int:
-        raise error
-
-    def prepare(self, conn: sqlite3.Connection, head: Head) -> list[Row]:
-        raise NotImplementedError("a rebuild runs alone")
-
-    def complete(self, conn: sqlite3.Connection, head: Head, rows: list[Row]) -> int:
-        raise NotImplementedError("a rebuild runs alone")
 
 
 def stream_version(conn: sqlite3.Connection, stream_id: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -33,8 +34,9 @@ from eventstore.model import (
     StreamAppend,
     VerifyReport,
 )
-from eventstore.operations import AppendOperation, EncodedStream, RebuildOperation
+from eventstore.operations import AppendOperation, EncodedStream
 from eventstore.projections import Projector
+from eventstore.rebuild import RebuildOperation
 from eventstore.records import EVENT_COLUMNS, check_stream_id, decode_row, encode_event
 from eventstore.schema import EVENTSTORE_MIGRATIONS, apply_migrations
 from eventstore.verification import verify_file
@@ -65,10 +67,14 @@ class EventStore:
         poll_interval: float,
         busy_timeout: float,
         readers: int,
+        rebuild_workers: int,
+        rebuild_parallel_from: int,
     ) -> None:
         self.path = path
         self._projectors = tuple(projectors)
         self._page_size = page_size
+        self._rebuild_workers = rebuild_workers
+        self._rebuild_parallel_from = rebuild_parallel_from
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
         self._reader_count = readers
@@ -100,18 +106,26 @@ class EventStore:
         poll_interval: float = 0.5,
         busy_timeout: float = 5.0,
         clock: Callable[[], datetime] = _utc_now,
+        rebuild_workers: int | None = None,
+        rebuild_parallel_from: int = 50_000,
     ) -> EventStore:
         """Open (creating if needed) the store at ``path`` and bring its schema up to date.
 
         ``synchronous`` is SQLite's durability mode; ``FULL`` (default) makes every acknowledged
         append survive power loss. ``poll_interval`` is how often subscriptions look for events
         written by other processes; this process's own commits wake them at once.
+        ``rebuild_workers`` (default: one fewer than the CPUs) is how many worker processes
+        :meth:`rebuild_projections` may use for a log of ``rebuild_parallel_from`` events or more.
         """
         mode = synchronous.upper()
         if mode not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         if readers < 1 or max_batch < 1 or page_size < 1:
             raise ValueError("readers, max_batch and page_size must be at least 1")
+        if rebuild_workers is None:
+            rebuild_workers = max((os.cpu_count() or 1) - 1, 0)
+        if rebuild_workers < 0:
+            raise ValueError("rebuild_workers must not be negative")
         path = Path(path)
         store = cls(
             path,
@@ -122,6 +136,8 @@ class EventStore:
             poll_interval=poll_interval,
             busy_timeout=busy_timeout,
             readers=readers,
+            rebuild_workers=rebuild_workers,
+            rebuild_parallel_from=rebuild_parallel_from,
         )
         await store._open(mode)
         return store
@@ -210,7 +226,14 @@ class EventStore:
         Runs as one transaction, so readers see the old views until the new ones are complete.
         ``progress(done, total)`` is called after each page, from the writer's thread.
         """
-        operation = RebuildOperation(self._projectors, self._page_size, progress)
+        operation = RebuildOperation(
+            self._projectors,
+            self._page_size,
+            progress,
+            self.path,
+            self._rebuild_workers,
+            self._rebuild_parallel_from,
+        )
         return await self._submit(operation)  # type: ignore[no-any-return]
 
     async def _submit(self, operation: Any) -> Any:

@@ -67,6 +67,10 @@ class Operation(Protocol):
     def complete(self, conn: sqlite3.Connection, head: Head, rows: list[Row]) -> Any:
         """After the rows are inserted: the rest of the work and the result (batchable only)."""
 
+    def release(self, conn: sqlite3.Connection) -> None:
+        """After the transaction has ended, committed or not: let go of anything held past it
+        (a rebuild's scratch databases, which SQLite cannot detach inside a transaction)."""
+
 
 class Outcome(NamedTuple):
     result: Any = None
@@ -90,6 +94,9 @@ def commit_batch(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    finally:
+        for operation in operations:
+            operation.release(conn)
     return outcomes, head.position
 
 

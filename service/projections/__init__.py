@@ -1,47 +1,52 @@
-"""The service's inline views, each built from the log in the append's own transaction."""
+"""The service's inline views, each built from the log in the append's own transaction.
+
+Two projectors: the invoice and users views, and the ledger. A rebuild of a long log replays
+the ledger in a worker process while this one replays the invoices (``eventstore.rebuild``), so
+each says which events it reads and which tables it writes.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import Projector, RecordedEvent
+from eventstore import EventSelection, Projector, RecordedEvent
 from service.domain.events import decode
 from service.projections.invoices import INVOICE_STREAM_PREFIX, InvoiceView
-from service.projections.ledger import MONEY_EVENTS, LedgerView
-from service.projections.users import UsersView
+from service.projections.ledger import LedgerView
+from service.projections.users import USER_EVENTS, UsersView
 
 
-class ServiceViews:
-    """Every view of the service as one projector, so each event is decoded once, not once per
-    view (a replay decodes every event of the log)."""
+class InvoiceAndUserViews:
+    """The invoice view and the users view as one projector, so each event is decoded once."""
 
-    name = "service-views"
+    name = "invoice-and-user-views"
+    reads = EventSelection(types=USER_EVENTS, stream_prefixes=(INVOICE_STREAM_PREFIX,))
+    tables = InvoiceView.tables + UsersView.tables
 
     def __init__(self) -> None:
-        self.views = (InvoiceView(), LedgerView(), UsersView())
+        self.invoices, self.users = InvoiceView(), UsersView()
 
     def setup(self, conn: sqlite3.Connection) -> None:
-        for view in self.views:
-            view.setup(conn)
+        self.invoices.setup(conn)
+        self.users.setup(conn)
 
     def reset(self, conn: sqlite3.Connection) -> None:
-        for view in self.views:
-            view.reset(conn)
+        self.invoices.reset(conn)
+        self.users.reset(conn)
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        # Only what some view reads: reservations and idempotency records are never decoded.
+        # Only what a view reads: reservations, balances and idempotency records are skipped.
         decoded = [
             (recorded, decode(recorded))
             for recorded in events
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
-            or recorded.type in MONEY_EVENTS
-            or recorded.type == "UserRegistered"
+            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX) or recorded.type in USER_EVENTS
         ]
-        for view in self.views:
-            view.apply_decoded(conn, decoded)
+        self.invoices.apply_decoded(conn, decoded)
+        self.users.apply_decoded(conn, decoded)
 
 
 def all_projectors() -> list[Projector]:
-    """The projectors the service opens its store with."""
-    return [ServiceViews()]
+    """The projectors the service opens its store with, the heaviest first: a rebuild replays
+    the first in its own process and may hand the others to workers."""
+    return [InvoiceAndUserViews(), LedgerView()]

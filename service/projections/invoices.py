@@ -57,6 +57,7 @@ class InvoiceView:
     """Inline projector of invoice streams into ``invoice_view``."""
 
     name = "invoices"
+    tables = ("invoice_view", "invoice_waybills")
 
     def setup(self, conn: sqlite3.Connection) -> None:
         apply_migrations(conn, "view:invoices", MIGRATIONS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import Migration, RecordedEvent, apply_migrations
+from eventstore import EventSelection, Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
 from service.domain.events import decode
 from service.domain.ledger import postings
@@ -47,6 +47,8 @@ MONEY_EVENTS = frozenset(
 
 class LedgerView:
     name = "ledger"
+    reads = EventSelection(types=MONEY_EVENTS)
+    tables = ("ledger_entries", "account_balances")
 
     def setup(self, conn: sqlite3.Connection) -> None:
         apply_migrations(conn, "view:ledger", MIGRATIONS)

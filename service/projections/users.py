@@ -27,8 +27,12 @@ MIGRATIONS = (
 )
 
 
+USER_EVENTS = frozenset({"UserRegistered"})
+
+
 class UsersView:
     name = "users"
+    tables = ("users",)
 
     def setup(self, conn: sqlite3.Connection) -> None:
         apply_migrations(conn, "view:users", MIGRATIONS)
@@ -37,7 +41,7 @@ class UsersView:
         conn.execute("DELETE FROM users")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        users = [recorded for recorded in events if recorded.type == "UserRegistered"]
+        users = [recorded for recorded in events if recorded.type in USER_EVENTS]
         self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in users])
 
     def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:

@@ -1,0 +1,238 @@
+"""Rebuilding the inline views: empty them and replay the whole log into them.
+
+A rebuild is one transaction, so readers see the old views until the new ones are complete. It
+reads the log in pages of ``page_size`` events and only the events some projector reads
+(``Projector.reads``); the others are never decoded.
+
+On a long log (``parallel_from`` events or more) the projectors after the first that name their
+tables (``Projector.tables``) and can be pickled are replayed by worker processes, one each,
+while this process replays the rest: each worker sets up a scratch database with the
+projector's own ``setup``, replays the log into it with the projector's own ``apply``, and the
+tables are then copied in with ``INSERT INTO main.t SELECT * FROM scratch.t``, which SQLite
+performs as a transfer of whole records into the emptied table. The rebuild holds the write lock from before the workers start
+until it commits, so every worker reads the very log this process replays: no other writer can
+commit in between, and each worker reads positions up to the head this transaction read.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from eventstore.errors import RebuildWorkerError
+from eventstore.projections import EventSelection, Projector
+from eventstore.records import EVENT_COLUMNS, decode_row
+from eventstore.transaction import Head, Row
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class RebuildOperation:
+    """Empty every view and replay the whole log into it, in one transaction."""
+
+    projectors: Sequence[Projector]
+    page_size: int
+    progress: Progress | None
+    database: Path | None = None  # the store's file; without it, no workers
+    workers: int = 0  # at most this many worker processes
+    parallel_from: int = 50_000  # the log's length from which workers pay for their start
+    batchable = False
+    _scratch: Path | None = field(default=None, init=False)
+
+    def apply(self, conn: sqlite3.Connection, head: Head) -> int:
+        """Replay; return the number of events in the log replayed (its head position)."""
+        for projector in self.projectors:
+            projector.reset(conn)
+        offloaded = self._offloaded(head.position)
+        local = [projector for projector in self.projectors if projector not in offloaded]
+        if not offloaded:
+            replay(conn, conn, local, head.position, self.page_size, self.progress)
+            return head.position
+        assert self.database is not None  # _offloaded is empty without one
+        self._scratch = Path(
+            tempfile.mkdtemp(prefix=f".{self.database.name}.rebuild-", dir=self.database.parent)
+        )
+        workers = []
+        try:
+            for number, projector in enumerate(offloaded):
+                target = self._scratch / f"view-{number}.db"
+                job = ScratchReplay(self.database, target, projector, head.position, self.page_size)
+                workers.append((job, start_worker(job)))
+            replay(conn, conn, local, head.position, self.page_size, self.progress)
+            for number, (job, worker) in enumerate(workers):
+                wait_for(worker)  # a worker's failure is raised here and rolls the rebuild back
+                _copy_tables(conn, job.scratch, f"rebuild_{number}", job.projector.tables)  # type: ignore[attr-defined]
+        finally:
+            for _, worker in workers:
+                if worker.returncode is None:  # this process failed first: not needed any more
+                    worker.kill()
+                    worker.communicate()
+        return head.position
+
+    def _offloaded(self, events: int) -> list[Projector]:
+        if self.database is None or events < self.parallel_from:
+            return []
+        candidates = [p for p in self.projectors[1:] if getattr(p, "tables", None)]
+        return [p for p in candidates if _can_hand_over(p)][: self.workers]
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Once the transaction has ended: detach the scratch databases (SQLite refuses that
+        inside a transaction) and delete them."""
+        if self._scratch is None:
+            return
+        for _, name, _ in conn.execute("PRAGMA database_list").fetchall():
+            if name.startswith("rebuild_"):
+                conn.execute(f"DETACH DATABASE {name}")
+        shutil.rmtree(self._scratch, ignore_errors=True)
+        self._scratch = None
+
+    def recover(self, conn: sqlite3.Connection, error: Exception) -> int:
+        raise error
+
+    def prepare(self, conn: sqlite3.Connection, head: Head) -> list[Row]:
+        raise NotImplementedError("a rebuild runs alone")
+
+    def complete(self, conn: sqlite3.Connection, head: Head, rows: list[Row]) -> int:
+        raise NotImplementedError("a rebuild runs alone")
+
+
+def replay(
+    source: sqlite3.Connection,
+    target: sqlite3.Connection,
+    projectors: Sequence[Projector],
+    up_to: int,
+    page_size: int,
+    progress: Progress | None,
+) -> None:
+    """Read the events ``projectors`` read from ``source`` up to position ``up_to``, in pages,
+    and apply each page to every projector on ``target``."""
+    if not projectors:  # nothing to replay into: no need to read the log
+        if progress is not None:
+            progress(up_to, up_to)
+        return
+    where, parameters = _selection(projectors)
+    query = (
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? AND position <= ?{where}"
+        " ORDER BY position LIMIT ?"
+    )
+    position = 0
+    while position < up_to:
+        rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()
+        if not rows:
+            break
+        events = [decode_row(row) for row in rows]
+        for projector in projectors:
+            projector.apply(target, events)
+        position = events[-1].position
+        if progress is not None:
+            progress(position, up_to)
+    if progress is not None and position < up_to:
+        progress(up_to, up_to)  # the log ends with events no projector reads
+
+
+def _selection(projectors: Sequence[Projector]) -> tuple[str, list[object]]:
+    """The SQL condition for the events any of ``projectors`` reads: all when one of them
+    does not say."""
+    union = EventSelection()
+    for projector in projectors:
+        selection: EventSelection | None = getattr(projector, "reads", None)
+        if selection is None:
+            return "", []
+        union = union.union(selection)
+    where, parameters = union.where()
+    return f" AND {where}", parameters
+
+
+@dataclass(frozen=True, slots=True)
+class ScratchReplay:
+    """A worker's job: replay the log of ``database`` up to ``up_to`` into a new database at
+    ``scratch`` that holds only ``projector``'s view."""
+
+    database: Path
+    scratch: Path
+    projector: Projector
+    up_to: int
+    page_size: int
+
+    def run(self) -> None:
+        source = sqlite3.connect(self.database, isolation_level=None)
+        target = sqlite3.connect(self.scratch, isolation_level=None)
+        try:
+            source.execute("PRAGMA query_only = ON")
+            # A scratch file: if this process dies, the rebuild fails and the file is deleted.
+            target.execute("PRAGMA journal_mode = OFF")
+            target.execute("PRAGMA synchronous = OFF")
+            self.projector.setup(target)
+            source.execute("BEGIN")  # one snapshot for every page
+            target.execute("BEGIN")
+            replay(source, target, [self.projector], self.up_to, self.page_size, None)
+            target.execute("COMMIT")
+            source.execute("COMMIT")
+        finally:
+            source.close()
+            target.close()
+
+
+# The job file's first line is this process's import path, so that the worker finds the modules
+# (the projector's class) exactly where this process found them; then comes the pickled job.
+_WORKER = (
+    "import json, sys; job = open(sys.argv[1], 'rb'); sys.path[:] = json.loads(job.readline());"
+    " import eventstore.rebuild as rebuild; rebuild.run_worker(job)"
+)
+
+
+def start_worker(job: ScratchReplay) -> subprocess.Popen[bytes]:
+    """Run ``job`` in a new interpreter, handed over in a file beside its scratch database. A
+    new interpreter rather than ``multiprocessing``, which would import the caller's main script
+    again in the worker: a script without a main guard would not survive it. Isolated mode
+    (``-I``): the worker's path is this process's, not one taken from the environment."""
+    handover = job.scratch.with_suffix(".job")
+    handover.write_bytes(json.dumps(sys.path).encode() + b"\n" + pickle.dumps(job))
+    return subprocess.Popen(
+        [sys.executable, "-I", "-c", _WORKER, str(handover)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def run_worker(handover: BinaryIO) -> None:
+    job = pickle.load(handover)
+    job.run()
+
+
+def _can_hand_over(projector: Projector) -> bool:
+    """Whether a worker can rebuild ``projector``: it pickles, and its class is importable there
+    (a class of the caller's main script is not; such a projector is replayed here)."""
+    if type(projector).__module__ == "__main__":
+        return False
+    try:
+        pickle.dumps(projector)
+    except Exception:
+        return False
+    return True
+
+
+def wait_for(worker: subprocess.Popen[bytes]) -> None:
+    """Wait for ``worker`` to end; ``RebuildWorkerError`` with its last line of error output
+    (the exception) if it failed."""
+    _, output = worker.communicate()
+    if worker.returncode != 0:
+        errors = output.decode(errors="replace").strip().splitlines()
+        last = errors[-1] if errors else f"exit status {worker.returncode}"
+        raise RebuildWorkerError(f"a rebuild worker failed: {last}")
+
+
+def _copy_tables(conn: sqlite3.Connection, scratch: Path, name: str, tables: Sequence[str]) -> None:
+    conn.execute(f"ATTACH DATABASE ? AS {name}", (str(scratch),))
+    for table in tables:
+        conn.execute(f"INSERT INTO main.{table} SELECT * FROM {name}.{table}")

@@ -1,0 +1,171 @@
+"""Rebuilds: only the events a projector selects, and the later projectors in worker processes."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from eventstore import NO_STREAM, EventSelection, NewEvent, RebuildWorkerError, RecordedEvent
+from tests.conftest import SQLiteBackend
+
+WANTED = EventSelection(types=frozenset({"Wanted"}), stream_prefixes=("keep-",))
+
+
+class Offered:
+    """Writes down every event ``apply`` is offered, whatever it selects."""
+
+    name = "offered"
+    reads = WANTED
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS offered (position INTEGER PRIMARY KEY)")
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM offered")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        conn.executemany("INSERT INTO offered VALUES (?)", [(e.position,) for e in events])
+
+
+class Wanted:
+    """The events ``WANTED`` selects, with the process that applied each. Fails every apply
+    while the file ``poison`` exists, which a test creates after the live appends."""
+
+    name = "wanted"
+    reads = WANTED
+    tables = ("wanted",)
+
+    def __init__(self, poison: Path | None = None) -> None:
+        self.poison = poison
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS wanted"
+            " (position INTEGER PRIMARY KEY, type TEXT NOT NULL, pid INTEGER NOT NULL)"
+        )
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM wanted")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        if self.poison is not None and self.poison.exists():
+            raise RuntimeError("poisoned view")
+        conn.executemany(
+            "INSERT INTO wanted VALUES (?, ?, ?)",
+            [
+                (event.position, event.type, os.getpid())
+                for event in events
+                if event.type in WANTED.types or event.stream_id.startswith("keep-")
+            ],
+        )
+
+
+def rows(backend: SQLiteBackend, query: str) -> list[tuple[object, ...]]:
+    conn = backend.raw()
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+async def append_mixed(backend: SQLiteBackend, **options: object) -> list[int]:
+    """Twelve events, of which positions 1, 4, 5, 7, 10 are wanted; returns those."""
+    async with await backend.open(**options) as store:
+        for i in range(12):
+            stream = f"keep-{i}" if i % 3 == 0 else f"drop-{i}"
+            kind = "Wanted" if i in (4, 6) else "Other"
+            await store.append(stream, [NewEvent(kind, {"i": i})], NO_STREAM)
+    return [1, 4, 5, 7, 10]
+
+
+async def test_a_rebuild_offers_only_the_events_its_projectors_select(
+    backend: SQLiteBackend,
+) -> None:
+    """Live appends offer every event; a rebuild reads only those some projector selects."""
+    wanted = await append_mixed(backend, projectors=[Offered()])
+    assert [p for (p,) in rows(backend, "SELECT position FROM offered")] == list(range(1, 13))
+    progress: list[tuple[int, int]] = []
+
+    async with await backend.open(projectors=[Offered()], page_size=2) as store:
+        replayed = await store.rebuild_projections(
+            lambda done, total: progress.append((done, total))
+        )
+
+    assert replayed == 12  # the whole log was replayed through, read or not
+    assert [p for (p,) in rows(backend, "SELECT position FROM offered")] == wanted
+    # Pages of two selected events end at positions 4, 7 and 10; the unread tail still counts.
+    assert progress == [(4, 12), (7, 12), (10, 12), (12, 12)]
+
+
+@pytest.mark.parametrize(
+    ("workers", "parallel_from", "in_worker"), [(1, 1, True), (0, 1, False), (1, 13, False)]
+)
+async def test_later_projectors_of_a_long_log_are_rebuilt_in_a_worker_process(
+    backend: SQLiteBackend, workers: int, parallel_from: int, in_worker: bool
+) -> None:
+    """With a worker allowed and a log at least ``parallel_from`` long, the second projector is
+    replayed in another process and its table copied in; otherwise here. The views are the
+    same either way."""
+    options = {"rebuild_workers": workers, "rebuild_parallel_from": parallel_from}
+    wanted = await append_mixed(backend, projectors=[Offered(), Wanted()])
+    live = rows(backend, "SELECT position, type FROM wanted ORDER BY position")
+
+    async with await backend.open(projectors=[Offered(), Wanted()], **options) as store:
+        await store.rebuild_projections()
+
+    rebuilt = rows(backend, "SELECT position, type, pid FROM wanted ORDER BY position")
+    assert [(position, kind) for position, kind, _ in rebuilt] == live
+    assert [position for position, _, _ in rebuilt] == wanted
+    assert {pid != os.getpid() for _, _, pid in rebuilt} == {in_worker}
+    assert not list(backend.path.parent.glob(f".{backend.path.name}.rebuild-*"))
+
+
+async def test_a_failing_worker_rolls_the_whole_rebuild_back(
+    backend: SQLiteBackend, tmp_path: Path
+) -> None:
+    """The worker's error reaches the caller; no view changed, no scratch file is left, and
+    the store goes on working."""
+    poison = tmp_path / "poison"
+    projectors = [Offered(), Wanted(poison)]
+    options = {"rebuild_workers": 1, "rebuild_parallel_from": 1}
+    await append_mixed(backend, projectors=projectors)
+    before = rows(backend, "SELECT * FROM wanted"), rows(backend, "SELECT * FROM offered")
+    poison.touch()
+
+    async with await backend.open(projectors=projectors, **options) as store:
+        with pytest.raises(RebuildWorkerError, match="poisoned view"):
+            await store.rebuild_projections()
+        assert (
+            rows(backend, "SELECT * FROM wanted"),
+            rows(backend, "SELECT * FROM offered"),
+        ) == before
+        assert not list(backend.path.parent.glob(f".{backend.path.name}.rebuild-*"))
+
+        poison.unlink()
+        await store.append("keep-late", [NewEvent("Other", {})], NO_STREAM)
+        assert await store.rebuild_projections() == 13
+    assert len(rows(backend, "SELECT * FROM wanted")) == 6
+
+
+class Unpicklable(Wanted):
+    """``Wanted`` holding something no worker can be handed (a lock, as ``Totals`` holds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+async def test_a_projector_no_worker_can_take_is_rebuilt_here(backend: SQLiteBackend) -> None:
+    options = {"rebuild_workers": 1, "rebuild_parallel_from": 1}
+    wanted = await append_mixed(backend, projectors=[Offered(), Unpicklable()])
+
+    async with await backend.open(projectors=[Offered(), Unpicklable()], **options) as store:
+        await store.rebuild_projections()
+
+    rebuilt = rows(backend, "SELECT position, pid FROM wanted ORDER BY position")
+    assert rebuilt == [(position, os.getpid()) for position in wanted]
