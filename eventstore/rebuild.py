@@ -9,9 +9,10 @@ tables (``Projector.tables``) and can be pickled are replayed by worker processe
 while this process replays the rest: each worker sets up a scratch database with the
 projector's own ``setup``, replays the log into it with the projector's own ``apply``, and the
 tables are then copied in with ``INSERT INTO main.t SELECT * FROM scratch.t``, which SQLite
-performs as a transfer of whole records into the emptied table. The rebuild holds the write lock from before the workers start
-until it commits, so every worker reads the very log this process replays: no other writer can
-commit in between, and each worker reads positions up to the head this transaction read.
+performs as a transfer of whole records into the emptied table. The rebuild holds the write
+lock from before the workers start until it commits, so every worker reads the very log this
+process replays: no other writer can commit in between, and each worker reads positions up to
+the head this transaction read.
 """
 
 from __future__ import annotations
