@@ -9,13 +9,16 @@ The clock is a ``FakeClock`` the test moves by hand; the app, tokens and decisio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -269,3 +272,44 @@ async def xapi(
     )
     client = await aiohttp_client(create_app(settings, clock=clock, gateway=gateway))
     return Api(client, settings, clock)
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.body)
+        return value
+
+
+async def raw_request(api: Api, data: bytes) -> RawAnswer | None:
+    """``data`` sent as is on a socket of its own; the answer, or None if the server closed the
+    connection without one. Reads the answer by its Content-Length, not until the server
+    closes: after refusing a body it did not read, the server drains it for a while first."""
+    url = api.client.make_url("/")
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        with contextlib.suppress(ConnectionError):
+            writer.write(data)
+            await writer.drain()
+        async with asyncio.timeout(5):
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return None
+            status_line, *lines = head.decode("latin-1").split("\r\n")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines if line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return RawAnswer(int(status_line.split()[1]), headers, body, time.perf_counter() - started)

@@ -13,13 +13,11 @@ clients, many connections, memory) is in ``tests/integration/test_abuse_server.p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import time
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,53 +28,12 @@ from aiohttp import ClientResponse
 from service.app import create_app
 from service.config import Config
 from service.http.keys import STORE
-from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body
+from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, raw_request
 
 Json = dict[str, Any]
 MIB = 1024 * 1024
 FAST = 2.0  # seconds: every refusal here comes at once, whatever the size of the abuse
 VALIDATION = ("Invalid JSON Format", "VALIDATION")
-
-
-@dataclass
-class RawAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    seconds: float
-
-    def json(self) -> Json:
-        value: Json = orjson.loads(self.body)
-        return value
-
-
-async def raw_request(api: Api, data: bytes) -> RawAnswer | None:
-    """``data`` sent as is on a socket of its own; the answer, or None if the server closed the
-    connection without one. Reads the answer by its Content-Length, not until the server
-    closes: after refusing a body it did not read, the server drains it for a while first."""
-    url = api.client.make_url("/")
-    started = time.perf_counter()
-    reader, writer = await asyncio.open_connection(url.host, url.port)
-    try:
-        with contextlib.suppress(ConnectionError):
-            writer.write(data)
-            await writer.drain()
-        async with asyncio.timeout(5):
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return None
-            status_line, *lines = head.decode("latin-1").split("\r\n")
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines if line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    return RawAnswer(int(status_line.split()[1]), headers, body, time.perf_counter() - started)
 
 
 def raw_post(path: str, body: bytes, *headers: bytes, length: int | None = None) -> bytes:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from service.http.keys import STORE
-from tests.e2e.conftest import Api, FakeClock, statuses
+from tests.e2e.conftest import Api, FakeClock, raw_request, statuses
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -665,18 +665,11 @@ async def test_a_callback_token_that_is_not_utf8_is_an_auth_error(api: Api, path
         + b"\xc3\r\n\r\n"
         + body
     )
-    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        answer = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    status_line, _, rest = answer.partition(b"\r\n")
+    answer = await raw_request(api, request)
     assert await snapshot(api, created["invoice"]) == before
-    assert status_line.split()[1] == b"401", answer
-    assert orjson.loads(rest.partition(b"\r\n\r\n")[2]) == AUTH_ERROR
+    assert answer is not None
+    assert answer.status == 401, answer
+    assert orjson.loads(answer.body) == AUTH_ERROR
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
