@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 JSONObject = dict[str, Any]
 
 
@@ -37,22 +39,43 @@ class NewEvent:
     event_id: str = field(default_factory=new_event_id)
 
 
-class RecordedEvent(NamedTuple):
-    """An event as the log holds it.
+class StoredEvent(NamedTuple):
+    """An event's row in the log, column for column (``records.EVENT_COLUMNS``)."""
 
-    A NamedTuple rather than a frozen dataclass: one is built for every event written or
-    replayed, and it is as immutable at less than half the cost to construct.
-    """
-
+    position: int
     event_id: str
     stream_id: str
     version: int
-    position: int
     type: str
-    data: dict[str, Any]
-    metadata: dict[str, Any]
-    recorded_at: datetime
+    data_json: str
+    metadata_json: str
+    recorded_at_text: str
     hash: str
+
+
+class RecordedEvent(StoredEvent):
+    """An event as the log holds it: its stored row, read as a tuple of the stored text.
+
+    ``data``, ``metadata`` and ``recorded_at`` are decoded from that text when read, each time
+    (so a caller may change what it gets without changing the event). A replay builds one of
+    these for every event in the log and most projectors read only a few of its fields, so
+    decoding them all up front would be most of a replay's cost; the JSON text itself can be
+    decoded straight into a typed value (``data_json``).
+    """
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> JSONObject:
+        return orjson.loads(self.data_json)  # type: ignore[no-any-return]
+
+    @property
+    def metadata(self) -> JSONObject:
+        return orjson.loads(self.metadata_json)  # type: ignore[no-any-return]
+
+    @property
+    def recorded_at(self) -> datetime:
+        return datetime.fromisoformat(self.recorded_at_text)
 
 
 @dataclass(frozen=True, slots=True)

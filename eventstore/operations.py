@@ -76,8 +76,8 @@ class AppendOperation:
     ) -> list[list[RecordedEvent]]:
         if self.checkpoint is not None:
             move_checkpoint(conn, self.checkpoint, head)
-        # Decoded from the stored text, so callers and projectors see what a replay sees.
-        recorded = [decode_row(row, head.recorded_at) for row in rows]
+        # The stored text itself, so callers and projectors see what a replay sees.
+        recorded = [decode_row(row) for row in rows]
         for projector in self.projectors:
             projector.apply(conn, recorded)
         return self._per_stream(recorded)

@@ -119,21 +119,10 @@ def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def decode_row(row: tuple[Any, ...], recorded_at: datetime | None = None) -> RecordedEvent:
-    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``; ``recorded_at`` saves
-    parsing the time when the caller has it already (the writer, which just wrote it)."""
-    position, event_id, stream_id, version, type_, data, metadata, recorded_text, hash_ = row
-    return RecordedEvent(
-        event_id,
-        stream_id,
-        version,
-        position,
-        type_,
-        from_json(data),
-        from_json(metadata),
-        recorded_at or parse_time(recorded_text),
-        hash_,
-    )
+def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
+    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``: the row itself, nothing
+    decoded until it is read."""
+    return RecordedEvent._make(row)
 
 
 EVENT_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, hash"
