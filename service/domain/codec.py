@@ -5,8 +5,9 @@ needs no hand-written converter. Times are stored as UTC ISO text with microseco
 dataclasses and tuples of them become objects and arrays.
 
 Encoding walks the hints, worked out once per class and cached. Decoding is msgspec's
-``convert``, which reads the same hints in C: a replay decodes every event of the log, and
-msgspec builds an invoice's creation event in a quarter of the time the hand-written loaders took.
+``convert`` (or, from JSON text, its typed JSON decoder), which reads the same hints in C: a
+replay decodes every event of the log, and msgspec builds an invoice's creation event straight
+from its stored text in less time than parsing that text into a dict takes.
 A field missing from older data takes its default (events gain fields over time); a value of the
 wrong type is refused with ``msgspec.ValidationError`` rather than built into a wrong event.
 """
@@ -37,6 +38,12 @@ def from_data(cls: type[T], data: dict[str, Any]) -> T:
     return msgspec.convert(data, cls)
 
 
+def from_json(cls: type[T], text: str | bytes) -> T:
+    """The dataclass instance for the JSON text of an object written by ``to_data``: what
+    ``from_data`` gives for the parsed text, built straight from the text."""
+    return _decoder(cast(type, cls)).decode(text)  # type: ignore[no-any-return]
+
+
 def format_time(moment: datetime) -> str:
     """UTC text with microseconds and a four-digit year, so it sorts in time order."""
     if moment.tzinfo is None:
@@ -46,6 +53,11 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@cache
+def _decoder(cls: type) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(cls)
 
 
 @cache

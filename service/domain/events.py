@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from eventstore import NewEvent, RecordedEvent
-from service.domain.codec import from_data, to_data
+from service.domain.codec import from_json, to_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,4 +234,4 @@ def encode(event: Event, metadata: dict[str, Any], event_id: str | None = None) 
 
 def decode(recorded: RecordedEvent) -> Event:
     """The domain event of a recorded one."""
-    return from_data(EVENT_TYPES[recorded.type], recorded.data)  # type: ignore[no-any-return]
+    return from_json(EVENT_TYPES[recorded.type], recorded.data_json)  # type: ignore[no-any-return]
