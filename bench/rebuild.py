@@ -66,7 +66,8 @@ def lifecycle(
     n: int, rng: random.Random, balances: dict[str, Balance | None]
 ) -> list[tuple[str, Event]]:
     """The events of one invoice's life, with the balance and reservation events around it."""
-    now = START + timedelta(seconds=n)
+    # A time with microseconds, as the service's clock gives them (a whole second is 1 in 10^6).
+    now = START + timedelta(seconds=n, microseconds=rng.randrange(1, 1_000_000))
     buyer = f"buyer{rng.randrange(5000)}"
     service = rng.choice(["ONMARKET", "ONDELIVERY", "ONTICKET"])
     source = rng.choices(["XENDIT", "QRIS", "BALANCE"], weights=[6, 2, 2])[0]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
+import msgspec
 import orjson
 
 from eventstore import Migration, RecordedEvent, apply_migrations
@@ -152,8 +154,26 @@ def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) 
         )
 
 
+# msgspec writes a state's JSON text as ``to_data`` and orjson do (keys sorted, the same
+# escapes), in a third of the time, except for a time: it leaves out microseconds that are zero,
+# and writes an offset other than UTC's as it is. So a state takes this path only when each of
+# its times is UTC with microseconds (all but about one in a million from a real clock), and the
+# text is the same either way: views written before stay equal to a replay.
+_STATE_ENCODER = msgspec.json.Encoder(order="sorted")
+_UTC_OFFSET = timedelta(0)
+
+
 def encode_state(state: Invoice) -> str:
+    if all(
+        moment.microsecond and moment.utcoffset() == _UTC_OFFSET for moment in state_times(state)
+    ):
+        return _STATE_ENCODER.encode(state).decode()
     return orjson.dumps(to_data(state), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def state_times(state: Invoice) -> tuple[datetime, ...]:
+    """Every time an invoice's state holds (a unit test holds this to ``Invoice``'s fields)."""
+    return (state.created.created_at, state.created.expired_at, state.updated_at)
 
 
 def decode_state(text: str) -> Invoice:
