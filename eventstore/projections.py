@@ -3,15 +3,21 @@
 A projector's ``apply`` is called on the writer's connection, inside the savepoint of the append
 that produced the events, so the view rows commit atomically with their events and a reader never
 sees one without the other. Its checkpoint is therefore the log's head by construction. A rebuild
-calls ``reset`` and then ``apply`` over the whole log with the very same code.
+calls ``reset`` and then ``apply`` over the whole log with the very same code (or the projector's
+own ``replayer``, below).
 
-Two optional attributes make a rebuild cheaper; a projector without them is replayed every event:
+Three optional attributes make a rebuild cheaper; a projector without them is replayed every event
+through its ``apply``:
 
 - ``reads``: an :class:`EventSelection` of the events ``apply`` uses; a rebuild reads only
   those (``apply`` must still ignore the others: a live append passes it everything).
 - ``tables``: the names of every table the view writes. A rebuild of a long log may then replay
   this projector in a worker process, into a scratch database set up with the projector's own
   ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
+- ``replayer()``: a new :class:`Replayer` for one rebuild, which the rebuild gives every page
+  instead of ``apply`` and then calls ``finish`` on: for work that costs less done once at the
+  end than page by page (a sum over the whole view). It is made anew for each rebuild, so
+  nothing of a failed one is left on the projector.
 """
 
 from __future__ import annotations
@@ -61,3 +67,11 @@ class EventSelection:
         for prefix in self.stream_prefixes:
             parameters += [len(prefix), prefix]
         return f"({' OR '.join(terms) or 'FALSE'})", parameters
+
+
+class Replayer(Protocol):
+    """What replays a view in a rebuild: ``apply`` for each page of the log, in order, then
+    ``finish(conn)``, if it has one, once after the last page, in the same transaction."""
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        """Fold a page of the log into the view."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from eventstore.errors import RebuildWorkerError
-from eventstore.projections import EventSelection, Projector
+from eventstore.projections import EventSelection, Projector, Replayer
 from eventstore.records import EVENT_COLUMNS, decode_row
 from eventstore.transaction import Head, Row
 
@@ -126,19 +126,30 @@ def replay(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? AND position <= ?{where}"
         " ORDER BY position LIMIT ?"
     )
+    replayers = [_replayer(projector) for projector in projectors]
     position = 0
     while position < up_to:
         rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()
         if not rows:
             break
-        events = [decode_row(row) for row in rows]
-        for projector in projectors:
-            projector.apply(target, events)
+        events = list(map(decode_row, rows))
+        for replayer in replayers:
+            replayer.apply(target, events)
         position = events[-1].position
         if progress is not None:
             progress(position, up_to)
+    for replayer in replayers:
+        finish = getattr(replayer, "finish", None)
+        if finish is not None:
+            finish(target)
     if progress is not None and position < up_to:
         progress(up_to, up_to)  # the log ends with events no projector reads
+
+
+def _replayer(projector: Projector) -> Replayer:
+    """What replays ``projector``'s view: a new one of its own, or the projector itself."""
+    make: Callable[[], Replayer] | None = getattr(projector, "replayer", None)
+    return projector if make is None else make()
 
 
 def _selection(projectors: Sequence[Projector]) -> tuple[str, list[object]]:

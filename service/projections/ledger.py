@@ -40,6 +40,9 @@ MIGRATIONS = (
 )
 
 # Event types that can move money; the rest are skipped without decoding them.
+# (position, line, account, amount, event_type, invoice, recorded_at): a row of ledger_entries.
+Entry = tuple[int, int, str, int, str, str | None, str]
+
 MONEY_EVENTS = frozenset(
     {"BalanceToppedUp", "BalanceDebited", "BalanceCredited", "InvoicePaid", "TransactionCompleted"}
 )
@@ -62,26 +65,51 @@ class LedgerView:
         self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in money])
 
     def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
-        entries: list[tuple[object, ...]] = []
         changes: dict[str, int] = {}
-        # Events of one commit share their time: format it once (a replay formats the log's).
-        last_time, recorded_at = None, ""
-        for recorded, event in events:
-            if recorded.type not in MONEY_EVENTS:
-                continue
-            invoice = getattr(event, "invoice", None)
-            if recorded.recorded_at != last_time:
-                last_time, recorded_at = recorded.recorded_at, format_time(recorded.recorded_at)
-            for line, (account, amount) in enumerate(postings(event)):
-                entries.append(
-                    (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
-                )
-                changes[account] = changes.get(account, 0) + amount
-        if not entries:
-            return
-        conn.executemany("INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
-        conn.executemany(
-            "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
-            " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
-            sorted(changes.items()),
+        for _, _, account, amount, *_ in _insert_entries(conn, events):
+            changes[account] = changes.get(account, 0) + amount
+        if changes:
+            conn.executemany(
+                "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
+                " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
+                sorted(changes.items()),
+            )
+
+    def replayer(self) -> LedgerReplay:
+        return LedgerReplay()
+
+
+class LedgerReplay:
+    """A rebuild's replay of the ledger: the entries page by page, as ``LedgerView`` writes
+    them, and each account's balance once at the end, summed from its entries (the same sum
+    the live view keeps up to date: upserting each page's changes cost more than the entries)."""
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        money = [recorded for recorded in events if recorded.type in MONEY_EVENTS]
+        _insert_entries(conn, [(recorded, decode(recorded)) for recorded in money])
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO account_balances (account, balance)"
+            " SELECT account, SUM(amount) FROM ledger_entries GROUP BY account"
         )
+
+
+def _insert_entries(conn: sqlite3.Connection, events: Sequence[Decoded]) -> list[Entry]:
+    """Insert the ledger lines of ``events``; return them."""
+    entries: list[Entry] = []
+    # Events of one commit share their time: format it once (a replay formats the log's).
+    last_time, recorded_at = None, ""
+    for recorded, event in events:
+        if recorded.type not in MONEY_EVENTS:
+            continue
+        invoice = getattr(event, "invoice", None)
+        if recorded.recorded_at_text != last_time:
+            last_time, recorded_at = recorded.recorded_at_text, format_time(recorded.recorded_at)
+        for line, (account, amount) in enumerate(postings(event)):
+            entries.append(
+                (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
+            )
+    if entries:
+        conn.executemany("INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+    return entries

@@ -169,3 +169,65 @@ async def test_a_projector_no_worker_can_take_is_rebuilt_here(backend: SQLiteBac
 
     rebuilt = rows(backend, "SELECT position, pid FROM wanted ORDER BY position")
     assert rebuilt == [(position, os.getpid()) for position in wanted]
+
+
+class Counted:
+    """Keeps the number of events in one row: live appends add each batch's count, while a
+    rebuild counts with a replayer of its own and writes the total once, in ``finish``, and
+    notes each finish in ``finishes``."""
+
+    name = "counted"
+    tables = ("counted", "finishes")
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS counted (events INTEGER NOT NULL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS finishes (pid INTEGER NOT NULL)")
+        if conn.execute("SELECT COUNT(*) FROM counted").fetchone() == (0,):
+            conn.execute("INSERT INTO counted VALUES (0)")
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM counted")
+        conn.execute("DELETE FROM finishes")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        conn.execute("UPDATE counted SET events = events + ?", (len(events),))
+
+    def replayer(self) -> CountedReplay:
+        return CountedReplay()
+
+
+class CountedReplay:
+    def __init__(self) -> None:
+        self.events = 0
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        self.events += len(events)
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM counted")  # a worker's scratch view starts with setup's row
+        conn.execute("INSERT INTO counted VALUES (?)", (self.events,))
+        conn.execute("INSERT INTO finishes VALUES (?)", (os.getpid(),))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_projector_with_a_replayer_is_rebuilt_by_a_new_one_each_time(
+    backend: SQLiteBackend, workers: int
+) -> None:
+    """Live appends go through ``apply``; each rebuild through a new replayer, here or in a
+    worker, whose ``finish`` runs once after the last page."""
+    options = {"rebuild_workers": workers, "rebuild_parallel_from": 1, "page_size": 5}
+    await append_mixed(backend, projectors=[Offered(), Counted()])
+    assert rows(backend, "SELECT * FROM counted") == [(12,)]
+    assert rows(backend, "SELECT * FROM finishes") == []
+
+    async with await backend.open(projectors=[Offered(), Counted()], **options) as store:
+        await store.rebuild_projections()
+        assert rows(backend, "SELECT * FROM counted") == [(12,)]
+        await store.append("keep-late", [NewEvent("Other", {})], NO_STREAM)
+        assert rows(backend, "SELECT * FROM counted") == [(13,)]
+        await store.rebuild_projections()
+
+    assert rows(backend, "SELECT * FROM counted") == [(13,)]  # not 12 + 13: a new replayer
+    finishes = [pid for (pid,) in rows(backend, "SELECT pid FROM finishes")]
+    assert len(finishes) == 1  # the second rebuild's: a rebuild empties the table first
+    assert (finishes[0] != os.getpid()) == bool(workers)
