@@ -30,11 +30,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from eventstore.errors import RebuildWorkerError
+from eventstore.model import RecordedEvent
 from eventstore.projections import EventSelection, Projector, Replayer
-from eventstore.records import EVENT_COLUMNS, decode_row
+from eventstore.records import EVENT_COLUMNS
 from eventstore.transaction import Head, Row
 
 Progress = Callable[[int, int], None]
+
+# SQLite's page cache for a rebuild's connections (its default is 2 MiB). A view's indexes take
+# their entries in no particular order, and once an index outgrows the cache nearly every insert
+# reads a page back in: measured on a 1,000,000-event log, 16 MiB replays the ledger in two
+# thirds of the time 2 MiB took. A fixed size, so memory still does not grow with the log.
+REBUILD_CACHE_KIB = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -49,9 +56,12 @@ class RebuildOperation:
     parallel_from: int = 50_000  # the log's length from which workers pay for their start
     batchable = False
     _scratch: Path | None = field(default=None, init=False)
+    _cache_size: int | None = field(default=None, init=False)
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> int:
         """Replay; return the number of events in the log replayed (its head position)."""
+        (self._cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
+        conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
         for projector in self.projectors:
             projector.reset(conn)
         offloaded = self._offloaded(head.position)
@@ -87,8 +97,11 @@ class RebuildOperation:
         return [p for p in candidates if _can_hand_over(p)][: self.workers]
 
     def release(self, conn: sqlite3.Connection) -> None:
-        """Once the transaction has ended: detach the scratch databases (SQLite refuses that
-        inside a transaction) and delete them."""
+        """Once the transaction has ended: give the connection its own cache size back, detach
+        the scratch databases (SQLite refuses that inside a transaction) and delete them."""
+        if self._cache_size is not None:
+            conn.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
+            self._cache_size = None
         if self._scratch is None:
             return
         for _, name, _ in conn.execute("PRAGMA database_list").fetchall():
@@ -127,12 +140,13 @@ def replay(
         " ORDER BY position LIMIT ?"
     )
     replayers = [_replayer(projector) for projector in projectors]
+    new_event = tuple.__new__  # decode_row without a call per row: the row is the event
     position = 0
     while position < up_to:
         rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()
         if not rows:
             break
-        events = list(map(decode_row, rows))
+        events = [new_event(RecordedEvent, row) for row in rows]
         for replayer in replayers:
             replayer.apply(target, events)
         position = events[-1].position
@@ -184,6 +198,7 @@ class ScratchReplay:
             # A scratch file: if this process dies, the rebuild fails and the file is deleted.
             target.execute("PRAGMA journal_mode = OFF")
             target.execute("PRAGMA synchronous = OFF")
+            target.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
             self.projector.setup(target)
             source.execute("BEGIN")  # one snapshot for every page
             target.execute("BEGIN")
