@@ -11,8 +11,10 @@ whether or not its ``InvoiceExpired`` has been written yet, so a payment arrivin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from service.domain import errors
 from service.domain.events import (
@@ -84,35 +86,64 @@ class Invoice:
 
 def evolve(state: Invoice | None, event: Event) -> Invoice:
     """The invoice after ``event``."""
-    # Built with the constructor rather than dataclasses.replace: a replay folds every event of
-    # the log through here, and replace() inspects the class's fields on each call.
-    if isinstance(event, InvoiceCreated):
-        transactions = tuple(Transaction(line, PENDING) for line in event.transactions)
+    # A replay folds every event of the log through here: the fold is found by the event's
+    # class in one lookup, and states are built with the constructor (dataclasses.replace
+    # inspects the class's fields on each call).
+    if type(event) is InvoiceCreated:
+        transactions = tuple([Transaction(line, PENDING) for line in event.transactions])
         return Invoice(event, PENDING, transactions, (), event.created_at)
     if state is None:
         raise ValueError(f"{type(event).__name__} before InvoiceCreated")
-    if isinstance(event, InvoicePaid):
-        ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
-        return _with_all(state, PAID, event.paid_at, ids)
-    if isinstance(event, InvoiceExpired):
-        return _with_all(state, EXPIRED, event.expired_at, state.payment_ids)
-    if isinstance(event, InvoiceCanceled):
-        return _with_all(state, CANCELED, event.canceled_at, state.payment_ids)
-    if isinstance(event, LatePaymentReceived):
-        ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
-        return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
-    if isinstance(event, RefundRequested):
-        return _with_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
-    if isinstance(event, RefundCompleted):
-        return _with_one(state, event.invoice_onmarket, REFUNDED, event.completed_at)
-    if isinstance(event, TransactionCompleted):
-        return _with_one(state, event.invoice_onmarket, COMPLETED, event.completed_at)
-    return state
+    fold = _FOLDS.get(type(event))
+    return state if fold is None else fold(state, event)
+
+
+def _paid(state: Invoice, event: InvoicePaid) -> Invoice:
+    ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
+    return _with_all(state, PAID, event.paid_at, ids)
+
+
+def _expired(state: Invoice, event: InvoiceExpired) -> Invoice:
+    return _with_all(state, EXPIRED, event.expired_at, state.payment_ids)
+
+
+def _canceled(state: Invoice, event: InvoiceCanceled) -> Invoice:
+    return _with_all(state, CANCELED, event.canceled_at, state.payment_ids)
+
+
+def _late_payment(state: Invoice, event: LatePaymentReceived) -> Invoice:
+    ids = (*state.payment_ids, event.payment_id, *event.payment_aliases)
+    return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
+
+
+def _refund_requested(state: Invoice, event: RefundRequested) -> Invoice:
+    return _with_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
+
+
+def _refund_completed(state: Invoice, event: RefundCompleted) -> Invoice:
+    return _with_one(state, event.invoice_onmarket, REFUNDED, event.completed_at)
+
+
+def _completed(state: Invoice, event: TransactionCompleted) -> Invoice:
+    return _with_one(state, event.invoice_onmarket, COMPLETED, event.completed_at)
+
+
+# Events of other kinds leave the state as it is.
+_FOLDS: dict[type, Callable[[Invoice, Any], Invoice]] = {
+    InvoicePaid: _paid,
+    InvoiceExpired: _expired,
+    InvoiceCanceled: _canceled,
+    LatePaymentReceived: _late_payment,
+    RefundRequested: _refund_requested,
+    RefundCompleted: _refund_completed,
+    TransactionCompleted: _completed,
+}
+_SETTLED = frozenset({COMPLETED, REFUNDED})
 
 
 def _with_all(state: Invoice, status: str, at: datetime, payment_ids: tuple[str, ...]) -> Invoice:
     """Invoice and every transaction in ``status``."""
-    transactions = tuple(Transaction(t.line, status) for t in state.transactions)
+    transactions = tuple([Transaction(t.line, status) for t in state.transactions])
     return Invoice(state.created, status, transactions, payment_ids, at)
 
 
@@ -120,12 +151,14 @@ def _with_one(state: Invoice, invoice_onmarket: str, status: str, at: datetime) 
     """One transaction in ``status``; a PAID invoice is settled once every transaction is
     completed or refunded (COMPLETED if any was completed, else REFUNDED)."""
     transactions = tuple(
-        Transaction(t.line, status) if t.line.invoice_onmarket == invoice_onmarket else t
-        for t in state.transactions
+        [
+            Transaction(t.line, status) if t.line.invoice_onmarket == invoice_onmarket else t
+            for t in state.transactions
+        ]
     )
     statuses = {t.status for t in transactions}
     invoice_status = state.status
-    if statuses <= {COMPLETED, REFUNDED}:
+    if statuses <= _SETTLED:
         invoice_status = COMPLETED if COMPLETED in statuses else REFUNDED
     return Invoice(state.created, invoice_status, transactions, state.payment_ids, at)
 
