@@ -37,13 +37,15 @@ class InvoiceAndUserViews:
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
         # Only what a view reads: reservations, balances and idempotency records are skipped.
-        decoded = [
-            (recorded, decode(recorded))
-            for recorded in events
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX) or recorded.type in USER_EVENTS
-        ]
-        self.invoices.apply_decoded(conn, decoded)
-        self.users.apply_decoded(conn, decoded)
+        invoices, users = [], []
+        for recorded in events:
+            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
+                invoices.append((recorded, decode(recorded)))
+            elif recorded.type in USER_EVENTS:
+                users.append((recorded, decode(recorded)))
+        self.invoices.apply_decoded(conn, invoices)
+        if users:
+            self.users.apply_decoded(conn, users)
 
 
 def all_projectors() -> list[Projector]:

@@ -81,28 +81,33 @@ class InvoiceView:
         ]
         if not relevant:
             return
-        created = [invoice for invoice, _, event in relevant if isinstance(event, InvoiceCreated)]
-        states = _load_states(conn, {invoice for invoice, _, _ in relevant} - set(created))
+        # Invoices created in this call, in creation order (a dict as an ordered set).
+        created = {invoice: None for invoice, _, event in relevant if type(event) is InvoiceCreated}
+        states = _load_states(
+            conn, {invoice for invoice, _, _ in relevant if invoice not in created}
+        )
         last: dict[str, RecordedEvent] = {}
         for invoice, recorded, event in relevant:
             states[invoice] = evolve(states.get(invoice), event)
             last[invoice] = recorded
         _insert(conn, [(states[invoice], last[invoice]) for invoice in created])
-        conn.executemany(
-            "UPDATE invoice_view SET status = ?, state = ?, version = ?, position = ?"
-            " WHERE invoice = ?",
-            [
-                (
-                    state.status,
-                    encode_state(state),
-                    last[invoice].version,
-                    last[invoice].position,
-                    invoice,
-                )
-                for invoice, state in states.items()
-                if invoice not in created
-            ],
-        )
+        changed = [
+            (
+                state.status,
+                encode_state(state),
+                last[invoice].version,
+                last[invoice].position,
+                invoice,
+            )
+            for invoice, state in states.items()
+            if invoice not in created
+        ]
+        if changed:
+            conn.executemany(
+                "UPDATE invoice_view SET status = ?, state = ?, version = ?, position = ?"
+                " WHERE invoice = ?",
+                changed,
+            )
 
 
 def _load_states(conn: sqlite3.Connection, invoices: set[str]) -> dict[str, Invoice]:

@@ -13,7 +13,6 @@ from eventstore import EventSelection, Migration, RecordedEvent, apply_migration
 from service.domain.codec import format_time
 from service.domain.events import decode
 from service.domain.ledger import postings
-from service.projections.invoices import Decoded
 
 MIGRATIONS = (
     Migration(
@@ -61,10 +60,6 @@ class LedgerView:
         conn.execute("DELETE FROM account_balances")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        money = [recorded for recorded in events if recorded.type in MONEY_EVENTS]
-        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in money])
-
-    def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
         changes: dict[str, int] = {}
         for _, _, account, amount, *_ in _insert_entries(conn, events):
             changes[account] = changes.get(account, 0) + amount
@@ -85,8 +80,7 @@ class LedgerReplay:
     the live view keeps up to date: upserting each page's changes cost more than the entries)."""
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        money = [recorded for recorded in events if recorded.type in MONEY_EVENTS]
-        _insert_entries(conn, [(recorded, decode(recorded)) for recorded in money])
+        _insert_entries(conn, events)
 
     def finish(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -95,14 +89,15 @@ class LedgerReplay:
         )
 
 
-def _insert_entries(conn: sqlite3.Connection, events: Sequence[Decoded]) -> list[Entry]:
-    """Insert the ledger lines of ``events``; return them."""
+def _insert_entries(conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> list[Entry]:
+    """Insert the ledger lines of ``events``; return them. Only money events are decoded."""
     entries: list[Entry] = []
     # Events of one commit share their time: format it once (a replay formats the log's).
     last_time, recorded_at = None, ""
-    for recorded, event in events:
+    for recorded in events:
         if recorded.type not in MONEY_EVENTS:
             continue
+        event = decode(recorded)
         invoice = getattr(event, "invoice", None)
         if recorded.recorded_at_text != last_time:
             last_time, recorded_at = recorded.recorded_at_text, format_time(recorded.recorded_at)
