@@ -3,7 +3,12 @@
 Streams of events with versions for optimistic concurrency, a gap-free global order, group
 commit, subscriptions with stored checkpoints, inline projections and a tamper-evident hash
 chain. It knows nothing about the domain stored in it.
+
+``EventStore`` (and with it asyncio and aiosqlite) is imported when first asked for: a rebuild's
+worker process imports this package only for the replay, and starts that much sooner.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import (
     CheckpointConflict,
@@ -26,10 +31,21 @@ from eventstore.model import (
     StreamAppend,
     VerifyReport,
 )
-from eventstore.projections import EventSelection, Projector
+from eventstore.projections import EventSelection, Projector, Replayer
 from eventstore.schema import Migration, apply_migrations
-from eventstore.store import EventStore
 from eventstore.versions import ANY, NO_STREAM
+
+if TYPE_CHECKING:
+    from eventstore.store import EventStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EventStore":
+        from eventstore.store import EventStore
+
+        return EventStore
+    raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
+
 
 __all__ = [
     "ANY",
@@ -49,6 +65,7 @@ __all__ = [
     "Projector",
     "RebuildWorkerError",
     "RecordedEvent",
+    "Replayer",
     "SchemaTooNewError",
     "SerializationError",
     "StoreClosedError",
