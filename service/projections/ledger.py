@@ -83,9 +83,12 @@ class LedgerReplay:
         _insert_entries(conn, events)
 
     def finish(self, conn: sqlite3.Connection) -> None:
+        # NOT INDEXED: read the entries in the table's order and sort the sums, rather than walk
+        # the account index and look each entry's amount up in the table at random (on a
+        # 1,000,000-event log, 1.1 s against 4.6 s).
         conn.execute(
             "INSERT INTO account_balances (account, balance)"
-            " SELECT account, SUM(amount) FROM ledger_entries GROUP BY account"
+            " SELECT account, SUM(amount) FROM ledger_entries NOT INDEXED GROUP BY account"
         )
 
 
