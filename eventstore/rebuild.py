@@ -2,7 +2,8 @@
 
 A rebuild is one transaction, so readers see the old views until the new ones are complete. It
 reads the log in pages of ``page_size`` events and only the events some projector reads
-(``Projector.reads``); the others are never decoded.
+(``Projector.reads``); the others are never decoded. Each page goes to the projector's own
+replayer if it makes one (``Projector.replayer``), else to its ``apply``.
 
 On a long log (``parallel_from`` events or more) the projectors after the first that name their
 tables (``Projector.tables``) and can be pickled are replayed by worker processes, one each,
