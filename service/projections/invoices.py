@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 import orjson
@@ -165,18 +165,21 @@ def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) 
 # its times is UTC with microseconds (all but about one in a million from a real clock), and the
 # text is the same either way: views written before stay equal to a replay.
 _STATE_ENCODER = msgspec.json.Encoder(order="sorted")
-_UTC_OFFSET = timedelta(0)
 
 
 def encode_state(state: Invoice) -> str:
-    if all(
-        moment.microsecond and moment.utcoffset() == _UTC_OFFSET for moment in state_times(state)
+    created_at, expired_at, updated_at = state_times(state)
+    if (
+        created_at.microsecond
+        and expired_at.microsecond
+        and updated_at.microsecond
+        and created_at.tzinfo is expired_at.tzinfo is updated_at.tzinfo is UTC
     ):
         return _STATE_ENCODER.encode(state).decode()
     return orjson.dumps(to_data(state), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def state_times(state: Invoice) -> tuple[datetime, ...]:
+def state_times(state: Invoice) -> tuple[datetime, datetime, datetime]:
     """Every time an invoice's state holds (a unit test holds this to ``Invoice``'s fields)."""
     return (state.created.created_at, state.created.expired_at, state.updated_at)
 
