@@ -141,7 +141,7 @@ def replay(
         " ORDER BY position LIMIT ?"
     )
     replayers = [_replayer(projector) for projector in projectors]
-    new_event = tuple.__new__  # decode_row without a call per row: the row is the event
+    new_event = tuple.__new__  # the row is the event: made one in C, no Python call per row
     position = 0
     while position < up_to:
         rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()

@@ -38,14 +38,10 @@ def from_data(cls: type[T], data: dict[str, Any]) -> T:
     return msgspec.convert(data, cls)
 
 
-def from_json(cls: type[T], text: str | bytes) -> T:
-    """The dataclass instance for the JSON text of an object written by ``to_data``: what
-    ``from_data`` gives for the parsed text, built straight from the text."""
-    return json_decoder(cls).decode(text)
-
-
 def json_decoder(cls: type[T]) -> msgspec.json.Decoder[T]:
-    """``from_json`` for one class, as a decoder to keep: ``decoder.decode(text)``."""
+    """A decoder of ``cls`` from the JSON text of an object written by ``to_data``:
+    ``decoder.decode(text)`` gives what ``from_data`` gives for the parsed text, built straight
+    from the text."""
     return _decoder(cast(type, cls))
 
 

@@ -33,6 +33,32 @@ async def test_append_to_a_new_stream_records_versions_positions_time_and_hash(
     assert recorded[0].hash != recorded[1].hash
 
 
+async def test_a_recorded_event_is_its_stored_text_decoded_when_read(
+    store: EventStore, backend: SQLiteBackend
+) -> None:
+    """Data, metadata and time come from the stored text each time they are read, so changing
+    what one read changes neither the event nor what the next read gives."""
+    (recorded,) = await store.append(
+        "invoice-1", [NewEvent("Created", {"n": 1, "s": "é"}, {"actor": "a"})], NO_STREAM
+    )
+    conn = backend.raw()
+    try:
+        stored = conn.execute(
+            "SELECT data, metadata, recorded_at FROM events WHERE position = ?",
+            (recorded.position,),
+        ).fetchone()
+    finally:
+        conn.close()
+    assert (recorded.data_json, recorded.metadata_json, recorded.recorded_at_text) == stored
+    first = recorded.data
+    first["n"] = 2
+    assert recorded.data == {"n": 1, "s": "é"}
+    assert recorded.metadata == {"actor": "a"}
+    assert recorded.recorded_at.isoformat(timespec="microseconds")[:-6] + "Z" == stored[2]
+    (read,) = [event async for event in store.read_all()]
+    assert read == recorded
+
+
 async def test_positions_are_global_and_gap_free_across_streams(store: EventStore) -> None:
     """Positions count every event of every stream in commit order, without holes."""
     await store.append("a", events("A1"), NO_STREAM)

@@ -15,11 +15,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import hypothesis
+import msgspec
 import orjson
 import pytest
 from hypothesis import strategies as st
 
-from service.domain.codec import format_time, from_data, parse_time, to_data
+from service.domain.codec import format_time, from_data, json_decoder, parse_time, to_data
 from service.domain.events import (
     EVENT_TYPES,
     BalanceCredited,
@@ -155,6 +156,26 @@ def test_an_event_comes_back_equal_from_its_stored_json(event: Event) -> None:
 
     assert restored == event
     assert type(restored) is type(event)
+
+
+@pytest.mark.parametrize("event", SAMPLES, ids=sample_id)
+def test_an_event_decoded_straight_from_its_stored_text_equals_the_one_from_the_dict(
+    event: Event,
+) -> None:
+    """A replay decodes events from the log's JSON text (``json_decoder``); it must build what
+    ``from_data`` builds from the parsed text, and refuse what ``from_data`` refuses."""
+    cls = EVENT_TYPES[type(event).__name__]
+    text = orjson.dumps(to_data(event), option=orjson.OPT_SORT_KEYS)
+
+    restored = json_decoder(cls).decode(text)
+
+    assert restored == from_data(cls, orjson.loads(text)) == event
+    assert type(restored) is type(event)
+    wrong = orjson.dumps({**orjson.loads(text), next(iter(orjson.loads(text))): [1, 2]})
+    with pytest.raises(msgspec.ValidationError):
+        json_decoder(cls).decode(wrong)
+    with pytest.raises(msgspec.ValidationError):
+        from_data(cls, orjson.loads(wrong))
 
 
 @pytest.mark.parametrize("event", SAMPLES, ids=sample_id)
