@@ -58,11 +58,17 @@ class RebuildOperation:
     batchable = False
     _scratch: Path | None = field(default=None, init=False)
     _cache_size: int | None = field(default=None, init=False)
+    _autocheckpoint: int | None = field(default=None, init=False)
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> int:
         """Replay; return the number of events in the log replayed (its head position)."""
         (self._cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
         conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
+        # The commit leaves the WAL's pages (every view, hundreds of MiB on a long log) for
+        # the store to checkpoint from a connection of its own: done in the commit, on this
+        # connection, it would hold up every append queued behind the rebuild.
+        (self._autocheckpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         for projector in self.projectors:
             projector.reset(conn)
         offloaded = self._offloaded(head.position)
@@ -98,11 +104,15 @@ class RebuildOperation:
         return [p for p in candidates if _can_hand_over(p)][: self.workers]
 
     def release(self, conn: sqlite3.Connection) -> None:
-        """Once the transaction has ended: give the connection its own cache size back, detach
-        the scratch databases (SQLite refuses that inside a transaction) and delete them."""
+        """Once the transaction has ended: give the connection its own cache size and
+        checkpoint threshold back, detach the scratch databases (SQLite refuses that inside a
+        transaction) and delete them."""
         if self._cache_size is not None:
             conn.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
             self._cache_size = None
+        if self._autocheckpoint is not None:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._autocheckpoint)}")
+            self._autocheckpoint = None
         if self._scratch is None:
             return
         for _, name, _ in conn.execute("PRAGMA database_list").fetchall():

@@ -83,6 +83,7 @@ class EventStore:
         self._lookups: sqlite3.Connection | None = None
         self._head_position = 0
         self._committed = asyncio.Event()
+        self._checkpoint: asyncio.Future[None] | None = None
         self._closed = False
         self._writer = GroupCommitWriter(
             lambda: _connect_writer(path, busy_timeout),
@@ -172,6 +173,7 @@ class EventStore:
             await reader.close()
         if self._lookups is not None:
             self._lookups.close()
+        await self.checkpointed()
         # The writer closes last: the last connection to close checkpoints the WAL into the
         # database and removes it, which a read-only connection cannot do.
         await self._writer.close()
@@ -228,7 +230,10 @@ class EventStore:
         """Empty every inline view and replay the whole log into it; return the events replayed.
 
         Runs as one transaction, so readers see the old views until the new ones are complete.
-        ``progress(done, total)`` is called after each page, from the writer's thread.
+        ``progress(done, total)`` is called after each page, from the writer's thread. Returns
+        once the new views are committed (durable at ``FULL``); their pages are then copied from
+        the WAL into the database file in the background (:meth:`checkpointed` waits for that),
+        while appends go on.
         """
         operation = RebuildOperation(
             self._projectors,
@@ -238,7 +243,24 @@ class EventStore:
             self._rebuild_workers,
             self._rebuild_parallel_from,
         )
-        return await self._submit(operation)  # type: ignore[no-any-return]
+        replayed: int = await self._submit(operation)
+        self._checkpoint_in_background()
+        return replayed
+
+    def _checkpoint_in_background(self) -> None:
+        """Copy the WAL's pages into the database file from a connection and thread of their
+        own (SQLite's passive checkpoint: it waits for no reader and no writer, and a writer's
+        own checkpoint attempt meanwhile returns at once). ``close`` waits for it."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return  # one is running; the writer's own checkpoints take the rest
+        self._checkpoint = asyncio.ensure_future(
+            asyncio.to_thread(checkpoint_wal, self.path, self._busy_timeout)
+        )
+
+    async def checkpointed(self) -> None:
+        """Wait until a checkpoint started by a rebuild has finished (if one was started)."""
+        if self._checkpoint is not None:
+            await self._checkpoint
 
     async def _submit(self, operation: Any) -> Any:
         if self._closed:
@@ -473,6 +495,18 @@ def _connect_lookups(path: Path, busy_timeout: float) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
     conn.execute("PRAGMA query_only = ON")
     return conn
+
+
+def checkpoint_wal(path: Path, busy_timeout: float) -> None:
+    """A passive checkpoint of the store at ``path`` on a connection of its own. One that fails
+    (a full disk, say) loses nothing: the pages stay in the WAL, where readers find them, and
+    the writer's next checkpoint tries again."""
+    with contextlib.suppress(sqlite3.Error):
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
 
 
 def _prepare_writer(

@@ -231,3 +231,31 @@ async def test_a_projector_with_a_replayer_is_rebuilt_by_a_new_one_each_time(
     finishes = [pid for (pid,) in rows(backend, "SELECT pid FROM finishes")]
     assert len(finishes) == 1  # the second rebuild's: a rebuild empties the table first
     assert (finishes[0] != os.getpid()) == bool(workers)
+
+
+def file_rows(backend: SQLiteBackend, query: str) -> list[tuple[object, ...]]:
+    """Rows of the database file alone: ``immutable=1`` reads no WAL."""
+    conn = sqlite3.connect(f"{backend.path.resolve().as_uri()}?immutable=1", uri=True)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_a_rebuilds_pages_reach_the_database_file_in_the_background(
+    backend: SQLiteBackend,
+) -> None:
+    """The rebuild returns once committed; its pages are checkpointed from the WAL into the
+    file by a connection of the store's own while appends go on, and ``checkpointed`` waits."""
+    wanted = await append_mixed(backend, projectors=[Offered()])
+    # Live appends offered every event; the file has them once the store closed.
+    assert [p for (p,) in file_rows(backend, "SELECT position FROM offered")] == list(range(1, 13))
+
+    async with await backend.open(projectors=[Offered()]) as store:
+        await store.rebuild_projections()
+        await store.append("drop-late", [NewEvent("Other", {})], NO_STREAM)  # not held up
+        await store.checkpointed()
+        in_file = [p for (p,) in file_rows(backend, "SELECT position FROM offered")]
+        assert in_file in (wanted, [*wanted, 13])  # the append's row, if it came before
+
+    assert [p for (p,) in file_rows(backend, "SELECT position FROM offered")] == [*wanted, 13]
