@@ -250,12 +250,16 @@ class EventStore:
     def _checkpoint_in_background(self) -> None:
         """Copy the WAL's pages into the database file from a connection and thread of their
         own (SQLite's passive checkpoint: it waits for no reader and no writer, and a writer's
-        own checkpoint attempt meanwhile returns at once). ``close`` waits for it."""
-        if self._checkpoint is not None and not self._checkpoint.done():
-            return  # one is running; the writer's own checkpoints take the rest
-        self._checkpoint = asyncio.ensure_future(
-            asyncio.to_thread(checkpoint_wal, self.path, self._busy_timeout)
-        )
+        own checkpoint attempt meanwhile returns at once), after any such checkpoint still
+        running. ``close`` waits for it."""
+        previous = self._checkpoint
+
+        async def checkpoint() -> None:
+            if previous is not None:
+                await previous
+            await asyncio.to_thread(_checkpoint_wal, self.path, self._busy_timeout)
+
+        self._checkpoint = asyncio.ensure_future(checkpoint())
 
     async def checkpointed(self) -> None:
         """Wait until a checkpoint started by a rebuild has finished (if one was started)."""
@@ -497,7 +501,7 @@ def _connect_lookups(path: Path, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
-def checkpoint_wal(path: Path, busy_timeout: float) -> None:
+def _checkpoint_wal(path: Path, busy_timeout: float) -> None:
     """A passive checkpoint of the store at ``path`` on a connection of its own. One that fails
     (a full disk, say) loses nothing: the pages stay in the WAL, where readers find them, and
     the writer's next checkpoint tries again."""
