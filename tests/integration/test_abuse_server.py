@@ -263,8 +263,10 @@ def test_a_thousand_idle_connections_do_not_starve_a_normal_request(server: Serv
         opened = time.monotonic() - started
         for sock in sockets[::2]:
             sock.sendall(b"POST /payment-checkout HT")
-        held = 0
-        while held < 1000 and time.monotonic() - started < LIMIT / 2:  # until all are accepted
+        # Count until all are accepted, at least once: on a loaded machine opening them can take
+        # half the keep-alive limit, and the first ones are not closed before the whole limit.
+        held = server.sockets() - baseline
+        while held < 1000 and time.monotonic() - started < LIMIT / 2:
             held = max(held, server.sockets() - baseline)
         served = server.health_seconds()
         rss_held, peak_held = server.memory_kib()
