@@ -15,7 +15,7 @@ from typing import NamedTuple
 from eventstore.errors import CheckpointConflict, ConcurrencyError, DuplicateEventError
 from eventstore.model import Checkpoint, RecordedEvent
 from eventstore.projections import Projector
-from eventstore.records import EVENT_COLUMNS, chain_hash, decode_row
+from eventstore.records import EVENT_COLUMNS, chain_hash, decode_rows
 from eventstore.transaction import INSERT_EVENT, Head, Row
 from eventstore.versions import ANY
 
@@ -77,7 +77,7 @@ class AppendOperation:
         if self.checkpoint is not None:
             move_checkpoint(conn, self.checkpoint, head)
         # The stored text itself, so callers and projectors see what a replay sees.
-        recorded = [decode_row(row) for row in rows]
+        recorded = decode_rows(rows)
         for projector in self.projectors:
             projector.apply(conn, recorded)
         return self._per_stream(recorded)
@@ -160,4 +160,4 @@ def _stored_events(conn: sqlite3.Connection, event_ids: list[str]) -> list[Recor
     rows = conn.execute(
         f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({placeholders})", event_ids
     ).fetchall()
-    return [decode_row(row) for row in rows]
+    return decode_rows(rows)

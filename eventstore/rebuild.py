@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from eventstore.errors import RebuildWorkerError
-from eventstore.model import RecordedEvent
 from eventstore.projections import EventSelection, Projector, Replayer
-from eventstore.records import EVENT_COLUMNS
+from eventstore.records import EVENT_COLUMNS, decode_rows
 from eventstore.transaction import Head, Row
 
 Progress = Callable[[int, int], None]
@@ -151,13 +150,12 @@ def replay(
         " ORDER BY position LIMIT ?"
     )
     replayers = [_replayer(projector) for projector in projectors]
-    new_event = tuple.__new__  # the row is the event: made one in C, no Python call per row
     position = 0
     while position < up_to:
         rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()
         if not rows:
             break
-        events = [new_event(RecordedEvent, row) for row in rows]
+        events = decode_rows(rows)
         for replayer in replayers:
             replayer.apply(target, events)
         position = events[-1].position

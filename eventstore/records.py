@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +123,13 @@ def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
     """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``: the row itself, nothing
     decoded until it is read."""
     return RecordedEvent._make(row)
+
+
+def decode_rows(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
+    """``decode_row`` of each row, without a Python call per row (a replay makes one for every
+    event of the log): each row becomes the event's tuple in C."""
+    new = tuple.__new__
+    return [new(RecordedEvent, row) for row in rows]
 
 
 EVENT_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, hash"

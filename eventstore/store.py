@@ -37,7 +37,13 @@ from eventstore.model import (
 from eventstore.operations import AppendOperation, EncodedStream
 from eventstore.projections import Projector
 from eventstore.rebuild import RebuildOperation
-from eventstore.records import EVENT_COLUMNS, check_stream_id, decode_row, encode_event
+from eventstore.records import (
+    EVENT_COLUMNS,
+    check_stream_id,
+    decode_row,
+    decode_rows,
+    encode_event,
+)
 from eventstore.schema import EVENTSTORE_MIGRATIONS, apply_migrations
 from eventstore.verification import verify_file
 from eventstore.versions import ANY
@@ -309,7 +315,7 @@ class EventStore:
             " ORDER BY version LIMIT ?",
             (stream_id, after_version, limit),
         )
-        return [decode_row(row) for row in rows]
+        return decode_rows(rows)
 
     async def read_all(
         self, after_position: int = 0, *, types: Collection[str] | None = None
@@ -399,7 +405,7 @@ class EventStore:
                 " GROUP BY stream_id)",
                 chunk,
             )
-            last.update((event.stream_id, event) for event in map(decode_row, rows))
+            last.update((event.stream_id, event) for event in decode_rows(rows))
         return last
 
     async def stream_version(self, stream_id: str) -> int:
