@@ -56,18 +56,15 @@ class RebuildOperation:
     parallel_from: int = 50_000  # the log's length from which workers pay for their start
     batchable = False
     _scratch: Path | None = field(default=None, init=False)
-    _cache_size: int | None = field(default=None, init=False)
-    _autocheckpoint: int | None = field(default=None, init=False)
+    _settings: dict[str, int] = field(default_factory=dict, init=False)  # pragma: value before
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> int:
         """Replay; return the number of events in the log replayed (its head position)."""
-        (self._cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
-        conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
+        self._set(conn, "cache_size", -REBUILD_CACHE_KIB)
         # The commit leaves the WAL's pages (every view, hundreds of MiB on a long log) for
         # the store to checkpoint from a connection of its own: done in the commit, on this
         # connection, it would hold up every append queued behind the rebuild.
-        (self._autocheckpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        self._set(conn, "wal_autocheckpoint", 0)
         for projector in self.projectors:
             projector.reset(conn)
         offloaded = self._offloaded(head.position)
@@ -96,6 +93,11 @@ class RebuildOperation:
                     worker.communicate()
         return head.position
 
+    def _set(self, conn: sqlite3.Connection, name: str, value: int) -> None:
+        """Set the connection's ``PRAGMA name`` for the rebuild; ``release`` sets it back."""
+        (self._settings[name],) = conn.execute(f"PRAGMA {name}").fetchone()
+        conn.execute(f"PRAGMA {name} = {value}")
+
     def _offloaded(self, events: int) -> list[Projector]:
         if self.database is None or events < self.parallel_from:
             return []
@@ -106,12 +108,9 @@ class RebuildOperation:
         """Once the transaction has ended: give the connection its own cache size and
         checkpoint threshold back, detach the scratch databases (SQLite refuses that inside a
         transaction) and delete them."""
-        if self._cache_size is not None:
-            conn.execute(f"PRAGMA cache_size = {int(self._cache_size)}")
-            self._cache_size = None
-        if self._autocheckpoint is not None:
-            conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._autocheckpoint)}")
-            self._autocheckpoint = None
+        for name, value in self._settings.items():
+            conn.execute(f"PRAGMA {name} = {value}")
+        self._settings.clear()
         if self._scratch is None:
             return
         for _, name, _ in conn.execute("PRAGMA database_list").fetchall():
