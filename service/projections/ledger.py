@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import EventSelection, Migration, RecordedEvent, apply_migrations
-from service.domain.codec import format_time
 from service.domain.events import decode
 from service.domain.ledger import postings
 
@@ -95,15 +94,13 @@ class LedgerReplay:
 def _insert_entries(conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> list[Entry]:
     """Insert the ledger lines of ``events``; return them. Only money events are decoded."""
     entries: list[Entry] = []
-    # Events of one commit share their time: format it once (a replay formats the log's).
-    last_time, recorded_at = None, ""
     for recorded in events:
         if recorded.type not in MONEY_EVENTS:
             continue
         event = decode(recorded)
         invoice = getattr(event, "invoice", None)
-        if recorded.recorded_at_text != last_time:
-            last_time, recorded_at = recorded.recorded_at_text, format_time(recorded.recorded_at)
+        # The log's own text: the store writes every time as format_time does.
+        recorded_at = recorded.recorded_at_text
         for line, (account, amount) in enumerate(postings(event)):
             entries.append(
                 (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
