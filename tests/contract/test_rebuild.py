@@ -267,3 +267,57 @@ async def test_a_rebuilds_pages_reach_the_database_file_in_the_background(
         assert in_file == [*wanted, 14]  # 13 is not selected, 14 is
 
     assert [p for (p,) in file_rows(backend, "SELECT position FROM offered")] == [*wanted, 14]
+
+
+class Indexed:
+    """A view with an index of its own and one of a ``UNIQUE`` constraint; each row notes the
+    indexes its table had when ``apply`` wrote it."""
+
+    name = "indexed"
+    tables = ("indexed",)
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS indexed (position INTEGER PRIMARY KEY,"
+            " type TEXT NOT NULL, stream TEXT NOT NULL UNIQUE, indexes TEXT NOT NULL)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS indexed_by_type ON indexed (type, position)")
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM indexed")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        names = conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'indexed'"
+            " ORDER BY name"
+        ).fetchall()
+        indexes = ",".join(name for (name,) in names)
+        conn.executemany(
+            "INSERT INTO indexed VALUES (?, ?, ?, ?)",
+            [(event.position, event.type, event.stream_id, indexes) for event in events],
+        )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_rebuild_creates_a_views_own_indexes_after_its_replay(
+    backend: SQLiteBackend, workers: int
+) -> None:
+    """The view's ``CREATE INDEX`` indexes are dropped for the replay and created again after
+    it, here or in a worker, the same as before; the index of a ``UNIQUE`` constraint stays."""
+    options = {"rebuild_workers": workers, "rebuild_parallel_from": 1, "page_size": 5}
+    await append_mixed(backend, projectors=[Offered(), Indexed()])
+    schema = "SELECT name, sql FROM sqlite_schema WHERE tbl_name = 'indexed' ORDER BY name"
+    before = rows(backend, schema)
+    assert {i for (i,) in rows(backend, "SELECT indexes FROM indexed")} == {
+        "indexed_by_type,sqlite_autoindex_indexed_1"
+    }
+
+    async with await backend.open(projectors=[Offered(), Indexed()], **options) as store:
+        await store.rebuild_projections()
+
+    replayed = rows(backend, "SELECT position, indexes FROM indexed ORDER BY position")
+    assert replayed == [(position, "sqlite_autoindex_indexed_1") for position in range(1, 13)]
+    assert rows(backend, schema) == before
+    assert rows(backend, "PRAGMA integrity_check") == [("ok",)]  # each index matches its table
+    plan = rows(backend, "EXPLAIN QUERY PLAN SELECT position FROM indexed WHERE type = 'Other'")
+    assert "indexed_by_type" in str(plan)
