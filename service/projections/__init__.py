@@ -38,12 +38,13 @@ class InvoiceAndUserViews:
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
         # Only what a view reads: reservations, balances and idempotency records are skipped.
         invoices, users = [], []
+        start = len(INVOICE_STREAM_PREFIX)
         for recorded in events:
             if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
-                invoices.append((recorded, decode(recorded)))
+                invoices.append((recorded.stream_id[start:], recorded, decode(recorded)))
             elif recorded.type in USER_EVENTS:
                 users.append((recorded, decode(recorded)))
-        self.invoices.apply_decoded(conn, invoices)
+        self.invoices.fold(conn, invoices)
         if users:
             self.users.apply_decoded(conn, users)
 

@@ -49,6 +49,7 @@ MIGRATIONS = (
 
 INVOICE_STREAM_PREFIX = "invoice-"
 Decoded = tuple[RecordedEvent, Event]
+InvoiceEvent = tuple[str, RecordedEvent, Event]  # (invoice, recorded, event) of an invoice stream
 
 
 def invoice_stream(invoice: str) -> str:
@@ -69,27 +70,33 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_view")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in events])
-
-    def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
-        """Fold the events into each invoice's state, reading and writing each invoice once
-        per call (a live append brings a few events; a rebuild, a page of them)."""
-        relevant = [
-            (recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, event)
-            for recorded, event in events
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
-        ]
-        if not relevant:
-            return
-        # Invoices created in this call, in creation order (a dict as an ordered set).
-        created = {invoice: None for invoice, _, event in relevant if type(event) is InvoiceCreated}
-        states = _load_states(
-            conn, {invoice for invoice, _, _ in relevant if invoice not in created}
+        start = len(INVOICE_STREAM_PREFIX)
+        self.fold(
+            conn,
+            [
+                (recorded.stream_id[start:], recorded, decode(recorded))
+                for recorded in events
+                if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
+            ],
         )
+
+    def fold(self, conn: sqlite3.Connection, events: Sequence[InvoiceEvent]) -> None:
+        """Fold events of invoice streams into each invoice's state, reading and writing each
+        invoice once per call (a live append brings a few events; a rebuild, a page of them)."""
+        if not events:
+            return
+        created: dict[str, None] = {}  # invoices created in this call, in creation order
+        earlier: set[str] = set()  # invoices created before it: their states are in the view
         last: dict[str, RecordedEvent] = {}
-        for invoice, recorded, event in relevant:
-            states[invoice] = evolve(states.get(invoice), event)
+        for invoice, recorded, event in events:
+            if type(event) is InvoiceCreated:
+                created[invoice] = None
+            elif invoice not in created:
+                earlier.add(invoice)
             last[invoice] = recorded
+        states = _load_states(conn, earlier)
+        for invoice, _, event in events:
+            states[invoice] = evolve(states.get(invoice), event)
         _insert(conn, [(states[invoice], last[invoice]) for invoice in created])
         changed = [
             (
@@ -100,7 +107,7 @@ class InvoiceView:
                 invoice,
             )
             for invoice, state in states.items()
-            if invoice not in created
+            if invoice in earlier
         ]
         if changed:
             conn.executemany(
