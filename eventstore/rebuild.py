@@ -65,6 +65,10 @@ class RebuildOperation:
         # the store to checkpoint from a connection of its own: done in the commit, on this
         # connection, it would hold up every append queued behind the rebuild.
         self._set(conn, "wal_autocheckpoint", 0)
+        # SQLite built with SECURE_DELETE (Debian's is) overwrites with zeros every page that
+        # emptying the views frees: on a 1,000,000-event log, some 420 MiB of zeros written to
+        # the WAL and 0.8 s before the replay starts. Every row of a view is in the log anyway.
+        self._set(conn, "secure_delete", 0)
         for projector in self.projectors:
             projector.reset(conn)
         offloaded = self._offloaded(head.position)

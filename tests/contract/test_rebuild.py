@@ -321,3 +321,34 @@ async def test_a_rebuild_creates_a_views_own_indexes_after_its_replay(
     assert rows(backend, "PRAGMA integrity_check") == [("ok",)]  # each index matches its table
     plan = rows(backend, "EXPLAIN QUERY PLAN SELECT position FROM indexed WHERE type = 'Other'")
     assert "indexed_by_type" in str(plan)
+
+
+class SecureDeleteSeen:
+    """Turns ``secure_delete`` on for the writer's connection (``setup`` runs on it) and notes,
+    for each event it is offered, the setting ``apply`` ran under."""
+
+    name = "secure-delete-seen"
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("CREATE TABLE IF NOT EXISTS seen (position INTEGER, secure_delete INTEGER)")
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM seen")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        (setting,) = conn.execute("PRAGMA secure_delete").fetchone()
+        conn.executemany("INSERT INTO seen VALUES (?, ?)", [(e.position, setting) for e in events])
+
+
+async def test_a_rebuild_empties_its_views_without_overwriting_their_pages(
+    backend: SQLiteBackend,
+) -> None:
+    """A rebuild turns ``secure_delete`` off for its transaction (the rows it deletes are all
+    in the log) and gives the connection its own setting back for the appends after it."""
+    async with await backend.open(projectors=[SecureDeleteSeen()]) as store:
+        await store.append("a", [NewEvent("Other", {})], NO_STREAM)
+        await store.rebuild_projections()
+        await store.append("b", [NewEvent("Other", {})], NO_STREAM)
+
+    assert rows(backend, "SELECT * FROM seen ORDER BY position") == [(1, 0), (2, 1)]
