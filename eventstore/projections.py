@@ -11,9 +11,10 @@ through its ``apply``:
 
 - ``reads``: an :class:`EventSelection` of the events ``apply`` uses; a rebuild reads only
   those (``apply`` must still ignore the others: a live append passes it everything).
-- ``tables``: the names of every table the view writes. A rebuild of a long log may then replay
-  this projector in a worker process, into a scratch database set up with the projector's own
-  ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
+- ``tables``: the names of every table the view writes. A rebuild then builds the indexes the
+  view made with ``CREATE INDEX`` on them after the replay instead of during it, and on a long
+  log may replay this projector in a worker process, into a scratch database set up with the
+  projector's own ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
 - ``replayer()``: a new :class:`Replayer` for one rebuild, which the rebuild gives every page
   instead of ``apply`` and then calls ``finish`` on: for work that costs less done once at the
   end than page by page (a sum over the whole view). It is made anew for each rebuild, so

@@ -3,7 +3,8 @@
 A rebuild is one transaction, so readers see the old views until the new ones are complete. It
 reads the log in pages of ``page_size`` events and only the events some projector reads
 (``Projector.reads``); the others are never decoded. Each page goes to the projector's own
-replayer if it makes one (``Projector.replayer``), else to its ``apply``.
+replayer if it makes one (``Projector.replayer``), else to its ``apply``. The indexes a view made
+with ``CREATE INDEX`` on the tables it names are dropped for its replay and built after it.
 
 On a long log (``parallel_from`` events or more) the projectors after the first that name their
 tables (``Projector.tables``) and can be pickled are replayed by worker processes, one each,
