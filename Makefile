@@ -40,8 +40,8 @@ fuzz: install
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-450} $(BIN)/pytest -v tests/fuzz
 
 # Every benchmark runs even when one before it misses a target (exit status 1); `make bench`
-# fails if any did. About 7 minutes the first time (it generates a 1,000,000-event log, kept
-# in bench/.cache/ for the rebuild and HTTP benchmarks), about 5 after. BENCH_HTTP_FLAGS=--quick
+# fails if any did. About 8 minutes the first time (it generates a 1,000,000-event log, kept
+# in bench/.cache/ for the rebuild and HTTP benchmarks), about 6 after. BENCH_HTTP_FLAGS=--quick
 # shortens the HTTP benchmark to about a minute.
 bench: install
 	status=0; \

@@ -68,7 +68,7 @@ class RebuildOperation:
         self._set(conn, "wal_autocheckpoint", 0)
         # SQLite built with SECURE_DELETE (Debian's is) overwrites with zeros every page that
         # emptying the views frees: on a 1,000,000-event log, some 420 MiB of zeros written to
-        # the WAL and 0.8 s before the replay starts. Every row of a view is in the log anyway.
+        # the WAL, 2.5-3 s before the replay could start. Every row of a view is in the log.
         self._set(conn, "secure_delete", 0)
         for projector in self.projectors:
             projector.reset(conn)
