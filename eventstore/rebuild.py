@@ -26,7 +26,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -75,7 +76,8 @@ class RebuildOperation:
         offloaded = self._offloaded(head.position)
         local = [projector for projector in self.projectors if projector not in offloaded]
         if not offloaded:
-            replay_indexed_late(conn, conn, local, head.position, self.page_size, self.progress)
+            with indexes_built_after(conn, local):
+                replay(conn, conn, local, head.position, self.page_size, self.progress)
             return head.position
         assert self.database is not None  # _offloaded is empty without one
         self._scratch = Path(
@@ -87,7 +89,8 @@ class RebuildOperation:
                 target = self._scratch / f"view-{number}.db"
                 job = ScratchReplay(self.database, target, projector, head.position, self.page_size)
                 workers.append((job, start_worker(job)))
-            replay_indexed_late(conn, conn, local, head.position, self.page_size, self.progress)
+            with indexes_built_after(conn, local):
+                replay(conn, conn, local, head.position, self.page_size, self.progress)
             for number, (job, worker) in enumerate(workers):
                 wait_for(worker)  # a worker's failure is raised here and rolls the rebuild back
                 _copy_tables(conn, job.scratch, f"rebuild_{number}", job.projector.tables)  # type: ignore[attr-defined]
@@ -173,23 +176,20 @@ def replay(
         progress(up_to, up_to)  # the log ends with events no projector reads
 
 
-def replay_indexed_late(
-    source: sqlite3.Connection,
-    target: sqlite3.Connection,
-    projectors: Sequence[Projector],
-    up_to: int,
-    page_size: int,
-    progress: Progress | None,
-) -> None:
-    """``replay``, with the indexes of the tables ``projectors`` name (``Projector.tables``)
-    dropped before it and created again after it, in ``target``'s transaction: SQLite builds
-    an index on a full table by sorting its entries once, which costs less than taking the
-    entries one by one in no particular order. Only indexes made by ``CREATE INDEX``: those of
-    a ``UNIQUE`` or ``PRIMARY KEY`` constraint check each row as it comes, and stay."""
+@contextmanager
+def indexes_built_after(
+    conn: sqlite3.Connection, projectors: Sequence[Projector]
+) -> Iterator[None]:
+    """Drop the indexes of the tables ``projectors`` name (``Projector.tables``) and create
+    them again once the block has replayed into those tables, in ``conn``'s transaction (not if
+    it raises: the rebuild then rolls back). SQLite builds an index on a full table by sorting
+    its entries once, which costs less than taking them one by one in no particular order. Only
+    indexes made by ``CREATE INDEX``: those of a ``UNIQUE`` or ``PRIMARY KEY`` constraint check
+    each row as it comes, and stay."""
     tables = sorted({table for p in projectors for table in getattr(p, "tables", ())})
     marks = ", ".join("?" * len(tables))
     indexes = (
-        target.execute(
+        conn.execute(
             "SELECT name, sql FROM main.sqlite_schema"
             f" WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({marks}) ORDER BY name",
             tables,
@@ -198,10 +198,10 @@ def replay_indexed_late(
         else []
     )
     for name, _ in indexes:
-        target.execute(f'DROP INDEX main."{name}"')
-    replay(source, target, projectors, up_to, page_size, progress)
+        conn.execute(f'DROP INDEX main."{name}"')
+    yield
     for _, sql in indexes:
-        target.execute(sql)
+        conn.execute(sql)
 
 
 def _replayer(projector: Projector) -> Replayer:
@@ -246,7 +246,8 @@ class ScratchReplay:
             self.projector.setup(target)
             source.execute("BEGIN")  # one snapshot for every page
             target.execute("BEGIN")
-            replay_indexed_late(source, target, [self.projector], self.up_to, self.page_size, None)
+            with indexes_built_after(target, [self.projector]):
+                replay(source, target, [self.projector], self.up_to, self.page_size, None)
             target.execute("COMMIT")
             source.execute("COMMIT")
         finally:

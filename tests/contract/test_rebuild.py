@@ -352,3 +352,35 @@ async def test_a_rebuild_empties_its_views_without_overwriting_their_pages(
         await store.append("b", [NewEvent("Other", {})], NO_STREAM)
 
     assert rows(backend, "SELECT * FROM seen ORDER BY position") == [(1, 0), (2, 1)]
+
+
+class FailingIndexed(Indexed):
+    """``Indexed`` whose replay fails at the first page once ``fail`` is set."""
+
+    fail = False
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        if self.fail:
+            raise RuntimeError("failed replay")
+        super().apply(conn, events)
+
+
+async def test_a_failed_rebuild_leaves_a_views_indexes_as_they_were(
+    backend: SQLiteBackend,
+) -> None:
+    """The indexes dropped for the replay come back with the rollback, and stay in use."""
+    view = FailingIndexed()
+    await append_mixed(backend, projectors=[view])
+    schema = "SELECT name, sql FROM sqlite_schema WHERE tbl_name = 'indexed' ORDER BY name"
+    before = rows(backend, schema), rows(backend, "SELECT * FROM indexed")
+    view.fail = True
+
+    async with await backend.open(projectors=[view], rebuild_workers=0) as store:
+        with pytest.raises(RuntimeError, match="failed replay"):
+            await store.rebuild_projections()
+        assert (rows(backend, schema), rows(backend, "SELECT * FROM indexed")) == before
+        view.fail = False
+        await store.append("keep-late", [NewEvent("Other", {})], NO_STREAM)
+
+    assert len(rows(backend, "SELECT * FROM indexed")) == 13
+    assert rows(backend, "PRAGMA integrity_check") == [("ok",)]
