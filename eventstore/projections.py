@@ -3,18 +3,20 @@
 A projector's ``apply`` is called on the writer's connection, inside the savepoint of the append
 that produced the events, so the view rows commit atomically with their events and a reader never
 sees one without the other. Its checkpoint is therefore the log's head by construction. A rebuild
-calls ``reset`` and then ``apply`` over the whole log with the very same code (or the projector's
-own ``replayer``, below).
+calls ``reset`` (or replaces the view's tables, below) and then ``apply`` over the whole log with
+the very same code (or the projector's own ``replayer``, below).
 
 Three optional attributes make a rebuild cheaper; a projector without them is replayed every event
 through its ``apply``:
 
 - ``reads``: an :class:`EventSelection` of the events ``apply`` uses; a rebuild reads only
   those (``apply`` must still ignore the others: a live append passes it everything).
-- ``tables``: the names of every table the view writes. A rebuild then builds the indexes the
-  view made with ``CREATE INDEX`` on them after the replay instead of during it, and on a long
-  log may replay this projector in a worker process, into a scratch database set up with the
-  projector's own ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
+- ``tables``: the names of every table the view writes. A rebuild then replays the view into
+  new tables of those names made from their stored schema (indexes, triggers), instead of
+  calling ``reset``, and drops the old ones at the end; it builds the indexes made with
+  ``CREATE INDEX`` after the replay instead of during it; and on a long log it may replay this
+  projector in a worker process, into a scratch database set up with the projector's own
+  ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
 - ``replayer()``: a new :class:`Replayer` for one rebuild, which the rebuild gives every page
   instead of ``apply`` and then calls ``finish`` on: for work that costs less done once at the
   end than page by page (a sum over the whole view). It is made anew for each rebuild, so
@@ -41,7 +43,8 @@ class Projector(Protocol):
         that it can use ``apply_migrations`` (each migration is its own transaction)."""
 
     def reset(self, conn: sqlite3.Connection) -> None:
-        """Remove every row of the view, before a rebuild replays the log into it."""
+        """Remove every row of the view, before a rebuild replays the log into it (a view
+        that names its ``tables`` has them replaced instead)."""
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
         """Fold committed-to-be events into the view; raising fails the append that made them."""

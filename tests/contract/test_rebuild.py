@@ -384,3 +384,66 @@ async def test_a_failed_rebuild_leaves_a_views_indexes_as_they_were(
 
     assert len(rows(backend, "SELECT * FROM indexed")) == 13
     assert rows(backend, "PRAGMA integrity_check") == [("ok",)]
+
+
+class Guarded:
+    """A view table with a trigger of its own (its rows are never updated) and an SQL view
+    over it, both of which a rebuild must leave working on the rebuilt table."""
+
+    name = "guarded"
+    tables = ("guarded",)
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS guarded (position INTEGER PRIMARY KEY, type TEXT NOT NULL)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS guarded_by_type ON guarded (type)")
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS guarded_never_updated BEFORE UPDATE ON guarded"
+            " BEGIN SELECT RAISE(ABORT, 'guarded rows are never updated'); END"
+        )
+        conn.execute(
+            "CREATE VIEW IF NOT EXISTS guarded_types AS SELECT type, COUNT(*) AS events"
+            " FROM guarded GROUP BY type"
+        )
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM guarded")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        conn.executemany(
+            "INSERT INTO guarded VALUES (?, ?)", [(e.position, e.type) for e in events]
+        )
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_rebuild_over_filled_views_leaves_their_schema_as_it_was(
+    backend: SQLiteBackend, workers: int
+) -> None:
+    """A view's tables are rebuilt as new tables of their names, the old ones dropped at the
+    end: the schema is the same after (indexes, triggers, SQL views over the tables), nothing
+    of the old tables is left, and the database's free pages are used again next time."""
+    options = {"rebuild_workers": workers, "rebuild_parallel_from": 1, "page_size": 5}
+    await append_mixed(backend, projectors=[Offered(), Guarded()])
+    schema = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name"
+    before = rows(backend, schema), rows(backend, "SELECT * FROM guarded ORDER BY position")
+
+    async with await backend.open(projectors=[Offered(), Guarded()], **options) as store:
+        await store.rebuild_projections()
+        await store.rebuild_projections()  # over the views the first one filled
+
+    assert (
+        rows(backend, schema),
+        rows(backend, "SELECT * FROM guarded ORDER BY position"),
+    ) == before
+    assert rows(backend, "SELECT * FROM guarded_types ORDER BY type") == [
+        ("Other", 10),
+        ("Wanted", 2),
+    ]
+    assert rows(backend, "PRAGMA integrity_check") == [("ok",)]
+    conn = backend.raw()
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="never updated"):
+            conn.execute("UPDATE guarded SET type = 'x'")
+    finally:
+        conn.close()
