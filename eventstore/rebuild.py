@@ -204,7 +204,7 @@ def indexes_built_after(
     its entries once, which costs less than taking them one by one in no particular order. Only
     indexes made by ``CREATE INDEX``: those of a ``UNIQUE`` or ``PRIMARY KEY`` constraint check
     each row as it comes, and stay."""
-    tables = sorted({table for p in projectors for table in getattr(p, "tables", ())})
+    tables = _tables(projectors)
     marks = ", ".join("?" * len(tables))
     indexes = (
         conn.execute(
