@@ -83,14 +83,13 @@ class RebuildOperation:
         for projector in self.projectors:
             if not getattr(projector, "tables", None):
                 projector.reset(conn)
-        replaced = [
-            *(TableReplacement.begin(conn, table, now=True) for table in _tables(local)),
-            *(TableReplacement.begin(conn, table, now=False) for table in _tables(offloaded)),
-        ]
+        here = [TableReplacement.begin(conn, table, here=True) for table in _tables(local)]
+        there = {
+            table: TableReplacement.begin(conn, table, here=False) for table in _tables(offloaded)
+        }
         if not offloaded:
-            with indexes_built_after(conn, local):
-                replay(conn, conn, local, head.position, self.page_size, self.progress)
-            _drop_replaced(conn, replaced)
+            self._replay_here(conn, head, local, here)
+            _drop_replaced(conn, here)
             return head.position
         assert self.database is not None  # _offloaded is empty without one
         self._scratch = Path(
@@ -102,22 +101,33 @@ class RebuildOperation:
                 target = self._scratch / f"view-{number}.db"
                 job = ScratchReplay(self.database, target, projector, head.position, self.page_size)
                 workers.append((job, start_worker(job)))
-            with indexes_built_after(conn, local):
-                replay(conn, conn, local, head.position, self.page_size, self.progress)
-            by_table = {replacement.table: replacement for replacement in replaced}
+            self._replay_here(conn, head, local, here)
             for number, (job, worker) in enumerate(workers):
                 wait_for(worker)  # a worker's failure is raised here and rolls the rebuild back
                 scratch = f"rebuild_{number}"
                 conn.execute(f"ATTACH DATABASE ? AS {scratch}", (str(job.scratch),))
                 for table in _tables([job.projector]):
-                    by_table[table].copy_from(conn, scratch)
-            _drop_replaced(conn, replaced)
+                    there[table].copy_from(conn, scratch)
+                    there[table].finish(conn)
+            _drop_replaced(conn, [*here, *there.values()])
         finally:
             for _, worker in workers:
                 if worker.returncode is None:  # this process failed first: not needed any more
                     worker.kill()
                     worker.communicate()
         return head.position
+
+    def _replay_here(
+        self,
+        conn: sqlite3.Connection,
+        head: Head,
+        local: Sequence[Projector],
+        replaced: Sequence[TableReplacement],
+    ) -> None:
+        """Replay ``local`` on this connection, then give their new tables their indexes."""
+        replay(conn, conn, local, head.position, self.page_size, self.progress)
+        for replacement in replaced:
+            replacement.finish(conn)
 
     def _set(self, conn: sqlite3.Connection, name: str, value: int) -> None:
         """Set the connection's ``PRAGMA name`` for the rebuild; ``release`` sets it back."""
@@ -200,10 +210,9 @@ def indexes_built_after(
 ) -> Iterator[None]:
     """Drop the indexes of the tables ``projectors`` name (``Projector.tables``) and create
     them again once the block has replayed into those tables, in ``conn``'s transaction (not if
-    it raises: the rebuild then rolls back). SQLite builds an index on a full table by sorting
-    its entries once, which costs less than taking them one by one in no particular order. Only
-    indexes made by ``CREATE INDEX``: those of a ``UNIQUE`` or ``PRIMARY KEY`` constraint check
-    each row as it comes, and stay."""
+    it raises): a worker's scratch database, whose tables ``setup`` made with their indexes,
+    gets them as ``TableReplacement`` gives them to the tables replayed here. Only indexes made
+    by ``CREATE INDEX``: those of a ``UNIQUE`` or ``PRIMARY KEY`` constraint stay."""
     tables = _tables(projectors)
     marks = ", ".join("?" * len(tables))
     indexes = (
@@ -337,17 +346,21 @@ class TableReplacement:
     SQLite reads back every page it takes from the freelist that its own transaction freed:
     on a 1,000,000-event log with its views filled, that made the copy of the worker's ledger
     2.4-2.7 s instead of 1.2-1.6 s. The old table's indexes and triggers are dropped at once
-    (their names are the new table's to take); the new table gets its indexes at once and its
-    triggers at once (``now``: replayed here, as the live view is) or after the worker's rows
-    are copied in (no trigger may see that copy, and SQLite transfers whole records only into
-    a table without one)."""
+    (their names are the new table's to take). A table replayed ``here`` gets its triggers at
+    once (the replay fires them, as appends do) and its ``CREATE INDEX`` indexes in ``finish``,
+    built from the full table by one sort rather than taking its rows one at a time in no
+    particular order (the indexes of ``UNIQUE`` and ``PRIMARY KEY`` constraints come with the
+    table and check each row as it comes). A table a worker replays gets its indexes at once,
+    so that the copy transfers their records too, and its triggers in ``finish``, after the
+    copy: no trigger may see it, and SQLite transfers whole records only into a table without
+    one."""
 
     table: str
     old: str
-    triggers: tuple[str, ...]
+    later: tuple[str, ...]  # the indexes (here) or the triggers (a worker's) that ``finish`` makes
 
     @classmethod
-    def begin(cls, conn: sqlite3.Connection, table: str, now: bool) -> TableReplacement:
+    def begin(cls, conn: sqlite3.Connection, table: str, here: bool) -> TableReplacement:
         schema = conn.execute(
             "SELECT type, name, sql FROM main.sqlite_schema WHERE tbl_name = ? AND sql IS NOT NULL"
             " ORDER BY type = 'table' DESC, rowid",
@@ -358,17 +371,20 @@ class TableReplacement:
                 conn.execute(f'DROP {kind.upper()} main."{item}"')
         old = f"{table}__replaced"
         conn.execute(f'ALTER TABLE main."{table}" RENAME TO "{old}"')
-        for kind, _, sql in schema:  # the table first, then its indexes (and triggers, if now)
-            if kind != "trigger" or now:
+        deferred = "index" if here else "trigger"
+        for kind, _, sql in schema:  # the table first
+            if kind != deferred:
                 conn.execute(sql)
-        later = () if now else tuple(sql for kind, _, sql in schema if kind == "trigger")
-        return cls(table, old, later)
+        return cls(table, old, tuple(sql for kind, _, sql in schema if kind == deferred))
 
     def copy_from(self, conn: sqlite3.Connection, scratch: str) -> None:
         """Copy in the rows of the attached database ``scratch``'s table of this name (a
-        transfer of whole records into the empty table), then create the triggers."""
+        transfer of whole records into the empty table)."""
         conn.execute(f'INSERT INTO main."{self.table}" SELECT * FROM {scratch}."{self.table}"')
-        for sql in self.triggers:
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        """Once the new table has its rows: make what ``begin`` left for later."""
+        for sql in self.later:
             conn.execute(sql)
 
 
