@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from eventstore import EventSelection, Projector, RecordedEvent
 from service.domain.events import decode
-from service.projections.invoices import INVOICE_STREAM_PREFIX, InvoiceView
+from service.projections.invoices import INVOICE_STREAM_PREFIX, InvoiceView, invoice_event
 from service.projections.ledger import LedgerView
 from service.projections.users import USER_EVENTS, UsersView
 
@@ -38,10 +38,9 @@ class InvoiceAndUserViews:
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
         # Only what a view reads: reservations, balances and idempotency records are skipped.
         invoices, users = [], []
-        start = len(INVOICE_STREAM_PREFIX)
         for recorded in events:
             if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
-                invoices.append((recorded.stream_id[start:], recorded, decode(recorded)))
+                invoices.append(invoice_event(recorded))
             elif recorded.type in USER_EVENTS:
                 users.append((recorded, decode(recorded)))
         self.invoices.fold(conn, invoices)

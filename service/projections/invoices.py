@@ -56,6 +56,12 @@ def invoice_stream(invoice: str) -> str:
     return f"{INVOICE_STREAM_PREFIX}{invoice}"
 
 
+def invoice_event(recorded: RecordedEvent) -> InvoiceEvent:
+    """An event of an invoice stream as ``InvoiceView.fold`` takes it: its invoice, the
+    recorded event and the domain event."""
+    return recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, decode(recorded)
+
+
 class InvoiceView:
     """Inline projector of invoice streams into ``invoice_view``."""
 
@@ -70,11 +76,10 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_view")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        start = len(INVOICE_STREAM_PREFIX)
         self.fold(
             conn,
             [
-                (recorded.stream_id[start:], recorded, decode(recorded))
+                invoice_event(recorded)
                 for recorded in events
                 if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
             ],
