@@ -284,7 +284,7 @@ def _verify(config: Config, args: argparse.Namespace) -> int:
             where = f" at position {report.first_bad_position}" if report.first_bad_position else ""
             print(f"FAILED: the log does not verify{where}: {report.reason}")
             return 1
-        print(f"log ok: {report.events_checked} events, hash chain intact, guards in place")
+        print(f"log ok: {report.events_checked:,} events, hash chain intact, guards in place")
         differences = await compare_views_with_replay(database)
         for difference in differences:
             print(f"FAILED: view {difference.table} differs from a replay: {difference.detail}")

@@ -372,7 +372,7 @@ def test_verify_passes_on_a_good_database(workdir: Path, populated: Path) -> Non
     """Exit 0: chain intact, guards in place, views equal to a replay."""
     result = run_cli(workdir, "--db", str(populated), "verify")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"log ok: {len(events(populated))} events" in result.stdout
+    assert f"log ok: {len(events(populated)):,} events" in result.stdout
     assert "views ok" in result.stdout
     assert "FAILED" not in result.stdout
 
@@ -608,11 +608,11 @@ async def test_backup_under_write_load_is_a_verified_consistent_prefix(
     assert sorted(copied) == list(range(1, n + 1))
     assert head_before <= n <= head_after
     assert copied == {position: live[position] for position in range(1, n + 1)}
-    assert f"{n} events, verified; head position {n}, head hash {live[n][8]}" in out.decode()
+    assert f"{n:,} events, verified; head position {n}, head hash {live[n][8]}" in out.decode()
 
     verified = run_cli(workdir, "verify", "--db", str(copy))
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert f"log ok: {n} events" in verified.stdout
+    assert f"log ok: {n:,} events" in verified.stdout
     assert "views ok" in verified.stdout
 
 
