@@ -6,11 +6,12 @@ events, decided by the domain's own functions), then times ``rebuild`` (the very
 ``python -m service rebuild``) until it returns, its views committed, and until the checkpoint
 that follows it in the background has copied its pages into the database file; then a second
 rebuild, over the views the first one filled (as on a running service's database); and, in the
-same run, a raw ``sqlite3`` scan of the events table.
+same run, a raw ``sqlite3`` scan of the events table, right before and right after each round.
 Each size is rebuilt ``--rounds`` times (3), each time a fresh copy of the log in a fresh child
 process, whose own VmHWM is the peak memory, so rounds and sizes do not share a high-water mark;
-the best round counts, as in the other benchmarks (this VM's speed drifts from minute to
-minute), and every round is printed.
+the best round counts, as in the other benchmarks, and every round is printed. This VM's speed
+drifts by more than twice from minute to minute, so each round's rate is also given as a ratio
+to the mean of the two scans beside it, taken at that minute's speed.
 
 Targets: rebuild >= 100,000 events/s; peak memory that does not grow with the log's size.
 """
@@ -263,14 +264,15 @@ def cached_log(size: int, cache: Path = CACHE) -> tuple[Path, int, float | None]
 
 @dataclass(frozen=True, slots=True)
 class Measured:
-    """One log size's rounds: events/s of each rebuild and each raw scan, and the highest peak
-    RSS (KiB) of the rebuilding process and of its worker over the rounds."""
+    """One log size's rounds: events/s of each rebuild, rows/s of the raw scans before and
+    after it, and the highest peak RSS (KiB) of the rebuilding process and of its worker over
+    the rounds."""
 
     size: int
     rates: list[float]
     with_checkpoint: list[float]
     over_views: list[float]
-    scans: list[float]
+    scans: list[tuple[float, float]]  # each round's (before, after)
     peak: int
     worker_peak: int
 
@@ -280,7 +282,12 @@ class Measured:
 
     @property
     def scan(self) -> float:
-        return max(self.scans)
+        return max(max(pair) for pair in self.scans)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each round's rebuild rate over the mean rate of the scans beside it."""
+        return [rate / (sum(pair) / 2) for rate, pair in zip(self.rates, self.scans, strict=True)]
 
 
 def measure(size: int, folder: Path, rounds: int) -> Measured:
@@ -293,6 +300,7 @@ def measure(size: int, folder: Path, rounds: int) -> Measured:
     rates, with_checkpoint, over_views, scans, peaks, worker_peaks = [], [], [], [], [], []
     for _ in range(rounds):
         shutil.copyfile(source, path)  # the generated log has no views: each round starts empty
+        before = time_raw_scan(path)
         result = subprocess.run(
             [sys.executable, __file__, "--child", str(path)],
             capture_output=True,
@@ -303,7 +311,7 @@ def measure(size: int, folder: Path, rounds: int) -> Measured:
         rates.append(float(rate))
         with_checkpoint.append(float(checkpointed))
         over_views.append(float(again))
-        scans.append(time_raw_scan(path))
+        scans.append((before, time_raw_scan(path)))
         peaks.append(int(peak))
         worker_peaks.append(int(worker_peak))
     return Measured(size, rates, with_checkpoint, over_views, scans, max(peaks), max(worker_peaks))
@@ -349,10 +357,15 @@ def main() -> int:
     for m in results:
         print(
             f"  {m.size:>9,} events: rebuild {m.rate:>9,.0f} events/s"
-            f"  raw scan {m.scan:>10,.0f} rows/s  ({m.rate / m.scan:.2f} of the scan)"
+            f"  raw scan {m.scan:>10,.0f} rows/s  ({m.rate / m.scan:.2f} of the fastest scan)"
             f"  peak RSS {m.peak / 1024:,.0f} MiB (its worker <= {m.worker_peak / 1024:,.0f} MiB)"
         )
         print(f"             rounds: {', '.join(f'{rate:,.0f}' for rate in m.rates)} events/s;")
+        print(
+            "             each over the mean of the scans right before and after it:"
+            f" {', '.join(f'{ratio:.3f}' for ratio in m.ratios)}"
+            f" (scans {', '.join(f'{a / 1e6:.2f}/{b / 1e6:.2f}M' for a, b in m.scans)} rows/s);"
+        )
         print(
             "             until its pages were also checkpointed into the file (in the"
             f" background): {', '.join(f'{rate:,.0f}' for rate in m.with_checkpoint)} events/s;"
