@@ -27,12 +27,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from eventstore import NO_STREAM, EventStore
 from eventstore.records import chain_hash
 from eventstore.schema import GUARD_TRIGGERS
 from service import views_check
 from service.app import create_app
 from service.config import Config, load_config
+from service.domain.events import BalanceToppedUp, encode
 from service.progress import Progress
+from service.projections import all_projectors
 from service.views_check import VIEW_TABLES
 from tests.credentials import basic, bearer
 from tests.integration.api import Client, call, checkout_body
@@ -375,6 +378,31 @@ def test_verify_passes_on_a_good_database(workdir: Path, populated: Path) -> Non
     assert f"log ok: {len(events(populated)):,} events" in result.stdout
     assert "views ok" in result.stdout
     assert "FAILED" not in result.stdout
+
+
+async def _top_up(database: Path, times: int) -> None:
+    """Append ``times`` top-ups of one buyer's balance, through the store and its views."""
+    top_ups = [
+        encode(BalanceToppedUp("filler", 1000, "admin", datetime.now(UTC)), {"actor": "admin"})
+        for _ in range(times)
+    ]
+    async with await EventStore.open(database, projectors=all_projectors()) as store:
+        await store.append("balance-filler", top_ups, NO_STREAM)
+
+
+def test_verify_and_backup_count_a_long_log_with_thousands_separators(
+    workdir: Path, populated: Path, tmp_path: Path
+) -> None:
+    """Past 999 events both commands print the count as 1,234, as rebuild does."""
+    asyncio.run(_top_up(populated, 1000))
+    count = len(events(populated))
+    assert count > 1000
+    verified = run_cli(workdir, "--db", str(populated), "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"log ok: {count:,} events" in verified.stdout
+    backup = run_cli(workdir, "--db", str(populated), "backup", str(tmp_path / "copy.db"))
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert f": {count:,} events, verified; head position {count}," in backup.stdout
 
 
 Statements = list[tuple[str, tuple[Any, ...]]]
