@@ -52,7 +52,7 @@ REBUILD_CACHE_KIB = 16 * 1024
 
 @dataclass(slots=True)
 class RebuildOperation:
-    """Empty every view and replay the whole log into it, in one transaction."""
+    """Replay the whole log into every view, emptied or replaced, in one transaction."""
 
     projectors: Sequence[Projector]
     page_size: int
@@ -141,9 +141,9 @@ class RebuildOperation:
         return [p for p in candidates if _can_hand_over(p)][: self.workers]
 
     def release(self, conn: sqlite3.Connection) -> None:
-        """Once the transaction has ended: give the connection its own cache size and
-        checkpoint threshold back, detach the scratch databases (SQLite refuses that inside a
-        transaction) and delete them."""
+        """Once the transaction has ended: give the connection back every setting ``_set``
+        changed, detach the scratch databases (SQLite refuses that inside a transaction) and
+        delete them."""
         for name, value in self._settings.items():
             conn.execute(f"PRAGMA {name} = {value}")
         self._settings.clear()
