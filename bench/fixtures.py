@@ -25,8 +25,8 @@ from eventstore import EventStore
 from service.app import make_gateway, make_service
 from service.application import Context
 from service.config import load_config
-from service.projections import all_projectors
 from service.security import hash_password
+from service.views.sqlite import all_projectors
 
 ADMIN_AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
 SETUP_CONCURRENCY = 16

@@ -39,7 +39,7 @@ from bench.servers import ROOT, child_environment, start_service
 from eventstore import EventStore
 from service.app import ensure_dev_accounts, make_gateway, make_service
 from service.config import load_config
-from service.projections import all_projectors
+from service.views.sqlite import all_projectors
 from service.workers.refunds import NAME as REFUND_WORKER
 
 DEFAULT_CACHE = ROOT / "bench" / ".cache"
@@ -49,7 +49,7 @@ KEY_SOURCES = (
     "eventstore/schema.py",
     "eventstore/records.py",
     "service/domain/events.py",
-    "service/projections",
+    "service/views",
 )
 CATCH_UP_TIMEOUT_SECONDS = 900.0
 

@@ -53,7 +53,7 @@ from service.domain.invoice import (
     decide_refund_completion,
     evolve,
 )
-from service.projections import all_projectors
+from service.views.sqlite import all_projectors
 
 TARGET_EVENTS_PER_SECOND = 100_000
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,12 +27,21 @@ from service.http import openapi
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
-from service.http.keys import AUTH, CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, SERVICE, STORE
+from service.http.keys import (
+    AUTH,
+    CLOCK,
+    CONFIG,
+    GATEWAY,
+    HTTP_CLIENT,
+    READ_MODEL,
+    SERVICE,
+    STORE,
+)
 from service.http.middleware import errors_as_json, request_context
 from service.limits import within_client_limits
 from service.logging import protocol_logger
-from service.projections import all_projectors
 from service.security import hash_password
+from service.views.sqlite import SQLiteReadModel, all_projectors
 from service.workers.expiry import run_expiry_task
 from service.workers.reconcile import run_reconcile_task
 from service.workers.refunds import run_refund_worker
@@ -109,10 +118,12 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         config.database, synchronous=config.synchronous, projectors=all_projectors()
     )
     service = make_service(store, app[GATEWAY], config, app[CLOCK])
+    views = SQLiteReadModel(store)
     app[STORE] = store
+    app[READ_MODEL] = views
     app[SERVICE] = service
     app[AUTH] = Authenticator(
-        store,
+        views,
         secret=config.token_secret,
         token_ttl=timedelta(seconds=config.token_ttl_seconds),
         clock=app[CLOCK],
@@ -131,7 +142,7 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         ),
         asyncio.create_task(
             run_expiry_task(
-                store, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
+                views, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
             ),
             name="expiry-task",
         ),
@@ -140,7 +151,7 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         workers.append(
             asyncio.create_task(
                 run_reconcile_task(
-                    store,
+                    views,
                     service,
                     interval=config.reconcile_interval_seconds,
                     window=timedelta(seconds=config.reconcile_window_seconds),

@@ -19,17 +19,17 @@ from eventstore import EventStore, EventStoreError, RecordedEvent
 from eventstore.verification import verify_file
 from service.app import create_app, make_gateway, make_service, utc_now
 from service.application import Context, UserExists
-from service.backup import backup_database
 from service.config import Config, ConfigError, load_config
 from service.http.schemas import SERVICES
 from service.limits import server_options
 from service.logging import configure_logging
 from service.presenters import history_entry
 from service.progress import Progress
-from service.projections import all_projectors
-from service.projections.invoices import invoice_stream
 from service.security import hash_password
-from service.views_check import compare_views_with_replay
+from service.storage.sqlite.backup import backup_database
+from service.storage.sqlite.views_check import compare_views_with_replay
+from service.views.sqlite import SQLiteReadModel, all_projectors
+from service.views.streams import invoice_stream
 from service.workers.reconcile import reconcile_all
 
 DEFAULT_CONFIG = "config.yaml"
@@ -257,7 +257,7 @@ def _reconcile(config: Config, args: argparse.Namespace) -> int:
             async with await EventStore.open(config.database, projectors=all_projectors()) as store:
                 service = make_service(store, gateway, config)
                 return await reconcile_all(
-                    store,
+                    SQLiteReadModel(store),
                     service,
                     now=utc_now(),
                     window=timedelta(seconds=config.reconcile_window_seconds),

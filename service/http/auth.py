@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 import structlog
 from aiohttp import web
 
-from eventstore import EventStore
 from service.application import Actor
 from service.http.keys import USERNAME
 from service.http.middleware import ApiError
@@ -34,6 +33,7 @@ from service.security import (
     read_token,
     verify_password,
 )
+from service.views import ReadModel
 
 log = structlog.get_logger("service.auth")
 
@@ -60,13 +60,13 @@ def forbidden(detail: str) -> ApiError:
 class Authenticator:
     def __init__(
         self,
-        store: EventStore,
+        views: ReadModel,
         *,
         secret: str,
         token_ttl: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
+        self._views = views
         self._secret = secret.encode()
         self._token_ttl = token_ttl
         self._clock = clock
@@ -129,17 +129,14 @@ class Authenticator:
         return actor
 
     async def _check_password(self, username: str, password: str) -> Actor:
-        rows = await self._store.query(
-            "SELECT role, platform, password_hash FROM users WHERE username = ?", (username,)
-        )
-        stored = rows[0][2] if rows else DECOY_HASH
+        user = await self._views.user(username)
+        stored = user.password_hash if user is not None else DECOY_HASH
         async with self._hashing:
             valid = await asyncio.to_thread(verify_password, password, stored)
-        if not rows or not valid:
+        if user is None or not valid:
             log.warning("login refused", username=username, reason="unknown user or wrong password")
             raise auth_error()
-        role, platform, _ = rows[0]
-        return Actor(username, role, platform)
+        return Actor(username, user.role, user.platform)
 
     def _remember_token(self, token: str, claims: TokenClaims) -> None:
         self._read_tokens[token] = claims

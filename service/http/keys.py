@@ -12,6 +12,7 @@ from aiohttp import web
 from eventstore import EventStore
 from service.config import Config
 from service.gateway.port import Gateway
+from service.views import ReadModel
 
 if TYPE_CHECKING:  # imported for the annotations only: both modules import this one
     from service.application import InvoiceService
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # imported for the annotations only: both modules import this
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", EventStore)
+READ_MODEL: web.AppKey[ReadModel] = web.AppKey("read_model")
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")

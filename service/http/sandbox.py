@@ -41,10 +41,9 @@ from multidict import MultiDictProxy
 from service.domain.invoice import PENDING, Invoice
 from service.gateway.sandbox import SandboxGateway
 from service.http.body import json_object
-from service.http.keys import CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, STORE
+from service.http.keys import CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, READ_MODEL
 from service.http.middleware import ApiError, json_response
 from service.presenters import api_time
-from service.projections.invoices import decode_state
 
 routes = web.RouteTableDef()
 
@@ -58,12 +57,10 @@ _QR_CALLBACK = "/callback/xendit/qr"
 
 async def _invoice_for(request: web.Request) -> Invoice:
     reference = request.match_info["reference"]
-    rows = await request.app[STORE].query(
-        "SELECT state FROM invoice_view WHERE gateway_reference = ?", (reference,)
-    )
-    if not rows:
+    state = await request.app[READ_MODEL].invoice_by_gateway_reference(reference)
+    if state is None:
         raise web.HTTPNotFound()
-    return decode_state(rows[0][0])
+    return state
 
 
 def _is_form(request: web.Request) -> bool:

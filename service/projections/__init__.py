@@ -1,54 +1,5 @@
-"""The service's inline views, each built from the log in the append's own transaction.
+"""Compatibility only, until issue 15's merge: the views moved to ``service.views``.
 
-Two projectors: the invoice and users views, and the ledger. A rebuild of a long log replays
-the ledger in a worker process while this one replays the invoices (``eventstore.rebuild``), so
-each says which events it reads and which tables it writes.
+``service.application`` still imports ``invoice_stream`` from here; the merge points it at
+``service.views.streams`` and deletes this package.
 """
-
-from __future__ import annotations
-
-import sqlite3
-from collections.abc import Sequence
-
-from eventstore import EventSelection, Projector, RecordedEvent
-from service.domain.events import decode
-from service.projections.invoices import INVOICE_STREAM_PREFIX, InvoiceView, invoice_event
-from service.projections.ledger import LedgerView
-from service.projections.users import USER_EVENTS, UsersView
-
-
-class InvoiceAndUserViews:
-    """The invoice view and the users view as one projector, so each event is decoded once."""
-
-    name = "invoice-and-user-views"
-    reads = EventSelection(types=USER_EVENTS, stream_prefixes=(INVOICE_STREAM_PREFIX,))
-    tables = InvoiceView.tables + UsersView.tables
-
-    def __init__(self) -> None:
-        self.invoices, self.users = InvoiceView(), UsersView()
-
-    def setup(self, conn: sqlite3.Connection) -> None:
-        self.invoices.setup(conn)
-        self.users.setup(conn)
-
-    def reset(self, conn: sqlite3.Connection) -> None:
-        self.invoices.reset(conn)
-        self.users.reset(conn)
-
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        # Only what a view reads: reservations, balances and idempotency records are skipped.
-        invoices, users = [], []
-        for recorded in events:
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
-                invoices.append(invoice_event(recorded))
-            elif recorded.type in USER_EVENTS:
-                users.append((recorded, decode(recorded)))
-        self.invoices.fold(conn, invoices)
-        if users:
-            self.users.apply_decoded(conn, users)
-
-
-def all_projectors() -> list[Projector]:
-    """The projectors the service opens its store with, the heaviest first: a rebuild replays
-    the first in its own process and may hand the others to workers."""
-    return [InvoiceAndUserViews(), LedgerView()]

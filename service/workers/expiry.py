@@ -14,40 +14,35 @@ from datetime import datetime
 
 import structlog
 
-from eventstore import EventStore
 from service.application import Context, InvoiceService
-from service.domain.codec import format_time
+from service.views import ReadModel
 
 log = structlog.get_logger("service.expiry")
 
 BATCH = 200
 
 
-async def expire_due(store: EventStore, service: InvoiceService, now: datetime) -> int:
+async def expire_due(views: ReadModel, service: InvoiceService, now: datetime) -> int:
     """Expire every PENDING invoice due at ``now``; return how many were expired."""
     expired = 0
     while True:
-        rows = await store.query(
-            "SELECT invoice FROM invoice_view WHERE status = 'PENDING' AND expired_at <= ?"
-            " ORDER BY expired_at LIMIT ?",
-            (format_time(now), BATCH),
-        )
+        due = await views.due_invoices(now, BATCH)
         progress = 0
-        for (invoice,) in rows:
+        for invoice in due:
             if await service.expire_if_due(invoice, Context("system:expiry")):
                 progress += 1
         expired += progress
-        if len(rows) < BATCH or not progress:  # no progress: do not spin on the same rows
+        if len(due) < BATCH or not progress:  # no progress: do not spin on the same rows
             return expired
 
 
 async def run_expiry_task(
-    store: EventStore, service: InvoiceService, *, interval: float, clock: Callable[[], datetime]
+    views: ReadModel, service: InvoiceService, *, interval: float, clock: Callable[[], datetime]
 ) -> None:
     """Expire due invoices every ``interval`` seconds until cancelled."""
     while True:
         try:
-            count = await expire_due(store, service, clock())
+            count = await expire_due(views, service, clock())
             if count:
                 log.info("invoices expired", count=count)
         except asyncio.CancelledError:

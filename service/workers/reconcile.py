@@ -17,27 +17,20 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from eventstore import EventStore
 from service.application import Context, InvoiceService
-from service.domain.codec import format_time
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
+from service.views import ReadModel
 
 log = structlog.get_logger("service.reconcile")
 
 
 async def reconcile_all(
-    store: EventStore, service: InvoiceService, *, now: datetime, window: timedelta
+    views: ReadModel, service: InvoiceService, *, now: datetime, window: timedelta
 ) -> Counter[str]:
     """Reconcile every candidate invoice; count the outcomes (``paid``, ``pending``, …)."""
-    rows = await store.query(
-        "SELECT invoice FROM invoice_view WHERE gateway_reference NOT LIKE 'balance-%'"
-        " AND (status = 'PENDING' OR (status IN ('EXPIRED', 'CANCELED') AND expired_at >= ?))"
-        " ORDER BY seq",
-        (format_time(now - window),),
-    )
     outcomes: Counter[str] = Counter()
-    for (invoice,) in rows:
+    for invoice in await views.reconcile_candidates(since=now - window):
         try:
             outcome = await service.reconcile(invoice, Context("system:reconcile"))
         except (GatewayError, DomainError) as error:  # one bad answer must not stop the others
@@ -50,7 +43,7 @@ async def reconcile_all(
 
 
 async def run_reconcile_task(
-    store: EventStore,
+    views: ReadModel,
     service: InvoiceService,
     *,
     interval: float,
@@ -61,7 +54,7 @@ async def run_reconcile_task(
     while True:
         await asyncio.sleep(interval)
         try:
-            await reconcile_all(store, service, now=clock(), window=window)
+            await reconcile_all(views, service, now=clock(), window=window)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bad moment must not end the task: log it and try again

@@ -28,7 +28,7 @@ from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gate
 from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
-from service.projections import all_projectors
+from service.views.sqlite import all_projectors
 from tests.credentials import basic, bearer
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
 

@@ -17,8 +17,8 @@ import pytest
 
 from service.app import create_app
 from service.config import Config
-from service.http.keys import SERVICE, STORE
-from service.projections.invoices import decode_state
+from service.http.keys import READ_MODEL, SERVICE, STORE
+from service.views.invoice_state import decode_state
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 
@@ -223,14 +223,14 @@ async def test_expiry_and_a_payment_at_the_expiry_moment(api: Api, clock: FakeCl
     """At exactly expired_at, the expiry and a payment callback at once, 25 times: the money
     ends either in a PAID invoice's escrow or in the buyer's balance of an EXPIRED one."""
     assert api.client.app is not None
-    store, service = api.client.app[STORE], api.client.app[SERVICE]
+    views, service = api.client.app[READ_MODEL], api.client.app[SERVICE]
     for round_ in range(25):
         invoice = (await api.checkout())["invoice"]
         before = await api.accounts()
         clock.advance(TTL)  # exactly expired_at
 
         payment = send_payment(api, invoice, f"race-{round_}")
-        expiry = expire_due(store, service, clock())
+        expiry = expire_due(views, service, clock())
         if round_ % 2:
             answer, _ = await asyncio.gather(payment, expiry)
         else:
@@ -247,14 +247,14 @@ async def test_expiry_and_a_payment_racing_across_the_expiry_moment(
     """The clock crosses expired_at while a payment callback is in flight and the expiry runs,
     30 times with varied interleavings: exactly one outcome each time, nothing lost."""
     assert api.client.app is not None
-    store, service = api.client.app[STORE], api.client.app[SERVICE]
+    views, service = api.client.app[READ_MODEL], api.client.app[SERVICE]
     outcomes: list[str] = []
 
     async def expire_at_the_deadline(yields: int) -> int:
         for _ in range(yields):
             await asyncio.sleep(0)
         clock.advance(0.001)  # now exactly expired_at
-        return await expire_due(store, service, clock())
+        return await expire_due(views, service, clock())
 
     for round_ in range(30):
         invoice = (await api.checkout())["invoice"]

@@ -41,8 +41,8 @@ from structlog.typing import EventDict, WrappedLogger
 from eventstore import ConcurrencyError, DuplicateEventError, EventStore
 from service.application import Context
 from service.config import Config
-from service.http.keys import SERVICE, STORE
-from service.views_check import compare_views_with_replay
+from service.http.keys import READ_MODEL, SERVICE, STORE
+from service.storage.sqlite.views_check import compare_views_with_replay
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, checkout_body, copy_of, e2e_config
 
@@ -472,7 +472,7 @@ async def test_expiry_and_payment_at_the_expiry_moment_record_one_expiry(
     the buyer's balance gets the money. Crossing, the payment may also land first: PAID, the
     money in escrow, and the pass finds nothing to expire."""
     assert api.client.app is not None
-    store, service, clock = api.client.app[STORE], api.client.app[SERVICE], api.clock
+    views, service, clock = api.client.app[READ_MODEL], api.client.app[SERVICE], api.clock
     started, books, tally = time.perf_counter(), Books(), Counter[str]()
     buyer, escrow_of = f"buyer:{BUYER}", "escrow:{}".format
 
@@ -481,7 +481,7 @@ async def test_expiry_and_payment_at_the_expiry_moment_record_one_expiry(
             for _ in range(yields):
                 await asyncio.sleep(0)
             clock.advance(0.001)
-        return await expire_due(store, service, clock())
+        return await expire_due(views, service, clock())
 
     for round_ in range(ROUNDS):
         invoice, _ = await checkout(api, "XENDIT")

@@ -31,8 +31,8 @@ from service.app import create_app
 from service.application import Context
 from service.config import Config
 from service.gateway.sandbox import SandboxGateway
-from service.http.keys import GATEWAY, SERVICE, STORE
-from service.projections import all_projectors
+from service.http.keys import GATEWAY, READ_MODEL, SERVICE, STORE
+from service.views.sqlite import all_projectors
 from service.workers.reconcile import reconcile_all
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
@@ -54,7 +54,7 @@ def clock() -> FakeClock:
 async def reconcile(api: Api) -> Counter[str]:
     """One reconciliation pass over the app's store, at the app's clock."""
     app = api.client.app
-    return await reconcile_all(app[STORE], app[SERVICE], now=api.clock(), window=WINDOW)
+    return await reconcile_all(app[READ_MODEL], app[SERVICE], now=api.clock(), window=WINDOW)
 
 
 async def head(api: Api) -> int:

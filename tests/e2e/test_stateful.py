@@ -69,11 +69,11 @@ from eventstore import Checkpoint, EventStore, RecordedEvent
 from service.app import DEV_ACCOUNTS, create_app, make_gateway, make_service
 from service.application import Context
 from service.config import load_config
-from service.http.keys import SERVICE, STORE
+from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.presenters import api_time
-from service.projections import all_projectors
 from service.security import verify_password
-from service.views_check import VIEW_TABLES
+from service.storage.sqlite.views_check import VIEW_TABLES
+from service.views.sqlite import all_projectors
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, FakeClock
 
@@ -860,7 +860,7 @@ class InvoiceMachine(RuleBasedStateMachine):
         store = self.app[STORE]
         if by == "pass":
             # The task may have expired some already: never more than were due.
-            assert await expire_due(store, self.app[SERVICE], now) <= due
+            assert await expire_due(self.app[READ_MODEL], self.app[SERVICE], now) <= due
             return
         deadline = asyncio.get_running_loop().time() + 10
         while True:
@@ -1102,7 +1102,8 @@ def view_rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def take_snapshot(database: Path, target: Path) -> None:
-    """A consistent copy of ``database`` (only read), as ``service.backup`` takes it, unsynced."""
+    """A consistent copy of ``database`` (only read), as ``service.storage.sqlite.backup`` takes
+    it, unsynced."""
     source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
     copy = sqlite3.connect(target)
     try:

@@ -30,13 +30,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from eventstore import NO_STREAM, EventStore
 from eventstore.records import chain_hash
 from eventstore.schema import GUARD_TRIGGERS
-from service import views_check
 from service.app import create_app
 from service.config import Config, load_config
 from service.domain.events import BalanceToppedUp, encode
 from service.progress import Progress
-from service.projections import all_projectors
-from service.views_check import VIEW_TABLES
+from service.storage.sqlite import views_check
+from service.storage.sqlite.views_check import VIEW_TABLES
+from service.views.sqlite import all_projectors
 from tests.credentials import basic, bearer
 from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import TIMEOUT, environment, run_cli

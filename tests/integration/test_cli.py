@@ -29,7 +29,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from service.app import create_app
 from service.config import Config, load_config
 from service.security import verify_password
-from service.views_check import VIEW_TABLES
+from service.storage.sqlite.views_check import VIEW_TABLES
 from tests.credentials import basic, bearer
 from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import REPO_ROOT, environment, run_cli

@@ -31,15 +31,15 @@ from hypothesis import strategies as st
 from eventstore import Checkpoint, EventStore
 from service.app import make_gateway, make_service
 from service.application import Actor, CheckoutRequest, Context, InvoiceService
-from service.backup import backup_database
 from service.config import load_config
 from service.domain.errors import DomainError
 from service.domain.events import TransactionLine
 from service.domain.invoice import Invoice, Payment
 from service.gateway.sandbox import SandboxGateway
-from service.projections import all_projectors
-from service.projections.invoices import decode_state
-from service.views_check import VIEW_TABLES, compare_views_with_replay
+from service.storage.sqlite.backup import backup_database
+from service.storage.sqlite.views_check import VIEW_TABLES, compare_views_with_replay
+from service.views.invoice_state import decode_state
+from service.views.sqlite import SQLiteReadModel, all_projectors
 from service.workers.expiry import expire_due
 from service.workers.refunds import NAME as REFUND_WORKER
 
@@ -269,7 +269,7 @@ async def advance(world: World, seconds: int) -> None:
 
 
 async def expire(world: World) -> None:
-    await expire_due(world.store, world.service, world.clock())
+    await expire_due(SQLiteReadModel(world.store), world.service, world.clock())
 
 
 async def together(world: World, racing: list[Op]) -> None:

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from service.app import create_app
 from service.config import Config, load_config
 from service.http.keys import STORE
-from service.views_check import compare_views_with_replay
+from service.storage.sqlite.views_check import compare_views_with_replay
 from tests.credentials import basic, bearer
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)

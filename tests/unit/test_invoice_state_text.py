@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from service.domain.codec import to_data
 from service.domain.events import InvoiceCreated, TransactionLine
 from service.domain.invoice import Invoice, Transaction, evolve
-from service.projections.invoices import decode_state, encode_state, state_times
+from service.views.invoice_state import decode_state, encode_state, state_times
 
 
 def earlier_text(state: Invoice) -> str:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eventstore import EventStore
-from service.backup import copy_database
-from service.projections import all_projectors
+from service.storage.sqlite.backup import copy_database
+from service.views.sqlite import all_projectors
 
 # Each view table and the columns that order its rows.
 VIEW_TABLES = {

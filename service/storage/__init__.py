@@ -1,0 +1,1 @@
+"""Tools that work on the service's database as a whole, one subpackage per backend."""

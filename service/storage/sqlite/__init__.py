@@ -1,0 +1,1 @@
+"""Whole-file tools for the SQLite database: online backups and the views-against-replay check."""

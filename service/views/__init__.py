@@ -1,0 +1,10 @@
+"""The read side: the ``ReadModel`` interface every reader of the views goes through.
+
+``read_model`` holds the interface and the records it answers with; ``streams`` and
+``invoice_state`` hold what every backend's views share (stream names, a state's stored text);
+each backend's views and queries live in a subpackage of their own (``sqlite``).
+"""
+
+from service.views.read_model import LedgerEntry, ReadModel, UserRecord, Viewer, VisibleInvoice
+
+__all__ = ["LedgerEntry", "ReadModel", "UserRecord", "Viewer", "VisibleInvoice"]

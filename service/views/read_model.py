@@ -1,0 +1,118 @@
+"""The read side's interface: every question the service asks of its views, by name.
+
+Handlers, workers, the authenticator and the CLI ask these and nothing else; no SQL (nor any
+other backend's query text) leaves the backend's implementation (``service.views.sqlite``). A
+backend implements ``ReadModel`` over its own views; what is visible to whom (an admin sees
+every invoice, a platform the invoices of its service, a buyer their own) is the
+implementation's job, so every backend applies the same rules in its own queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from service.domain.invoice import Invoice
+
+
+class Viewer(Protocol):
+    """Who reads: any object with these attributes (the application's ``Actor`` is one)."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def platform(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleInvoice:
+    """An invoice a viewer may see: its creation number (the API's ``id``) and its state."""
+
+    seq: int
+    state: Invoice
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One posting of the ledger to an account, as ``/balance`` lists it."""
+
+    position: int
+    account: str
+    amount: int
+    event_type: str
+    invoice: str | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account as the authenticator checks it."""
+
+    username: str
+    role: str
+    platform: str | None
+    password_hash: str
+
+
+class ReadModel(Protocol):
+    """The service's views, asked by name."""
+
+    async def invoice(self, invoice_id: str, viewer: Viewer) -> VisibleInvoice | None:
+        """The invoice, if it exists and ``viewer`` may see it."""
+        ...
+
+    async def invoice_by_waybill(
+        self, waybill_number: str, viewer: Viewer
+    ) -> VisibleInvoice | None:
+        """The newest invoice ``viewer`` may see that ships under ``waybill_number``."""
+        ...
+
+    async def invoice_exists(self, invoice_id: str) -> bool:
+        """Whether the invoice exists, whoever may see it."""
+        ...
+
+    async def waybill_exists(self, waybill_number: str) -> bool:
+        """Whether any invoice ships under ``waybill_number``, whoever may see it."""
+        ...
+
+    async def invoice_by_gateway_reference(self, reference: str) -> Invoice | None:
+        """The invoice the gateway knows by ``reference`` (its ``xendit_invoice``)."""
+        ...
+
+    async def balances(self, username: str) -> tuple[int, int]:
+        """The user's buyer balance and seller balance (0 for an account never posted to)."""
+        ...
+
+    async def ledger_entries(self, username: str, limit: int) -> list[LedgerEntry]:
+        """The user's latest ``limit`` postings (buyer and seller accounts), newest first."""
+        ...
+
+    async def commit_time(self, position: int) -> datetime | None:
+        """When the event at ``position`` (or the last one before it) was committed; None
+        before the first event."""
+        ...
+
+    async def streams_holding(self, event_ids: Collection[str]) -> set[str]:
+        """The ids of the streams that hold any of these event ids."""
+        ...
+
+    async def user(self, username: str) -> UserRecord | None:
+        """The account of ``username``, if there is one."""
+        ...
+
+    async def due_invoices(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` PENDING invoices whose expiry is at or before ``now``, the earliest
+        expiry first."""
+        ...
+
+    async def reconcile_candidates(self, since: datetime) -> list[str]:
+        """The invoices with a gateway payment whose callbacks may have been lost: every
+        PENDING one, and every one EXPIRED or CANCELED whose expiry is at or after ``since``
+        (a payment may have arrived late), in creation order."""
+        ...

@@ -1,0 +1,60 @@
+"""The read model on SQLite: the views' projectors, and ``SQLiteReadModel`` over their tables.
+
+The views are inline, each built from the log in the append's own transaction. Two projectors:
+the invoice and users views, and the ledger. A rebuild of a long log replays the ledger in a
+worker process while this one replays the invoices (``eventstore.rebuild``), so each says which
+events it reads and which tables it writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from eventstore import EventSelection, Projector, RecordedEvent
+from service.domain.events import decode
+from service.views.sqlite.invoices import InvoiceView, invoice_event
+from service.views.sqlite.ledger import LedgerView
+from service.views.sqlite.read_model import SQLiteReadModel
+from service.views.sqlite.users import USER_EVENTS, UsersView
+from service.views.streams import INVOICE_STREAM_PREFIX
+
+
+class InvoiceAndUserViews:
+    """The invoice view and the users view as one projector, so each event is decoded once."""
+
+    name = "invoice-and-user-views"
+    reads = EventSelection(types=USER_EVENTS, stream_prefixes=(INVOICE_STREAM_PREFIX,))
+    tables = InvoiceView.tables + UsersView.tables
+
+    def __init__(self) -> None:
+        self.invoices, self.users = InvoiceView(), UsersView()
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        self.invoices.setup(conn)
+        self.users.setup(conn)
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        self.invoices.reset(conn)
+        self.users.reset(conn)
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        # Only what a view reads: reservations, balances and idempotency records are skipped.
+        invoices, users = [], []
+        for recorded in events:
+            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
+                invoices.append(invoice_event(recorded))
+            elif recorded.type in USER_EVENTS:
+                users.append((recorded, decode(recorded)))
+        self.invoices.fold(conn, invoices)
+        if users:
+            self.users.apply_decoded(conn, users)
+
+
+def all_projectors() -> list[Projector]:
+    """The projectors the service opens its store with, the heaviest first: a rebuild replays
+    the first in its own process and may hand the others to workers."""
+    return [InvoiceAndUserViews(), LedgerView()]
+
+
+__all__ = ["InvoiceAndUserViews", "SQLiteReadModel", "all_projectors"]

@@ -1,0 +1,164 @@
+"""The invoice view: each invoice's current state, answering ``/invoice/detail`` and the
+expiry task's "which PENDING invoices are due".
+
+The row holds the aggregate's own state (``service.domain.invoice.Invoice``), folded by the very
+``evolve`` the decisions use, plus indexed columns for the queries. ``seq`` numbers invoices in
+the order they were created, which a replay reproduces exactly; the API shows it as ``id``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from eventstore import Migration, RecordedEvent, apply_migrations
+from service.domain.codec import format_time
+from service.domain.events import Event, InvoiceCreated, decode
+from service.domain.invoice import Invoice, evolve
+from service.views.invoice_state import decode_state, encode_state
+from service.views.streams import INVOICE_STREAM_PREFIX
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "invoice view",
+        """
+        CREATE TABLE invoice_view (
+            seq               INTEGER PRIMARY KEY,
+            invoice           TEXT    NOT NULL UNIQUE,
+            username          TEXT    NOT NULL,
+            service           TEXT    NOT NULL,
+            status            TEXT    NOT NULL,
+            expired_at        TEXT    NOT NULL,
+            gateway_reference TEXT    NOT NULL UNIQUE,
+            state             TEXT    NOT NULL,
+            version           INTEGER NOT NULL,
+            position          INTEGER NOT NULL
+        );
+        CREATE INDEX invoice_view_due ON invoice_view (status, expired_at);
+        CREATE TABLE invoice_waybills (
+            waybill_number TEXT NOT NULL,
+            seq            INTEGER NOT NULL,
+            PRIMARY KEY (waybill_number, seq)
+        );
+        """,
+    ),
+)
+
+Decoded = tuple[RecordedEvent, Event]
+InvoiceEvent = tuple[str, RecordedEvent, Event]  # (invoice, recorded, event) of an invoice stream
+
+
+def invoice_event(recorded: RecordedEvent) -> InvoiceEvent:
+    """An event of an invoice stream as ``InvoiceView.fold`` takes it: its invoice, the
+    recorded event and the domain event."""
+    return recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, decode(recorded)
+
+
+class InvoiceView:
+    """Inline projector of invoice streams into ``invoice_view``."""
+
+    name = "invoices"
+    tables = ("invoice_view", "invoice_waybills")
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        apply_migrations(conn, "view:invoices", MIGRATIONS)
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM invoice_waybills")
+        conn.execute("DELETE FROM invoice_view")
+
+    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+        self.fold(
+            conn,
+            [
+                invoice_event(recorded)
+                for recorded in events
+                if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
+            ],
+        )
+
+    def fold(self, conn: sqlite3.Connection, events: Sequence[InvoiceEvent]) -> None:
+        """Fold events of invoice streams into each invoice's state, reading and writing each
+        invoice once per call (a live append brings a few events; a rebuild, a page of them)."""
+        if not events:
+            return
+        created: dict[str, None] = {}  # invoices created in this call, in creation order
+        earlier: set[str] = set()  # invoices created before it: their states are in the view
+        last: dict[str, RecordedEvent] = {}
+        for invoice, recorded, event in events:
+            if type(event) is InvoiceCreated:
+                created[invoice] = None
+            elif invoice not in created:
+                earlier.add(invoice)
+            last[invoice] = recorded
+        states = _load_states(conn, earlier)
+        for invoice, _, event in events:
+            states[invoice] = evolve(states.get(invoice), event)
+        _insert(conn, [(states[invoice], last[invoice]) for invoice in created])
+        changed = [
+            (
+                state.status,
+                encode_state(state),
+                last[invoice].version,
+                last[invoice].position,
+                invoice,
+            )
+            for invoice, state in states.items()
+            if invoice in earlier
+        ]
+        if changed:
+            conn.executemany(
+                "UPDATE invoice_view SET status = ?, state = ?, version = ?, position = ?"
+                " WHERE invoice = ?",
+                changed,
+            )
+
+
+def _load_states(conn: sqlite3.Connection, invoices: set[str]) -> dict[str, Invoice]:
+    states: dict[str, Invoice] = {}
+    names = sorted(invoices)
+    for start in range(0, len(names), 500):  # within SQLite's limit of bound parameters
+        chunk = names[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT invoice, state FROM invoice_view WHERE invoice IN ({marks})", chunk
+        ).fetchall()
+        states.update((invoice, decode_state(state)) for invoice, state in rows)
+    return states
+
+
+def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) -> None:
+    """Insert new invoices in creation order, numbering them as SQLite would (max + 1), so a
+    replay gives every invoice the same ``seq``."""
+    if not new:
+        return
+    (last_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM invoice_view").fetchone()
+    rows, waybills = [], []
+    for seq, (state, last) in enumerate(new, start=last_seq + 1):
+        created = state.created
+        rows.append(
+            (
+                seq,
+                created.invoice,
+                created.username,
+                created.service,
+                state.status,
+                format_time(created.expired_at),
+                created.gateway_reference,
+                encode_state(state),
+                last.version,
+                last.position,
+            )
+        )
+        numbers = {line.waybill_number for line in created.transactions if line.waybill_number}
+        waybills += [(number, seq) for number in sorted(numbers)]
+    conn.executemany(
+        "INSERT INTO invoice_view (seq, invoice, username, service, status, expired_at,"
+        " gateway_reference, state, version, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    if waybills:
+        conn.executemany(
+            "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)", waybills
+        )
