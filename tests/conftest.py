@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from eventstore import EventStore
-from eventstore.schema import GUARD_TRIGGERS
+from eventstore.sqlite import GUARD_TRIGGERS, SQLiteEventStore
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SQLiteBackend:
     name: str = "sqlite"
 
     async def open(self, **options: Any) -> EventStore:
-        return await EventStore.open(self.path, **options)
+        return await SQLiteEventStore.open(self.path, **options)
 
     def raw(self) -> sqlite3.Connection:
         """A plain connection, as an attacker or a careless operator would have."""

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import structlog
 from aiohttp import web
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Actor
 from service.http.keys import USERNAME
 from service.http.middleware import ApiError
@@ -60,7 +60,7 @@ def forbidden(detail: str) -> ApiError:
 class Authenticator:
     def __init__(
         self,
-        store: EventStore,
+        store: SQLiteEventStore,
         *,
         secret: str,
         token_ttl: timedelta,

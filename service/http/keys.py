@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.config import Config
 from service.gateway.port import Gateway
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # imported for the annotations only: both modules import this
     from service.http.auth import Authenticator
 
 CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", EventStore)
+STORE = web.AppKey("store", SQLiteEventStore)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")

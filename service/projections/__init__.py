@@ -48,7 +48,7 @@ class InvoiceAndUserViews:
             self.users.apply_decoded(conn, users)
 
 
-def all_projectors() -> list[Projector]:
+def all_projectors() -> list[Projector[sqlite3.Connection]]:
     """The projectors the service opens its store with, the heaviest first: a rebuild replays
     the first in its own process and may hand the others to workers."""
     return [InvoiceAndUserViews(), LedgerView()]

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import structlog
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Context, InvoiceService
 from service.domain.codec import format_time
 
@@ -23,7 +23,7 @@ log = structlog.get_logger("service.expiry")
 BATCH = 200
 
 
-async def expire_due(store: EventStore, service: InvoiceService, now: datetime) -> int:
+async def expire_due(store: SQLiteEventStore, service: InvoiceService, now: datetime) -> int:
     """Expire every PENDING invoice due at ``now``; return how many were expired."""
     expired = 0
     while True:
@@ -42,7 +42,11 @@ async def expire_due(store: EventStore, service: InvoiceService, now: datetime) 
 
 
 async def run_expiry_task(
-    store: EventStore, service: InvoiceService, *, interval: float, clock: Callable[[], datetime]
+    store: SQLiteEventStore,
+    service: InvoiceService,
+    *,
+    interval: float,
+    clock: Callable[[], datetime],
 ) -> None:
     """Expire due invoices every ``interval`` seconds until cancelled."""
     while True:

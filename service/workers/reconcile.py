@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Context, InvoiceService
 from service.domain.codec import format_time
 from service.domain.errors import DomainError
@@ -27,7 +27,7 @@ log = structlog.get_logger("service.reconcile")
 
 
 async def reconcile_all(
-    store: EventStore, service: InvoiceService, *, now: datetime, window: timedelta
+    store: SQLiteEventStore, service: InvoiceService, *, now: datetime, window: timedelta
 ) -> Counter[str]:
     """Reconcile every candidate invoice; count the outcomes (``paid``, ``pending``, …)."""
     rows = await store.query(
@@ -50,7 +50,7 @@ async def reconcile_all(
 
 
 async def run_reconcile_task(
-    store: EventStore,
+    store: SQLiteEventStore,
     service: InvoiceService,
     *,
     interval: float,

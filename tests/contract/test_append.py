@@ -8,7 +8,7 @@ from datetime import UTC
 import pytest
 
 from eventstore import ANY, NO_STREAM, ConcurrencyError, EventStore, NewEvent, StreamAppend
-from eventstore.store import LAST_EVENTS_CHUNK
+from eventstore.sqlite.reads import LAST_EVENTS_CHUNK
 from tests.conftest import SQLiteBackend
 
 

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
 from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
@@ -55,7 +55,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:
-        async with await EventStore.open(path, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
             await ensure_dev_accounts(make_service(store, make_gateway(config), config))
 
     asyncio.run(create())

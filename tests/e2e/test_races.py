@@ -38,7 +38,8 @@ import pytest
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from eventstore import ConcurrencyError, DuplicateEventError, EventStore
+from eventstore import ConcurrencyError, DuplicateEventError
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Context
 from service.config import Config
 from service.http.keys import SERVICE, STORE
@@ -272,7 +273,7 @@ async def shown(api: Api, invoice: str) -> tuple[str, list[str]]:
     return detail["status"], [t["status"] for t in detail["transaction"]]
 
 
-async def never_negative(store: EventStore) -> dict[str, int]:
+async def never_negative(store: SQLiteEventStore) -> dict[str, int]:
     """Buyer and escrow accounts whose running balance went below 0 at any event: lowest."""
     rows = await store.query(
         "SELECT account, MIN(running) FROM ("

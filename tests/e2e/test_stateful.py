@@ -65,7 +65,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventstore import Checkpoint, EventStore, RecordedEvent
+from eventstore import Checkpoint, RecordedEvent
+from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, make_gateway, make_service
 from service.application import Context
 from service.config import load_config
@@ -1124,7 +1125,7 @@ async def views_differing_from_a_replay(database: Path) -> dict[str, str]:
     snapshot.unlink(missing_ok=True)
     take_snapshot(database, snapshot)
     live = view_rows(snapshot)
-    replica = await EventStore.open(snapshot, projectors=all_projectors(), synchronous="OFF")
+    replica = await SQLiteEventStore.open(snapshot, projectors=all_projectors(), synchronous="OFF")
     async with replica:
         await replica.rebuild_projections()
     replayed = view_rows(snapshot)
@@ -1163,7 +1164,7 @@ def create_template(path: Path) -> None:
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:
-        async with await EventStore.open(path, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
             service = make_service(store, make_gateway(config), config)
             for username, role, platform in USERS:
                 password_hash = cheap_password_hash(username)
