@@ -40,7 +40,7 @@ from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.schema import EVENTSTORE_MIGRATIONS
 
 if TYPE_CHECKING:
-    from tests.conftest import SQLiteBackend
+    from tests.contract.backends.sqlite import SQLiteBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
