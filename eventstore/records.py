@@ -142,11 +142,6 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse_time(text: str) -> datetime:
-    """The moment written by :func:`format_time`."""
-    return datetime.fromisoformat(text)
-
-
 def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
     """SHA-256 over the previous hash and the row's fields, joined by a unit separator.
 
