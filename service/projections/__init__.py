@@ -1,8 +1,8 @@
 """The service's inline views, each built from the log in the append's own transaction.
 
 Two projectors: the invoice and users views, and the ledger. A rebuild of a long log replays
-the ledger in a worker process while this one replays the invoices (``eventstore.rebuild``), so
-each says which events it reads and which tables it writes.
+the ledger in a worker process while this one replays the invoices
+(``eventstore.sqlite.rebuild``), so each says which events it reads and which tables it writes.
 """
 
 from __future__ import annotations
