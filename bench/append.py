@@ -29,14 +29,9 @@ from pathlib import Path
 import aiosqlite
 
 from eventstore import NO_STREAM, EventStore, NewEvent
-from eventstore.records import (
-    EVENT_COLUMNS,
-    GENESIS_HASH,
-    chain_hash,
-    format_time,
-    to_json,
-)
-from eventstore.schema import EVENTSTORE_MIGRATIONS, apply_migrations
+from eventstore.records import GENESIS_HASH, chain_hash, format_time, to_json
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite.schema import EVENT_COLUMNS, EVENTSTORE_MIGRATIONS, apply_migrations
 
 TARGET_VS_RAW = 0.5
 TARGET_VS_NAIVE = 10.0
@@ -161,7 +156,7 @@ async def bench_store(path: Path, total: int, tasks: int) -> float:
         for k in range(t, len(events), tasks):
             await store.append(stream_of(k, tasks), [events[k]], NO_STREAM)
 
-    async with await EventStore.open(path, synchronous="FULL") as store:
+    async with await SQLiteEventStore.open(path, synchronous="FULL") as store:
         started = time.perf_counter()
         await asyncio.gather(*(worker(t, store) for t in range(tasks)))
         elapsed = time.perf_counter() - started

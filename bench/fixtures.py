@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 
 from bench.loadgen import JSON_HEADERS, Tokens, checkout_body
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.app import make_gateway, make_service
 from service.application import Context
 from service.config import load_config
@@ -42,7 +42,7 @@ async def register_buyers(database: Path, names: list[str]) -> None:
     password_hash = await asyncio.to_thread(hash_password, secrets.token_urlsafe(16))
     gateway = make_gateway(config)
     try:
-        async with await EventStore.open(database, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
             service = make_service(store, gateway, config)
             await asyncio.gather(
                 *(

@@ -33,13 +33,14 @@ import structlog
 from aiohttp import web
 from marshmallow import ValidationError
 
-from eventstore import NO_STREAM, EventStore, NewEvent
+from eventstore import NO_STREAM, NewEvent
+from eventstore.sqlite import SQLiteEventStore
 from service.http.routes import load
 from service.http.schemas import CheckoutSchema, DetailQuerySchema
 from service.logging import configure_logging
 from service.security import CredentialsError, TokenError, parse_bearer, read_token
 
-STORE = web.AppKey("store", EventStore)
+STORE = web.AppKey("store", SQLiteEventStore)
 SECRET = web.AppKey("secret", bytes)
 DETAIL_STREAM = "floor-detail"
 JSON = "application/json"
@@ -100,7 +101,7 @@ def create_app(database: Path, secret: str, synchronous: str, get_body: Any) -> 
     app[SECRET] = secret.encode()
 
     async def open_store(app: web.Application) -> Any:
-        store = await EventStore.open(database, synchronous=synchronous)
+        store = await SQLiteEventStore.open(database, synchronous=synchronous)
         await store.append(DETAIL_STREAM, [NewEvent("DetailCaptured", get_body, {})], NO_STREAM)
         app[STORE] = store
         yield

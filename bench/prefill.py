@@ -36,7 +36,7 @@ from pathlib import Path
 
 from bench.rebuild import cached_log, source_digest
 from bench.servers import ROOT, child_environment, start_service
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.app import ensure_dev_accounts, make_gateway, make_service
 from service.config import load_config
 from service.views.sqlite import all_projectors
@@ -46,7 +46,7 @@ DEFAULT_CACHE = ROOT / "bench" / ".cache"
 # What decides the file's content: a change to any of them builds a new file.
 KEY_SOURCES = (
     "bench/rebuild.py",
-    "eventstore/schema.py",
+    "eventstore/sqlite/schema.py",
     "eventstore/records.py",
     "service/domain/events.py",
     "service/views",
@@ -150,7 +150,7 @@ async def _as_left_by_a_running_service(path: Path) -> bool:
     config = load_config(None, environ={}, database=str(path))
     gateway = make_gateway(config)
     try:
-        async with await EventStore.open(path, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
             counts = dict(
                 await store.query(
                     "SELECT type, COUNT(*) FROM events"

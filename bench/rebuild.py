@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from eventstore import NO_STREAM, EventStore, StreamAppend
+from eventstore.sqlite import SQLiteEventStore
 from service.domain.balance import Balance, decide_debit, evolve_balance
 from service.domain.events import (
     BalanceCredited,
@@ -61,7 +62,7 @@ CACHE = ROOT / "bench" / ".cache"
 # What decides a generated log's bytes (the views are not in it).
 LOG_KEY_SOURCES = (
     "bench/rebuild.py",
-    "eventstore/schema.py",
+    "eventstore/sqlite/schema.py",
     "eventstore/records.py",
     "service/domain",
 )
@@ -171,7 +172,7 @@ async def generate(path: Path, total: int, seed: int = 7) -> int:
     balances: dict[str, Balance | None] = {}
     versions: dict[str, int] = {}
     written, n = 0, 0
-    async with await EventStore.open(path, synchronous="OFF") as store:
+    async with await SQLiteEventStore.open(path, synchronous="OFF") as store:
         pending: list[tuple[str, Event]] = []
         while written + len(pending) < total:
             pending += lifecycle(n, rng, balances)
@@ -206,7 +207,7 @@ async def time_rebuild(path: Path) -> tuple[float, float, float]:
     also been checkpointed from the WAL into the database file (which follows it in the
     background); then of a second rebuild, over the views the first one filled, as an
     operator's ``rebuild`` of a running service's database finds them."""
-    async with await EventStore.open(path, projectors=all_projectors()) as store:
+    async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
         started = time.perf_counter()
         count = await store.rebuild_projections()
         committed = time.perf_counter() - started

@@ -1,15 +1,17 @@
-"""A small, durable, append-only event store on SQLite.
+"""A small, durable, append-only event store, and the interface every backend of it implements.
 
-Streams of events with versions for optimistic concurrency, a gap-free global order, group
-commit, subscriptions with stored checkpoints, inline projections and a tamper-evident hash
-chain. It knows nothing about the domain stored in it.
+Streams of events with versions for optimistic concurrency, a gap-free global order,
+subscriptions with stored checkpoints, inline projections and a tamper-evident hash chain. It
+knows nothing about the domain stored in it.
 
-``EventStore`` (and with it asyncio and aiosqlite) is imported when first asked for: a rebuild's
-worker process imports this package only for the replay, and starts that much sooner.
+``EventStore`` is the backend-neutral interface (``eventstore.interface``); ``open_store`` opens
+one by location. The SQLite implementation lives in ``eventstore.sqlite`` (``SQLiteEventStore``);
+``Migration`` and ``apply_migrations`` are SQLite's, re-exported here for the views built on it.
+Nothing imported here loads asyncio's database drivers: a rebuild's worker process imports this
+package only for the replay, and starts that much sooner.
 """
 
-from typing import TYPE_CHECKING, Any
-
+from eventstore.backends import open_store
 from eventstore.errors import (
     CheckpointConflict,
     ConcurrencyError,
@@ -23,7 +25,9 @@ from eventstore.errors import (
     SerializationError,
     StoreClosedError,
     StoreWriteError,
+    UnsupportedLocation,
 )
+from eventstore.interface import EventStore
 from eventstore.model import (
     Checkpoint,
     NewEvent,
@@ -32,20 +36,8 @@ from eventstore.model import (
     VerifyReport,
 )
 from eventstore.projections import EventSelection, Projector, Replayer
-from eventstore.schema import Migration, apply_migrations
+from eventstore.sqlite.schema import Migration, apply_migrations
 from eventstore.versions import ANY, NO_STREAM
-
-if TYPE_CHECKING:
-    from eventstore.store import EventStore
-
-
-def __getattr__(name: str) -> Any:
-    if name == "EventStore":
-        from eventstore.store import EventStore
-
-        return EventStore
-    raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
-
 
 __all__ = [
     "ANY",
@@ -71,6 +63,8 @@ __all__ = [
     "StoreClosedError",
     "StoreWriteError",
     "StreamAppend",
+    "UnsupportedLocation",
     "VerifyReport",
     "apply_migrations",
+    "open_store",
 ]

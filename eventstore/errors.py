@@ -62,6 +62,10 @@ class SerializationError(InvalidEvent):
     """Event data or metadata cannot be stored as JSON (a set, a float NaN, an object...)."""
 
 
+class UnsupportedLocation(EventStoreError, ValueError):
+    """``open_store`` was given a URL of a kind of database no backend here opens (yet)."""
+
+
 class NotADatabaseError(EventStoreError):
     """The file exists but is not an SQLite database."""
 

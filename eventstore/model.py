@@ -40,7 +40,8 @@ class NewEvent:
 
 
 class StoredEvent(NamedTuple):
-    """An event's row in the log, column for column (``records.EVENT_COLUMNS``)."""
+    """An event's row in the log, field for field in the order of the hash input (the SQLite
+    store's ``EVENT_COLUMNS``)."""
 
     position: int
     event_id: str

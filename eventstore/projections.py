@@ -1,22 +1,25 @@
 """Inline projections: view code that runs inside the append's own transaction.
 
-A projector's ``apply`` is called on the writer's connection, inside the savepoint of the append
-that produced the events, so the view rows commit atomically with their events and a reader never
-sees one without the other. Its checkpoint is therefore the log's head by construction. A rebuild
-calls ``reset`` (or replaces the view's tables, below) and then ``apply`` over the whole log with
-the very same code (or the projector's own ``replayer``, below).
+A projector's ``apply`` is called inside the transaction of the append that produced the events,
+on that transaction's connection, so the view rows commit atomically with their events and a
+reader never sees one without the other. Its checkpoint is therefore the log's head by
+construction. A rebuild calls ``reset`` (or replaces the view's tables, below) and then ``apply``
+over the whole log with the very same code (or the projector's own ``replayer``, below).
+
+A projector is written for one backend: ``Projector[C]`` receives that backend's connection
+type ``C`` (``sqlite3.Connection`` for ``eventstore.sqlite``), and a store takes only projectors
+of its own backend. A view kept on two backends is two small classes, usually sharing the code
+that turns events into rows; adding a backend adds projectors, it does not change the SQLite
+ones.
 
 Three optional attributes make a rebuild cheaper; a projector without them is replayed every event
 through its ``apply``:
 
 - ``reads``: an :class:`EventSelection` of the events ``apply`` uses; a rebuild reads only
   those (``apply`` must still ignore the others: a live append passes it everything).
-- ``tables``: the names of every table the view writes. A rebuild then replays the view into
-  new tables of those names made from their stored schema (indexes, triggers), instead of
-  calling ``reset``, and drops the old ones at the end; it builds the indexes made with
-  ``CREATE INDEX`` after the replay instead of during it; and on a long log it may replay this
-  projector in a worker process, into a scratch database set up with the projector's own
-  ``setup``, and copy those tables in whole (see ``eventstore.rebuild``).
+- ``tables``: the names of every table the view writes, which lets a backend replace them whole
+  instead of calling ``reset`` (the SQLite store does, and may replay such a view in a worker
+  process: see ``eventstore.sqlite.rebuild``).
 - ``replayer()``: a new :class:`Replayer` for one rebuild, which the rebuild gives every page
   instead of ``apply`` and then calls ``finish`` on: for work that costs less done once at the
   end than page by page (a sum over the whole view). It is made anew for each rebuild, so
@@ -25,35 +28,47 @@ through its ``apply``:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from eventstore.model import RecordedEvent
 
+# Contravariant: a projector that accepts any connection serves a backend of any one kind.
+C_contra = TypeVar("C_contra", contravariant=True)
 
-class Projector(Protocol):
-    """A view kept in the same database as the log."""
+
+class Projector(Protocol[C_contra]):
+    """A view kept by the store, in the same transactions as the log, on connections of type
+    ``C_contra``."""
 
     name: str
 
-    def setup(self, conn: sqlite3.Connection) -> None:
-        """Bring the view's tables up to date; runs at every open, in autocommit mode, so
-        that it can use ``apply_migrations`` (each migration is its own transaction)."""
+    def setup(self, conn: C_contra) -> None:
+        """Bring the view's tables up to date; runs at every open, before the first append (the
+        SQLite store calls it in autocommit mode, so that it can use ``apply_migrations``)."""
 
-    def reset(self, conn: sqlite3.Connection) -> None:
+    def reset(self, conn: C_contra) -> None:
         """Remove every row of the view, before a rebuild replays the log into it (a view
-        that names its ``tables`` has them replaced instead)."""
+        that names its ``tables`` may have them replaced instead)."""
 
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
+    def apply(self, conn: C_contra, events: Sequence[RecordedEvent]) -> None:
         """Fold committed-to-be events into the view; raising fails the append that made them."""
+
+
+class Replayer(Protocol[C_contra]):
+    """What replays a view in a rebuild: ``apply`` for each page of the log, in order, then
+    ``finish(conn)``, if it has one, once after the last page, in the same transaction."""
+
+    def apply(self, conn: C_contra, events: Sequence[RecordedEvent]) -> None:
+        """Fold a page of the log into the view."""
 
 
 @dataclass(frozen=True, slots=True)
 class EventSelection:
     """Events of any of ``types`` or of a stream whose id starts with any of
-    ``stream_prefixes``."""
+    ``stream_prefixes`` (none of either: no events). Each backend turns it into its own query
+    (``eventstore.sqlite.projection.selection_sql``)."""
 
     types: frozenset[str] = frozenset()
     stream_prefixes: tuple[str, ...] = ()
@@ -61,21 +76,3 @@ class EventSelection:
     def union(self, other: EventSelection) -> EventSelection:
         prefixes = dict.fromkeys(self.stream_prefixes + other.stream_prefixes)
         return EventSelection(self.types | other.types, tuple(prefixes))
-
-    def where(self) -> tuple[str, list[object]]:
-        """An SQL condition on the events table selecting these events, and its parameters."""
-        types = sorted(self.types)
-        terms = [f"type IN ({', '.join('?' * len(types))})"] if types else []
-        terms += ["substr(stream_id, 1, ?) = ?"] * len(self.stream_prefixes)
-        parameters: list[object] = list(types)
-        for prefix in self.stream_prefixes:
-            parameters += [len(prefix), prefix]
-        return f"({' OR '.join(terms) or 'FALSE'})", parameters
-
-
-class Replayer(Protocol):
-    """What replays a view in a rebuild: ``apply`` for each page of the log, in order, then
-    ``finish(conn)``, if it has one, once after the last page, in the same transaction."""
-
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        """Fold a page of the log into the view."""

@@ -1,7 +1,9 @@
-"""Encoding of events to rows and back, and the hash chain over those rows.
+"""What every backend shares: validating and encoding events, the time format, the hash chain.
 
-Data and metadata are stored as canonical JSON text (sorted keys, no spaces) and the hash covers
-that exact text, so ``verify()`` can recompute every hash from the stored columns alone.
+Data and metadata are stored as canonical JSON text (sorted keys, no spaces), times as UTC text
+with microseconds, and the hash covers that exact text, so ``verify()`` can recompute every hash
+from the stored fields alone. A backend stores these values as they are and computes the chain
+with :func:`chain_hash`, so every backend's log has the same hashes for the same events.
 """
 
 from __future__ import annotations
@@ -9,14 +11,20 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from eventstore.errors import InvalidEvent, InvalidStreamId, SerializationError
-from eventstore.model import NewEvent, RecordedEvent
+from eventstore.errors import (
+    DuplicateEventError,
+    InvalidEvent,
+    InvalidStreamId,
+    SerializationError,
+)
+from eventstore.model import NewEvent, RecordedEvent, StreamAppend
+from eventstore.versions import ANY
 
 GENESIS_HASH = "0" * 64
 MAX_STREAM_ID_LENGTH = 255
@@ -33,8 +41,15 @@ _JSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 
-# Columns in the order of the INSERT statement and of the hash input.
-Row = tuple[int, str, str, int, str, str, str, str, str]
+EncodedEvent = tuple[str, str, str, str]  # (event_id, type, data JSON, metadata JSON)
+
+
+class EncodedStream(NamedTuple):
+    """A validated ``StreamAppend``: events already turned into JSON text by the caller."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[EncodedEvent]
 
 
 def check_stream_id(stream_id: object) -> str:
@@ -48,7 +63,34 @@ def check_stream_id(stream_id: object) -> str:
     return stream_id
 
 
-def encode_event(event: NewEvent) -> tuple[str, str, str, str]:
+def encode_appends(appends: Sequence[StreamAppend]) -> list[EncodedStream]:
+    """Validate and serialise a multi-stream append on the caller's side, so a bad event never
+    reaches the writer: each stream once, each event id once."""
+    encoded = [encode_stream(a.stream_id, a.expected_version, a.events) for a in appends]
+    if len({stream.stream_id for stream in encoded}) < len(encoded):
+        raise ValueError("a stream appears twice in one append")
+    event_ids = [event[0] for stream in encoded for event in stream.events]
+    if len(set(event_ids)) < len(event_ids):
+        raise DuplicateEventError("an event id appears twice in one append")
+    return encoded
+
+
+def encode_stream(
+    stream_id: str, expected_version: int, events: Sequence[NewEvent]
+) -> EncodedStream:
+    """Validate and serialise one stream's part of an append."""
+    check_stream_id(stream_id)
+    if not isinstance(expected_version, int) or expected_version < ANY:
+        raise ValueError(f"invalid expected version {expected_version!r}")
+    if not events:
+        raise ValueError(f"no events to append to stream {stream_id!r}")
+    encoded = [encode_event(event) for event in events]
+    if len(encoded) > 1 and len({event[0] for event in encoded}) < len(encoded):
+        raise DuplicateEventError(f"an event id appears twice in the append to {stream_id!r}")
+    return EncodedStream(stream_id, expected_version, encoded)
+
+
+def encode_event(event: NewEvent) -> EncodedEvent:
     """Validate ``event`` and return ``(event_id, type, data_json, metadata_json)``."""
     if not isinstance(event, NewEvent):
         raise InvalidEvent(f"expected a NewEvent, got {type(event).__name__}")
@@ -83,10 +125,6 @@ def to_json(value: Mapping[str, Any], what: str) -> str:
     return text.decode()
 
 
-def from_json(text: str) -> dict[str, Any]:
-    return orjson.loads(text)  # type: ignore[no-any-return]
-
-
 def _has_non_finite_float(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
@@ -104,10 +142,6 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
     """SHA-256 over the previous hash and the row's fields, joined by a unit separator.
 
@@ -120,8 +154,8 @@ def chain_hash(previous_hash: str, row_without_hash: tuple[Any, ...]) -> str:
 
 
 def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
-    """A ``RecordedEvent`` from a row selected with ``EVENT_COLUMNS``: the row itself, nothing
-    decoded until it is read."""
+    """A ``RecordedEvent`` from a row of its fields in their order (position, event id, stream,
+    version, type, data, metadata, time, hash): the row itself, nothing decoded until read."""
     return RecordedEvent._make(row)
 
 
@@ -130,6 +164,3 @@ def decode_rows(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
     event of the log): each row becomes the event's tuple in C."""
     new = tuple.__new__
     return [new(RecordedEvent, row) for row in rows]
-
-
-EVENT_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, hash"

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Context, InvoiceService, UserExists
 from service.config import Config
 from service.gateway.port import Gateway
@@ -100,7 +100,10 @@ def make_gateway(config: Config) -> Gateway:
 
 
 def make_service(
-    store: EventStore, gateway: Gateway, config: Config, clock: Callable[[], datetime] = utc_now
+    store: SQLiteEventStore,
+    gateway: Gateway,
+    config: Config,
+    clock: Callable[[], datetime] = utc_now,
 ) -> InvoiceService:
     return InvoiceService(
         store,
@@ -114,7 +117,7 @@ def make_service(
 async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     Path(config.database).parent.mkdir(parents=True, exist_ok=True)
-    store = await EventStore.open(
+    store = await SQLiteEventStore.open(
         config.database, synchronous=config.synchronous, projectors=all_projectors()
     )
     service = make_service(store, app[GATEWAY], config, app[CLOCK])

@@ -27,11 +27,11 @@ from eventstore import (
     Checkpoint,
     ConcurrencyError,
     DuplicateEventError,
-    EventStore,
     NewEvent,
     RecordedEvent,
     StreamAppend,
 )
+from eventstore.sqlite import SQLiteEventStore
 from service.domain import errors
 from service.domain.balance import Balance, decide_debit, evolve_balance
 from service.domain.codec import parse_time
@@ -219,7 +219,7 @@ class InvoiceService:
 
     def __init__(
         self,
-        store: EventStore,
+        store: SQLiteEventStore,
         gateway: Gateway,
         *,
         clock: Callable[[], datetime],

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from eventstore import EventStore, EventStoreError, RecordedEvent
-from eventstore.verification import verify_file
+from eventstore import EventStoreError, RecordedEvent, open_store
+from eventstore.sqlite import SQLiteEventStore, verify_file
 from service.app import create_app, make_gateway, make_service, utc_now
 from service.application import Context, UserExists
 from service.config import Config, ConfigError, load_config
@@ -144,7 +144,7 @@ def _add_user(config: Config, args: argparse.Namespace) -> int:
 
     async def add() -> None:
         Path(config.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh install
-        store = await EventStore.open(config.database, projectors=all_projectors())
+        store = await SQLiteEventStore.open(config.database, projectors=all_projectors())
         async with store:
             service = make_service(store, make_gateway(config), config)
             await service.register_user(
@@ -177,7 +177,7 @@ def _rebuild(config: Config, args: argparse.Namespace) -> int:
     progress = Progress("rebuilding views")
 
     async def rebuild() -> int:
-        async with await EventStore.open(config.database, projectors=all_projectors()) as store:
+        async with await open_store(config.database, projectors=all_projectors()) as store:
             return await store.rebuild_projections(progress)
 
     count = asyncio.run(rebuild())
@@ -188,7 +188,7 @@ def _rebuild(config: Config, args: argparse.Namespace) -> int:
 
 def _history(config: Config, args: argparse.Namespace) -> int:
     async def read() -> list[RecordedEvent]:
-        async with await EventStore.open(config.database, projectors=all_projectors()) as store:
+        async with await open_store(config.database, projectors=all_projectors()) as store:
             return [event async for event in store.read_stream(invoice_stream(args.invoice))]
 
     if not Path(config.database).exists():
@@ -254,7 +254,9 @@ def _reconcile(config: Config, args: argparse.Namespace) -> int:
     async def reconcile() -> Counter[str]:
         gateway = make_gateway(config)
         try:
-            async with await EventStore.open(config.database, projectors=all_projectors()) as store:
+            async with await SQLiteEventStore.open(
+                config.database, projectors=all_projectors()
+            ) as store:
                 service = make_service(store, gateway, config)
                 return await reconcile_all(
                     SQLiteReadModel(store),

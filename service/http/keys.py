@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # imported for the annotations only: both modules import this
     from service.http.auth import Authenticator
 
 CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", EventStore)
+STORE: web.AppKey[EventStore] = web.AppKey("store")
 READ_MODEL: web.AppKey[ReadModel] = web.AppKey("read_model")
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventstore import ANY, NO_STREAM, DuplicateEventError, EventStore, NewEvent, StreamAppend
-from tests.conftest import SQLiteBackend
+from tests.contract.backends import Backend
 
 
 async def test_a_retried_append_returns_the_stored_events_and_writes_nothing(
@@ -23,7 +23,7 @@ async def test_a_retried_append_returns_the_stored_events_and_writes_nothing(
     assert await store.head_position() == 2
 
 
-async def test_a_retry_after_a_restart_is_still_a_no_op(backend: SQLiteBackend) -> None:
+async def test_a_retry_after_a_restart_is_still_a_no_op(backend: Backend) -> None:
     """Idempotency lives in the log itself, not in a cache that a restart forgets."""
     event = NewEvent("Created", {"a": 1})
     async with await backend.open() as store:

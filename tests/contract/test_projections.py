@@ -3,71 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
-from collections.abc import Sequence
 
 import pytest
 
-from eventstore import NO_STREAM, NewEvent, RecordedEvent
-from tests.conftest import SQLiteBackend
-
-
-class Totals:
-    """A view of the sum of ``amount`` per stream; refuses negative amounts (to fail on purpose)."""
-
-    name = "totals"
-
-    def __init__(self) -> None:
-        self.pause = threading.Event()
-        self.pause.set()
-
-    def setup(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS totals (stream_id TEXT PRIMARY KEY, total INTEGER NOT NULL)"
-        )
-
-    def reset(self, conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM totals")
-
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        self.pause.wait(5)
-        for event in events:
-            amount = event.data["amount"]
-            if amount < 0:
-                raise ValueError("negative amount")
-            conn.execute(
-                "INSERT INTO totals VALUES (?, ?) ON CONFLICT (stream_id)"
-                " DO UPDATE SET total = total + excluded.total",
-                (event.stream_id, amount),
-            )
-
-
-def view(backend: SQLiteBackend) -> dict[str, int]:
-    conn = backend.raw()
-    try:
-        return dict(conn.execute("SELECT stream_id, total FROM totals").fetchall())
-    finally:
-        conn.close()
+from eventstore import NO_STREAM, NewEvent
+from tests.contract.backends import Backend
 
 
 def amount(value: int) -> list[NewEvent]:
     return [NewEvent("Added", {"amount": value})]
 
 
-async def test_a_view_commits_with_its_events(backend: SQLiteBackend) -> None:
+async def test_a_view_commits_with_its_events(backend: Backend) -> None:
     """After an append returns, its view rows are there (read-your-writes)."""
-    async with await backend.open(projectors=[Totals()]) as store:
+    async with await backend.open(projectors=[backend.totals_view()]) as store:
         await store.append("a", amount(5), NO_STREAM)
         await store.append("a", amount(7), 1)
         await store.append("b", amount(1), NO_STREAM)
 
-        assert view(backend) == {"a": 12, "b": 1}
+        assert backend.totals() == {"a": 12, "b": 1}
 
 
-async def test_a_failing_projector_fails_only_its_own_append(backend: SQLiteBackend) -> None:
+async def test_a_failing_projector_fails_only_its_own_append(backend: Backend) -> None:
     """The append whose view update raises writes neither events nor rows; its batch goes on."""
-    async with await backend.open(projectors=[Totals()]) as store:
+    async with await backend.open(projectors=[backend.totals_view()]) as store:
         results = await asyncio.gather(
             store.append("a", amount(5), NO_STREAM),
             store.append("bad", amount(-1), NO_STREAM),
@@ -76,20 +35,18 @@ async def test_a_failing_projector_fails_only_its_own_append(backend: SQLiteBack
         )
 
         assert isinstance(results[1], ValueError)
-        assert view(backend) == {"a": 5, "c": 3}
+        assert backend.totals() == {"a": 5, "c": 3}
         assert await store.stream_version("bad") == 0
         assert [e.position async for e in store.read_all()] == [1, 2]
 
 
-async def test_rebuild_replays_the_log_into_an_emptied_view(backend: SQLiteBackend) -> None:
+async def test_rebuild_replays_the_log_into_an_emptied_view(backend: Backend) -> None:
     """Dropping the view's rows and replaying gives the live view back, reporting progress."""
-    async with await backend.open(projectors=[Totals()], page_size=4) as store:
+    async with await backend.open(projectors=[backend.totals_view()], page_size=4) as store:
         for i in range(10):
             await store.append(f"s{i % 3}", amount(i), await store.stream_version(f"s{i % 3}"))
-        live = view(backend)
-        conn = backend.raw()
-        conn.execute("DELETE FROM totals")
-        conn.close()
+        live = backend.totals()
+        backend.clear_totals()
         progress: list[tuple[int, int]] = []
 
         replayed = await store.rebuild_projections(
@@ -97,14 +54,14 @@ async def test_rebuild_replays_the_log_into_an_emptied_view(backend: SQLiteBacke
         )
 
         assert replayed == 10
-        assert view(backend) == live
+        assert backend.totals() == live
         assert progress[-1] == (10, 10)
         assert [done for done, _ in progress] == [4, 8, 10]
 
 
-async def test_reads_do_not_wait_for_the_writer(backend: SQLiteBackend) -> None:
+async def test_reads_do_not_wait_for_the_writer(backend: Backend) -> None:
     """While an append is held inside its transaction, readers still answer."""
-    totals = Totals()
+    totals = backend.totals_view()
     async with await backend.open(projectors=[totals]) as store:
         await store.append("a", amount(1), NO_STREAM)
         totals.pause.clear()
@@ -123,10 +80,10 @@ async def test_reads_do_not_wait_for_the_writer(backend: SQLiteBackend) -> None:
 
 @pytest.mark.parametrize("count", [1, 40])
 async def test_rebuild_and_appends_interleave_without_double_counting(
-    backend: SQLiteBackend, count: int
+    backend: Backend, count: int
 ) -> None:
     """Appends queued around a rebuild are counted once in the rebuilt view."""
-    async with await backend.open(projectors=[Totals()]) as store:
+    async with await backend.open(projectors=[backend.totals_view()]) as store:
         await store.append("a", amount(1), NO_STREAM)
         await asyncio.gather(
             *(store.append(f"x{i}", amount(1), NO_STREAM) for i in range(count)),
@@ -134,4 +91,4 @@ async def test_rebuild_and_appends_interleave_without_double_counting(
             *(store.append(f"y{i}", amount(1), NO_STREAM) for i in range(count)),
         )
 
-        assert sum(view(backend).values()) == 1 + 2 * count
+        assert sum(backend.totals().values()) == 1 + 2 * count

@@ -15,7 +15,7 @@ from eventstore import (
     NewEvent,
     RecordedEvent,
 )
-from tests.conftest import SQLiteBackend
+from tests.contract.backends import Backend
 
 
 async def take(store: EventStore, name: str, count: int, **kwargs: Any) -> list[RecordedEvent]:
@@ -68,7 +68,7 @@ async def test_a_subscription_waits_for_new_commits(store: EventStore) -> None:
     assert [e.type for e in await subscriber] == ["Before", "After"]
 
 
-async def test_a_subscription_ends_when_the_store_closes(backend: SQLiteBackend) -> None:
+async def test_a_subscription_ends_when_the_store_closes(backend: Backend) -> None:
     """Closing the store finishes a waiting subscription instead of leaving it hanging."""
     store = await backend.open()
 
@@ -118,7 +118,7 @@ async def test_a_checkpoint_cannot_pass_the_end_of_the_log(store: EventStore) ->
 
 
 async def test_a_subscriber_resumes_from_its_checkpoint_after_a_restart_exactly_once(
-    backend: SQLiteBackend,
+    backend: Backend,
 ) -> None:
     """Each source event gets exactly one effect, across a stop in the middle."""
 
@@ -151,7 +151,7 @@ async def test_a_subscriber_resumes_from_its_checkpoint_after_a_restart_exactly_
     assert sorted(doubled) == [0, 2, 4, 6, 8, 10]
 
 
-async def test_commits_from_another_process_reach_a_subscription(backend: SQLiteBackend) -> None:
+async def test_commits_from_another_process_reach_a_subscription(backend: Backend) -> None:
     """A second store on the same database (another process) is found by polling."""
     async with (
         await backend.open(poll_interval=0.05) as reader,
@@ -187,7 +187,7 @@ async def test_a_filtered_subscription_sees_only_its_types_in_order_while_writer
     assert [e.position for e in seen] == wanted
 
 
-async def test_read_all_can_skip_the_types_it_is_not_asked_for(backend: SQLiteBackend) -> None:
+async def test_read_all_can_skip_the_types_it_is_not_asked_for(backend: Backend) -> None:
     """With types, pages still cross correctly (a page of 2 here) and skip the rest."""
     async with await backend.open(page_size=2) as store:
         for i in range(9):

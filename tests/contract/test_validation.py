@@ -17,7 +17,7 @@ from eventstore import (
     SerializationError,
     StoreClosedError,
 )
-from tests.conftest import SQLiteBackend
+from tests.contract.backends import Backend
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ async def test_a_bad_event_fails_alone_among_concurrent_appends(store: EventStor
     assert {e.stream_id async for e in store.read_all()} == {"good-1", "good-2"}
 
 
-async def test_a_closed_store_refuses_work(backend: SQLiteBackend) -> None:
+async def test_a_closed_store_refuses_work(backend: Backend) -> None:
     """After close, appends and reads raise StoreClosedError instead of hanging."""
     store = await backend.open()
     await store.close()

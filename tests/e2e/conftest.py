@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
 from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
@@ -31,6 +31,7 @@ from service.http.keys import STORE
 from service.views.sqlite import all_projectors
 from tests.credentials import basic, bearer
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
+from tests.sqlviews import sql_store
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 ROLES = {username: (role, platform) for username, role, platform in DEV_ACCOUNTS}
@@ -55,7 +56,7 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:
-        async with await EventStore.open(path, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
             await ensure_dev_accounts(make_service(store, make_gateway(config), config))
 
     asyncio.run(create())
@@ -176,7 +177,9 @@ class Api:
 
     async def accounts(self) -> dict[str, int]:
         """Every account of the whole ledger that holds money (zero balances left out)."""
-        rows = await self.client.app[STORE].query("SELECT account, balance FROM account_balances")
+        rows = await sql_store(self.client.app[STORE]).query(
+            "SELECT account, balance FROM account_balances"
+        )
         return {account: balance for account, balance in rows if balance}
 
     async def assert_balanced(self) -> None:
@@ -187,7 +190,7 @@ class Api:
         """Until the expiry task has written the invoice's expiry (at most ``within`` s)."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            rows = await self.client.app[STORE].query(
+            rows = await sql_store(self.client.app[STORE]).query(
                 "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
             )
             if rows[0][0] == "EXPIRED":
@@ -196,7 +199,7 @@ class Api:
             await asyncio.sleep(0.01)
 
     async def ledger_sum(self) -> int:
-        rows = await self.client.app[STORE].query(
+        rows = await sql_store(self.client.app[STORE]).query(
             "SELECT COALESCE(SUM(balance), 0) FROM account_balances"
         )
         return int(rows[0][0])

@@ -24,6 +24,7 @@ from service.gateway.qris import parse_emv
 from service.http.keys import STORE
 from service.security import TokenClaims, issue_token
 from tests.e2e.conftest import Api, FakeClock, checkout_body
+from tests.sqlviews import sql_store
 
 Json = dict[str, Any]
 
@@ -197,7 +198,9 @@ async def post(
 
 async def snapshot(api: Api) -> Snapshot:
     store = api.client.app[STORE]
-    balances = await store.query("SELECT account, balance FROM account_balances ORDER BY account")
+    balances = await sql_store(store).query(
+        "SELECT account, balance FROM account_balances ORDER BY account"
+    )
     return Snapshot(
         await store.head_position(),
         await invoice_count(api),
@@ -211,12 +214,12 @@ async def assert_unchanged(api: Api, before: Snapshot) -> None:
 
 
 async def invoice_count(api: Api) -> int:
-    rows = await api.client.app[STORE].query("SELECT COUNT(*) FROM invoice_view")
+    rows = await sql_store(api.client.app[STORE]).query("SELECT COUNT(*) FROM invoice_view")
     return int(rows[0][0])
 
 
 async def account_balance(api: Api, account: str) -> int:
-    rows = await api.client.app[STORE].query(
+    rows = await sql_store(api.client.app[STORE]).query(
         "SELECT balance FROM account_balances WHERE account = ?", (account,)
     )
     return int(rows[0][0]) if rows else 0
@@ -224,7 +227,7 @@ async def account_balance(api: Api, account: str) -> int:
 
 async def running_balances(api: Api, account: str) -> list[int]:
     """The account's balance after each of its ledger lines, in log order."""
-    rows = await api.client.app[STORE].query(
+    rows = await sql_store(api.client.app[STORE]).query(
         "SELECT amount FROM ledger_entries WHERE account = ? ORDER BY position, line", (account,)
     )
     running, total = [], 0

@@ -20,6 +20,7 @@ from service.app import create_app
 from service.config import Config
 from service.http.keys import STORE
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
+from tests.sqlviews import sql_store
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -84,7 +85,7 @@ async def refused(
 
 async def invoice_exists(api: Api, invoice: str) -> bool:
     assert api.client.app is not None
-    rows = await api.client.app[STORE].query(
+    rows = await sql_store(api.client.app[STORE]).query(
         "SELECT 1 FROM invoice_view WHERE invoice = ?", (invoice,)
     )
     return bool(rows)

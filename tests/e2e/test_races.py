@@ -38,13 +38,15 @@ import pytest
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from eventstore import ConcurrencyError, DuplicateEventError, EventStore
+from eventstore import ConcurrencyError, DuplicateEventError
+from eventstore.sqlite import SQLiteEventStore
 from service.application import Context
 from service.config import Config
 from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.storage.sqlite.views_check import compare_views_with_replay
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, checkout_body, copy_of, e2e_config
+from tests.sqlviews import sql_store
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -257,7 +259,7 @@ async def wait_for_status(api: Api, invoice: str, status: str, within: float = 1
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
-        rows = await api.client.app[STORE].query(
+        rows = await sql_store(api.client.app[STORE]).query(
             "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
         )
         if rows[0][0] == status:
@@ -272,7 +274,7 @@ async def shown(api: Api, invoice: str) -> tuple[str, list[str]]:
     return detail["status"], [t["status"] for t in detail["transaction"]]
 
 
-async def never_negative(store: EventStore) -> dict[str, int]:
+async def never_negative(store: SQLiteEventStore) -> dict[str, int]:
     """Buyer and escrow accounts whose running balance went below 0 at any event: lowest."""
     rows = await store.query(
         "SELECT account, MIN(running) FROM ("
@@ -300,7 +302,7 @@ async def finish(
     store = api.client.app[STORE]
     await asyncio.sleep(0.05)  # a late double credit would show now
     await books.check(api, "after the last round")
-    assert await never_negative(store) == {}
+    assert await never_negative(sql_store(store)) == {}
     report = await store.verify()
     assert report.ok, report
     assert await compare_views_with_replay(Path(api.config.database)) == []
@@ -584,7 +586,7 @@ async def test_concurrent_balance_checkouts_pay_exactly_what_the_balance_covers(
             assert answer["status"] == "PAID", why
             books.move(f"buyer:{buyer}", escrow_of(answer["invoice"]), PRICE)
         paid_so_far += k
-        rows = await store.query("SELECT COUNT(*) FROM invoice_view")
+        rows = await sql_store(store).query("SELECT COUNT(*) FROM invoice_view")
         assert rows[0][0] == paid_so_far, why  # the refused ones created nothing
         assert (await api.balance(buyer))["balance"] == PRICE - 1, why
         await books.check(api, why)

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app
 from service.application import Context
 from service.config import Config
@@ -399,7 +399,7 @@ async def run_reconcile(workdir: Path, database: str, **settings: str) -> tuple[
 
 async def status_in(database: str, invoice: str) -> str:
     """The invoice's status in the database's view, read by a store of its own."""
-    async with await EventStore.open(database, projectors=all_projectors()) as store:
+    async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
         rows = await store.query("SELECT status FROM invoice_view WHERE invoice = ?", (invoice,))
     status: str = rows[0][0]
     return status

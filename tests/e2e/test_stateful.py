@@ -65,7 +65,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventstore import Checkpoint, EventStore, RecordedEvent
+from eventstore import Checkpoint, RecordedEvent
+from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, make_gateway, make_service
 from service.application import Context
 from service.config import load_config
@@ -76,6 +77,7 @@ from service.storage.sqlite.views_check import VIEW_TABLES
 from service.views.sqlite import all_projectors
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, FakeClock
+from tests.sqlviews import sql_store
 
 T = TypeVar("T")
 
@@ -851,7 +853,9 @@ class InvoiceMachine(RuleBasedStateMachine):
         now = self.clock()
         due = self.model.expire_due(now)
         self.run(self._expire(by, now, len(due)))
-        rows = self.run(self.app[STORE].query("SELECT invoice, status FROM invoice_view"))
+        rows = self.run(
+            sql_store(self.app[STORE]).query("SELECT invoice, status FROM invoice_view")
+        )
         recorded = dict(rows)
         for name, invoice in self.model.invoices.items():
             assert recorded[name] == invoice.status, (name, recorded[name], invoice.status)
@@ -864,7 +868,7 @@ class InvoiceMachine(RuleBasedStateMachine):
             return
         deadline = asyncio.get_running_loop().time() + 10
         while True:
-            rows = await store.query(
+            rows = await sql_store(store).query(
                 "SELECT COUNT(*) FROM invoice_view WHERE status = 'PENDING' AND expired_at <= ?",
                 (api_time(now),),
             )
@@ -1015,8 +1019,10 @@ class InvoiceMachine(RuleBasedStateMachine):
     @invariant()
     def the_ledger_balances_and_agrees_with_the_model(self) -> None:
         store = self.app[STORE]
-        rows = self.run(store.query("SELECT account, balance FROM account_balances"))
-        entries = self.run(store.query("SELECT COALESCE(SUM(amount), 0) FROM ledger_entries"))
+        rows = self.run(sql_store(store).query("SELECT account, balance FROM account_balances"))
+        entries = self.run(
+            sql_store(store).query("SELECT COALESCE(SUM(amount), 0) FROM ledger_entries")
+        )
         accounts = {account: balance for account, balance in rows}
         assert sum(accounts.values()) == 0, accounts
         assert entries[0][0] == 0
@@ -1125,7 +1131,7 @@ async def views_differing_from_a_replay(database: Path) -> dict[str, str]:
     snapshot.unlink(missing_ok=True)
     take_snapshot(database, snapshot)
     live = view_rows(snapshot)
-    replica = await EventStore.open(snapshot, projectors=all_projectors(), synchronous="OFF")
+    replica = await SQLiteEventStore.open(snapshot, projectors=all_projectors(), synchronous="OFF")
     async with replica:
         await replica.rebuild_projections()
     replayed = view_rows(snapshot)
@@ -1164,7 +1170,7 @@ def create_template(path: Path) -> None:
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:
-        async with await EventStore.open(path, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
             service = make_service(store, make_gateway(config), config)
             for username, role, platform in USERS:
                 password_hash = cheap_password_hash(username)

@@ -15,6 +15,7 @@ import sys
 import time
 
 from eventstore import NO_STREAM, EventStore, NewEvent
+from eventstore.sqlite import SQLiteEventStore
 
 TASKS = 8
 MAX_SECONDS = 30.0
@@ -32,7 +33,7 @@ async def _append_forever(store: EventStore, stream_id: str, deadline: float) ->
 
 async def main(path: str, run_tag: str) -> None:
     deadline = time.monotonic() + MAX_SECONDS
-    store = await EventStore.open(path, synchronous="FULL")
+    store = await SQLiteEventStore.open(path, synchronous="FULL")
     try:
         await asyncio.gather(
             *(_append_forever(store, f"crash-{run_tag}-{task}", deadline) for task in range(TASKS))

@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from eventstore import NO_STREAM, EventStore
+from eventstore import NO_STREAM
 from eventstore.records import chain_hash
-from eventstore.schema import GUARD_TRIGGERS
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite.schema import GUARD_TRIGGERS
 from service.app import create_app
 from service.config import Config, load_config
 from service.domain.events import BalanceToppedUp, encode
@@ -386,7 +387,7 @@ async def _top_up(database: Path, times: int) -> None:
         encode(BalanceToppedUp("filler", 1000, "admin", datetime.now(UTC)), {"actor": "admin"})
         for _ in range(times)
     ]
-    async with await EventStore.open(database, projectors=all_projectors()) as store:
+    async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
         await store.append("balance-filler", top_ups, NO_STREAM)
 
 

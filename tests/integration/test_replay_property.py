@@ -28,7 +28,8 @@ from typing import Any
 import hypothesis
 from hypothesis import strategies as st
 
-from eventstore import Checkpoint, EventStore
+from eventstore import Checkpoint
+from eventstore.sqlite import SQLiteEventStore
 from service.app import make_gateway, make_service
 from service.application import Actor, CheckoutRequest, Context, InvoiceService
 from service.config import load_config
@@ -117,7 +118,7 @@ class Clock:
 class World:
     """The service under test and what the commands have made so far."""
 
-    store: EventStore
+    store: SQLiteEventStore
     service: InvoiceService
     gateway: SandboxGateway
     clock: Clock
@@ -322,7 +323,9 @@ async def scenario(folder: Path, commands: list[Op], page_size: int = 1000) -> s
     gateway = make_gateway(config)
     assert isinstance(gateway, SandboxGateway)
     clock = Clock()
-    async with await EventStore.open(live, projectors=all_projectors(), synchronous="OFF") as store:
+    async with await SQLiteEventStore.open(
+        live, projectors=all_projectors(), synchronous="OFF"
+    ) as store:
         service = make_service(store, gateway, config, clock)
         for username, role, platform in ACCOUNTS:
             await service.register_user(username, role, platform, "not-a-hash", Context("test"))
@@ -336,7 +339,7 @@ async def scenario(folder: Path, commands: list[Op], page_size: int = 1000) -> s
         # Small pages put an invoice's events in different pages of the replay. The replica
         # rebuilds in parallel however short its log (the ledger in a worker process), and
         # compare_views_with_replay below in this process: both must give the live views.
-        replica = await EventStore.open(
+        replica = await SQLiteEventStore.open(
             copy, projectors=all_projectors(), page_size=page_size, rebuild_parallel_from=1
         )
         async with replica:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import eventstore.store as store_module
+import eventstore.sqlite.store as store_module
 from eventstore import (
     ANY,
     NO_STREAM,
@@ -36,10 +36,11 @@ from eventstore import (
     apply_migrations,
 )
 from eventstore.records import chain_hash
-from eventstore.schema import EVENTSTORE_MIGRATIONS
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite.schema import EVENTSTORE_MIGRATIONS
 
 if TYPE_CHECKING:
-    from tests.conftest import SQLiteBackend
+    from tests.contract.backends.sqlite import SQLiteBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRASH_WRITER = Path(__file__).with_name("crash_writer.py")
@@ -62,7 +63,7 @@ def _writer_threads() -> set[threading.Thread]:
 async def _writer_threads_joined() -> AsyncIterator[None]:
     """On the way out, wait for the writer threads started inside to end.
 
-    A failed ``EventStore.open`` raises before its writer thread has finished (see
+    A failed ``SQLiteEventStore.open`` raises before its writer thread has finished (see
     ``test_a_failed_open_has_closed_its_connection_when_it_raises``); if the test's event loop
     closed first, that thread would die on "Event loop is closed" and fail a later test.
     """
@@ -176,7 +177,7 @@ async def test_reopening_after_repeated_kill_9_keeps_every_acknowledged_event(
         acked |= await _run_writer_until_killed(path, f"run{run}")
         assert path.with_name(path.name + "-wal").exists(), "the writer did not stop abruptly"
 
-        store = await EventStore.open(path)
+        store = await SQLiteEventStore.open(path)
         try:
             log = [event async for event in store.read_all()]
             report = await store.verify()
@@ -210,7 +211,7 @@ async def test_open_refuses_a_file_that_is_not_a_database_and_leaves_it_untouche
 
     async with _writer_threads_joined():
         with pytest.raises(NotADatabaseError):
-            await EventStore.open(path)
+            await SQLiteEventStore.open(path)
 
     assert path.read_bytes() == content
     assert _entries(tmp_path) == [path.name]
@@ -293,7 +294,7 @@ async def test_the_writer_connection_uses_the_synchronous_mode_asked_for(
 ) -> None:
     """PRAGMA synchronous on the store's own write connection is the mode given (FULL default)."""
     # synchronous is per connection, so this captures the writer's connection through the private
-    # ``eventstore.store._connect_writer`` seam (monkeypatch raises if it is renamed).
+    # ``eventstore.sqlite.store._connect_writer`` seam (monkeypatch raises if it is renamed).
     writers: list[sqlite3.Connection] = []
 
     def connect_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -320,7 +321,7 @@ async def test_open_refuses_an_unknown_synchronous_mode_before_creating_the_file
 ) -> None:
     """An invalid synchronous mode raises ValueError and no file is created."""
     with pytest.raises(ValueError, match="synchronous"):
-        await EventStore.open(tmp_path / "events.db", synchronous=mode)
+        await SQLiteEventStore.open(tmp_path / "events.db", synchronous=mode)
     assert _entries(tmp_path) == []
 
 
@@ -641,7 +642,7 @@ async def test_a_failed_open_has_closed_its_connection_when_it_raises(
     monkeypatch.setattr(store_module, "_connect_writer", connect_writer)
     async with _writer_threads_joined():
         with pytest.raises(NotADatabaseError):
-            await EventStore.open(path)
+            await SQLiteEventStore.open(path)
         closed_when_raised = [conn.finished_closing for conn in writers]
 
     assert closed_when_raised == [True]

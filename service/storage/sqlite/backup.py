@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventstore.verification import verify_file
+from eventstore.sqlite import verify_file
 
 
 @dataclass(frozen=True, slots=True)

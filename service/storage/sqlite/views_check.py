@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventstore import EventStore
+from eventstore.sqlite import SQLiteEventStore
 from service.storage.sqlite.backup import copy_database
 from service.views.sqlite import all_projectors
 
@@ -41,7 +41,7 @@ async def compare_views_with_replay(database: Path) -> list[ViewDifference]:
         snapshot, replay = Path(folder) / "snapshot.db", Path(folder) / "replay.db"
         _backup(database, snapshot)
         _backup(snapshot, replay)
-        async with await EventStore.open(replay, projectors=all_projectors()) as store:
+        async with await SQLiteEventStore.open(replay, projectors=all_projectors()) as store:
             await store.rebuild_projections()
         return _differences(snapshot, replay)
 

@@ -2,7 +2,7 @@
 
 The views are inline, each built from the log in the append's own transaction. Two projectors:
 the invoice and users views, and the ledger. A rebuild of a long log replays the ledger in a
-worker process while this one replays the invoices (``eventstore.rebuild``), so each says which
+worker process while this one replays the invoices (``eventstore.sqlite.rebuild``), so each says which
 events it reads and which tables it writes.
 """
 
@@ -51,7 +51,7 @@ class InvoiceAndUserViews:
             self.users.apply_decoded(conn, users)
 
 
-def all_projectors() -> list[Projector]:
+def all_projectors() -> list[Projector[sqlite3.Connection]]:
     """The projectors the service opens its store with, the heaviest first: a rebuild replays
     the first in its own process and may hand the others to workers."""
     return [InvoiceAndUserViews(), LedgerView()]

@@ -10,22 +10,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from eventstore.errors import CheckpointConflict, ConcurrencyError, DuplicateEventError
 from eventstore.model import Checkpoint, RecordedEvent
-from eventstore.projections import Projector
-from eventstore.records import EVENT_COLUMNS, chain_hash, decode_rows
-from eventstore.transaction import INSERT_EVENT, Head, Row
+from eventstore.records import EncodedStream, chain_hash, decode_rows
+from eventstore.sqlite.projection import SQLiteProjector
+from eventstore.sqlite.schema import EVENT_COLUMNS
+from eventstore.sqlite.transaction import INSERT_EVENT, Head, Row
 from eventstore.versions import ANY
-
-
-class EncodedStream(NamedTuple):
-    """A validated ``StreamAppend``: events already turned into JSON text by the caller."""
-
-    stream_id: str
-    expected_version: int
-    events: Sequence[tuple[str, str, str, str]]  # (event_id, type, data, metadata)
 
 
 @dataclass(slots=True)
@@ -34,7 +26,7 @@ class AppendOperation:
 
     streams: Sequence[EncodedStream]
     checkpoint: Checkpoint | None
-    projectors: Sequence[Projector]
+    projectors: Sequence[SQLiteProjector]
     batchable = True
 
     def apply(self, conn: sqlite3.Connection, head: Head) -> list[list[RecordedEvent]]:

@@ -12,49 +12,42 @@ only at the end (``TableReplacement``); other views are emptied with their ``res
 
 On a long log (``parallel_from`` events or more) the projectors after the first that name their
 tables (``Projector.tables``) and can be pickled are replayed by worker processes, one each,
-while this process replays the rest: each worker sets up a scratch database with the
-projector's own ``setup``, replays the log into it with the projector's own ``apply``, and the
-tables are then copied in with ``INSERT INTO main.t SELECT * FROM scratch.t``, which SQLite
-performs as a transfer of whole records into the new, empty table. The rebuild holds the write
-lock from before the workers start until it commits, so every worker reads the very log this
-process replays: no other writer can commit in between, and each worker reads positions up to
-the head this transaction read.
+while this process replays the rest (``eventstore.sqlite.replay``): each worker sets up a
+scratch database with the projector's own ``setup``, replays the log into it with the
+projector's own ``apply``, and the tables are then copied in with ``INSERT INTO main.t SELECT *
+FROM scratch.t``, which SQLite performs as a transfer of whole records into the new, empty
+table. The rebuild holds the write lock from before the workers start until it commits, so every
+worker reads the very log this process replays: no other writer can commit in between, and each
+worker reads positions up to the head this transaction read.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-from eventstore.errors import RebuildWorkerError
-from eventstore.projections import EventSelection, Projector, Replayer
-from eventstore.records import EVENT_COLUMNS, decode_rows
-from eventstore.transaction import Head, Row
-
-Progress = Callable[[int, int], None]
-
-# SQLite's page cache for a rebuild's connections (its default is 2 MiB). A view's indexes take
-# their entries in no particular order, and once an index outgrows the cache nearly every insert
-# reads a page back in: measured on a 1,000,000-event log, 16 MiB replays the ledger in two
-# thirds of the time 2 MiB took. A fixed size, so memory still does not grow with the log.
-REBUILD_CACHE_KIB = 16 * 1024
+from eventstore.sqlite.projection import SQLiteProjector, view_tables
+from eventstore.sqlite.replay import (
+    REBUILD_CACHE_KIB,
+    Progress,
+    ScratchReplay,
+    can_hand_over,
+    replay,
+    start_worker,
+    wait_for,
+)
+from eventstore.sqlite.transaction import Head, Row
 
 
 @dataclass(slots=True)
 class RebuildOperation:
     """Replay the whole log into every view, emptied or replaced, in one transaction."""
 
-    projectors: Sequence[Projector]
+    projectors: Sequence[SQLiteProjector]
     page_size: int
     progress: Progress | None
     database: Path | None = None  # the store's file; without it, no workers
@@ -83,9 +76,10 @@ class RebuildOperation:
         for projector in self.projectors:
             if not getattr(projector, "tables", None):
                 projector.reset(conn)
-        here = [TableReplacement.begin(conn, table, here=True) for table in _tables(local)]
+        here = [TableReplacement.begin(conn, table, here=True) for table in view_tables(local)]
         there = {
-            table: TableReplacement.begin(conn, table, here=False) for table in _tables(offloaded)
+            table: TableReplacement.begin(conn, table, here=False)
+            for table in view_tables(offloaded)
         }
         if not offloaded:
             self._replay_here(conn, head, local, here)
@@ -106,7 +100,7 @@ class RebuildOperation:
                 wait_for(worker)  # a worker's failure is raised here and rolls the rebuild back
                 scratch = f"rebuild_{number}"
                 conn.execute(f"ATTACH DATABASE ? AS {scratch}", (str(job.scratch),))
-                for table in _tables([job.projector]):
+                for table in view_tables([job.projector]):
                     there[table].copy_from(conn, scratch)
                     there[table].finish(conn)
             _drop_replaced(conn, [*here, *there.values()])
@@ -121,7 +115,7 @@ class RebuildOperation:
         self,
         conn: sqlite3.Connection,
         head: Head,
-        local: Sequence[Projector],
+        local: Sequence[SQLiteProjector],
         replaced: Sequence[TableReplacement],
     ) -> None:
         """Replay ``local`` on this connection, then give their new tables their indexes."""
@@ -134,11 +128,11 @@ class RebuildOperation:
         (self._settings[name],) = conn.execute(f"PRAGMA {name}").fetchone()
         conn.execute(f"PRAGMA {name} = {value}")
 
-    def _offloaded(self, events: int) -> list[Projector]:
+    def _offloaded(self, events: int) -> list[SQLiteProjector]:
         if self.database is None or events < self.parallel_from:
             return []
         candidates = [p for p in self.projectors[1:] if getattr(p, "tables", None)]
-        return [p for p in candidates if _can_hand_over(p)][: self.workers]
+        return [p for p in candidates if can_hand_over(p)][: self.workers]
 
     def release(self, conn: sqlite3.Connection) -> None:
         """Once the transaction has ended: give the connection back every setting ``_set``
@@ -163,178 +157,6 @@ class RebuildOperation:
 
     def complete(self, conn: sqlite3.Connection, head: Head, rows: list[Row]) -> int:
         raise NotImplementedError("a rebuild runs alone")
-
-
-def replay(
-    source: sqlite3.Connection,
-    target: sqlite3.Connection,
-    projectors: Sequence[Projector],
-    up_to: int,
-    page_size: int,
-    progress: Progress | None,
-) -> None:
-    """Read the events ``projectors`` read from ``source`` up to position ``up_to``, in pages,
-    and apply each page to every projector on ``target``."""
-    if not projectors:  # nothing to replay into: no need to read the log
-        if progress is not None:
-            progress(up_to, up_to)
-        return
-    where, parameters = _selection(projectors)
-    query = (
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? AND position <= ?{where}"
-        " ORDER BY position LIMIT ?"
-    )
-    replayers = [_replayer(projector) for projector in projectors]
-    position = 0
-    while position < up_to:
-        rows = source.execute(query, (position, up_to, *parameters, page_size)).fetchall()
-        if not rows:
-            break
-        events = decode_rows(rows)
-        for replayer in replayers:
-            replayer.apply(target, events)
-        position = events[-1].position
-        if progress is not None:
-            progress(position, up_to)
-    for replayer in replayers:
-        finish = getattr(replayer, "finish", None)
-        if finish is not None:
-            finish(target)
-    if progress is not None and position < up_to:
-        progress(up_to, up_to)  # the log ends with events no projector reads
-
-
-@contextmanager
-def indexes_built_after(
-    conn: sqlite3.Connection, projectors: Sequence[Projector]
-) -> Iterator[None]:
-    """Drop the indexes of the tables ``projectors`` name (``Projector.tables``) and create
-    them again once the block has replayed into those tables, in ``conn``'s transaction (not if
-    it raises): a worker's scratch database, whose tables ``setup`` made with their indexes,
-    gets them as ``TableReplacement`` gives them to the tables replayed here. Only indexes made
-    by ``CREATE INDEX``: those of a ``UNIQUE`` or ``PRIMARY KEY`` constraint stay."""
-    tables = _tables(projectors)
-    marks = ", ".join("?" * len(tables))
-    indexes = (
-        conn.execute(
-            "SELECT name, sql FROM main.sqlite_schema"
-            f" WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({marks}) ORDER BY name",
-            tables,
-        ).fetchall()
-        if tables
-        else []
-    )
-    for name, _ in indexes:
-        conn.execute(f'DROP INDEX main."{name}"')
-    yield
-    for _, sql in indexes:
-        conn.execute(sql)
-
-
-def _replayer(projector: Projector) -> Replayer:
-    """What replays ``projector``'s view: a new one of its own, or the projector itself."""
-    make: Callable[[], Replayer] | None = getattr(projector, "replayer", None)
-    return projector if make is None else make()
-
-
-def _selection(projectors: Sequence[Projector]) -> tuple[str, list[object]]:
-    """The SQL condition for the events any of ``projectors`` reads: all when one of them
-    does not say."""
-    union = EventSelection()
-    for projector in projectors:
-        selection: EventSelection | None = getattr(projector, "reads", None)
-        if selection is None:
-            return "", []
-        union = union.union(selection)
-    where, parameters = union.where()
-    return f" AND {where}", parameters
-
-
-@dataclass(frozen=True, slots=True)
-class ScratchReplay:
-    """A worker's job: replay the log of ``database`` up to ``up_to`` into a new database at
-    ``scratch`` that holds only ``projector``'s view."""
-
-    database: Path
-    scratch: Path
-    projector: Projector
-    up_to: int
-    page_size: int
-
-    def run(self) -> None:
-        source = sqlite3.connect(self.database, isolation_level=None)
-        target = sqlite3.connect(self.scratch, isolation_level=None)
-        try:
-            source.execute("PRAGMA query_only = ON")
-            # A scratch file: if this process dies, the rebuild fails and the file is deleted.
-            target.execute("PRAGMA journal_mode = OFF")
-            target.execute("PRAGMA synchronous = OFF")
-            target.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_KIB}")
-            self.projector.setup(target)
-            source.execute("BEGIN")  # one snapshot for every page
-            target.execute("BEGIN")
-            with indexes_built_after(target, [self.projector]):
-                replay(source, target, [self.projector], self.up_to, self.page_size, None)
-            target.execute("COMMIT")
-            source.execute("COMMIT")
-        finally:
-            source.close()
-            target.close()
-
-
-# The job file's first line is this process's import path, so that the worker finds the modules
-# (the projector's class) exactly where this process found them; then comes the pickled job.
-_WORKER = (
-    "import json, sys; job = open(sys.argv[1], 'rb'); sys.path[:] = json.loads(job.readline());"
-    " import eventstore.rebuild as rebuild; rebuild.run_worker(job)"
-)
-
-
-def start_worker(job: ScratchReplay) -> subprocess.Popen[bytes]:
-    """Run ``job`` in a new interpreter, handed over in a file beside its scratch database. A
-    new interpreter rather than ``multiprocessing``, which would import the caller's main script
-    again in the worker: a script without a main guard would not survive it. Isolated mode
-    (``-I``): the worker's path is this process's, not one taken from the environment."""
-    handover = job.scratch.with_suffix(".job")
-    handover.write_bytes(json.dumps(sys.path).encode() + b"\n" + pickle.dumps(job))
-    return subprocess.Popen(
-        [sys.executable, "-I", "-c", _WORKER, str(handover)],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def run_worker(handover: BinaryIO) -> None:
-    job = pickle.load(handover)
-    job.run()
-
-
-def _can_hand_over(projector: Projector) -> bool:
-    """Whether a worker can rebuild ``projector``: it pickles, and its class is importable there
-    (a class of the caller's main script is not; such a projector is replayed here)."""
-    if type(projector).__module__ == "__main__":
-        return False
-    try:
-        pickle.dumps(projector)
-    except Exception:
-        return False
-    return True
-
-
-def wait_for(worker: subprocess.Popen[bytes]) -> None:
-    """Wait for ``worker`` to end; ``RebuildWorkerError`` with its last line of error output
-    (the exception) if it failed."""
-    _, output = worker.communicate()
-    if worker.returncode != 0:
-        errors = output.decode(errors="replace").strip().splitlines()
-        last = errors[-1] if errors else f"exit status {worker.returncode}"
-        raise RebuildWorkerError(f"a rebuild worker failed: {last}")
-
-
-def _tables(projectors: Sequence[Projector]) -> list[str]:
-    """The tables ``projectors`` name (``Projector.tables``), in order, each once."""
-    names = (table for projector in projectors for table in getattr(projector, "tables", ()))
-    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True, slots=True)

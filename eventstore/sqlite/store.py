@@ -1,9 +1,11 @@
-"""The event store: open a file, append with optimistic concurrency, read, subscribe, verify.
+"""The SQLite event store: open a file, append with optimistic concurrency, read, subscribe,
+verify. It implements ``eventstore.EventStore``, plus ``query`` and ``lookup`` for a read model
+kept in the same file.
 
-Writes go through one :class:`GroupCommitWriter`; reads use a small pool of read-only
-connections of their own, so they never wait for the writer (WAL lets readers and the writer
-work at once). Everything a caller passes is validated and serialised before it is queued, so a
-bad event fails alone and early, and nothing is written.
+Writes go through one :class:`GroupCommitWriter`; reads use read-only connections of their own
+(``LogReads``), so they never wait for the writer (WAL lets readers and the writer work at
+once). Everything a caller passes is validated and serialised before it is queued, so a bad
+event fails alone and early, and nothing is written.
 """
 
 from __future__ import annotations
@@ -13,20 +15,13 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
-import aiosqlite
-
-from eventstore.errors import (
-    DuplicateEventError,
-    EventStoreError,
-    NotADatabaseError,
-    StoreClosedError,
-)
+from eventstore.errors import EventStoreError, NotADatabaseError, StoreClosedError
+from eventstore.interface import Progress
 from eventstore.model import (
     Checkpoint,
     NewEvent,
@@ -34,23 +29,14 @@ from eventstore.model import (
     StreamAppend,
     VerifyReport,
 )
-from eventstore.operations import AppendOperation, EncodedStream
-from eventstore.projections import Projector
-from eventstore.rebuild import RebuildOperation
-from eventstore.records import (
-    EVENT_COLUMNS,
-    check_stream_id,
-    decode_row,
-    decode_rows,
-    encode_event,
-)
-from eventstore.schema import EVENTSTORE_MIGRATIONS, apply_migrations
-from eventstore.verification import verify_file
-from eventstore.versions import ANY
-from eventstore.writer import GroupCommitWriter
-
-# Streams per query of ``last_events``: well within SQLite's limit of bound parameters.
-LAST_EVENTS_CHUNK = 500
+from eventstore.records import encode_appends, encode_stream
+from eventstore.sqlite.operations import AppendOperation
+from eventstore.sqlite.projection import SQLiteProjector
+from eventstore.sqlite.reads import LogReads
+from eventstore.sqlite.rebuild import RebuildOperation
+from eventstore.sqlite.schema import EVENTSTORE_MIGRATIONS, apply_migrations
+from eventstore.sqlite.verification import verify_file
+from eventstore.sqlite.writer import GroupCommitWriter
 
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -59,14 +45,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class EventStore:
+class SQLiteEventStore:
     """An append-only log of events in one SQLite file. Open with :meth:`open`."""
 
     def __init__(
         self,
         path: Path,
         *,
-        projectors: Sequence[Projector],
+        projectors: Sequence[SQLiteProjector],
         clock: Callable[[], datetime],
         max_batch: int,
         page_size: int,
@@ -83,10 +69,7 @@ class EventStore:
         self._rebuild_parallel_from = rebuild_parallel_from
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
-        self._reader_count = readers
-        self._readers: list[aiosqlite.Connection] = []
-        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._lookups: sqlite3.Connection | None = None
+        self._reads = LogReads(path, busy_timeout, readers, page_size)
         self._head_position = 0
         self._committed = asyncio.Event()
         self._checkpoint: asyncio.Future[None] | None = None
@@ -106,7 +89,7 @@ class EventStore:
         path: str | Path,
         *,
         synchronous: str = "FULL",
-        projectors: Sequence[Projector] = (),
+        projectors: Sequence[SQLiteProjector] = (),
         readers: int = 2,
         max_batch: int = 512,
         page_size: int = 250,
@@ -115,7 +98,7 @@ class EventStore:
         clock: Callable[[], datetime] = _utc_now,
         rebuild_workers: int | None = None,
         rebuild_parallel_from: int = 50_000,
-    ) -> EventStore:
+    ) -> SQLiteEventStore:
         """Open (creating if needed) the store at ``path`` and bring its schema up to date.
 
         ``synchronous`` is SQLite's durability mode; ``FULL`` (default) makes every acknowledged
@@ -158,11 +141,7 @@ class EventStore:
             lambda conn: _prepare_writer(conn, synchronous, self._projectors)
         )
         try:
-            for _ in range(self._reader_count):
-                reader = await _connect_reader(self.path, self._busy_timeout)
-                self._readers.append(reader)
-                self._idle_readers.put_nowait(reader)
-            self._lookups = _connect_lookups(self.path, self._busy_timeout)
+            await self._reads.open()
         except BaseException:
             await self.close()
             raise
@@ -173,18 +152,13 @@ class EventStore:
             return
         self._closed = True
         self._committed.set()  # wake subscriptions so they see the store is closed
-        for _ in self._readers:  # wait for reads in flight to give their connection back
-            await self._idle_readers.get()
-        for reader in self._readers:
-            await reader.close()
-        if self._lookups is not None:
-            self._lookups.close()
+        await self._reads.close()  # once the reads in flight have given their connection back
         await self.checkpointed()
         # The writer closes last: the last connection to close checkpoints the WAL into the
         # database and removes it, which a read-only connection cannot do.
         await self._writer.close()
 
-    async def __aenter__(self) -> EventStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -212,7 +186,7 @@ class EventStore:
         Appending events whose ids are all stored already returns the stored events.
         """
         operation = AppendOperation(
-            [_encode_stream(stream_id, expected_version, events)], checkpoint, self._projectors
+            [encode_stream(stream_id, expected_version, events)], checkpoint, self._projectors
         )
         (recorded,) = await self._submit(operation)
         return recorded  # type: ignore[no-any-return]
@@ -225,14 +199,14 @@ class EventStore:
         Returns the recorded events of each stream, in the order given. A conflict on any stream
         writes nothing on any. ``checkpoint``, if given, moves in the same transaction.
         """
-        operation = AppendOperation(_encode(appends), checkpoint, self._projectors)
+        operation = AppendOperation(encode_appends(appends), checkpoint, self._projectors)
         return await self._submit(operation)  # type: ignore[no-any-return]
 
     async def save_checkpoint(self, name: str, position: int) -> None:
         """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
         await self.append_streams([], checkpoint=Checkpoint(name, position))
 
-    async def rebuild_projections(self, progress: Callable[[int, int], None] | None = None) -> int:
+    async def rebuild_projections(self, progress: Progress | None = None) -> int:
         """Empty every inline view and replay the whole log into it; return the events replayed.
 
         Runs as one transaction, so readers see the old views until the new ones are complete.
@@ -284,24 +258,10 @@ class EventStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def read_stream(
-        self, stream_id: str, after_version: int = 0
-    ) -> AsyncIterator[RecordedEvent]:
-        """The events of one stream after ``after_version``, oldest first, read in pages."""
-        check_stream_id(stream_id)
-        version = after_version
-        while True:
-            rows = await self._fetch(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
-                " ORDER BY version LIMIT ?",
-                (stream_id, version, self._page_size),
-            )
-            for row in rows:
-                event = decode_row(row)
-                version = event.version
-                yield event
-            if len(rows) < self._page_size:
-                return
+    def read_stream(self, stream_id: str, after_version: int = 0) -> AsyncIterator[RecordedEvent]:
+        """The events of one stream after ``after_version``, oldest first, read in pages on
+        the reader pool."""
+        return self._reads.read_stream(stream_id, after_version)
 
     async def stream_tail(
         self, stream_id: str, after_version: int, limit: int = 100
@@ -309,45 +269,14 @@ class EventStore:
         """At most ``limit`` events of one stream after ``after_version``, read as a
         :meth:`lookup` (on the calling thread): for bringing a cached state up to date, where
         there are usually none or a few."""
-        check_stream_id(stream_id)
-        rows = await self.lookup(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? AND version > ?"
-            " ORDER BY version LIMIT ?",
-            (stream_id, after_version, limit),
-        )
-        return decode_rows(rows)
+        return self._reads.stream_tail(stream_id, after_version, limit)
 
-    async def read_all(
+    def read_all(
         self, after_position: int = 0, *, types: Collection[str] | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after ``after_position`` in commit order, read in pages; with ``types``,
         only events of those types (the others are skipped by the query, never decoded)."""
-        async for event in self._read_range(after_position, None, types):
-            yield event
-
-    async def _read_range(
-        self, after_position: int, up_to: int | None, types: Collection[str] | None
-    ) -> AsyncIterator[RecordedEvent]:
-        conditions, bounds = ["position > ?"], []
-        if up_to is not None:
-            conditions.append("position <= ?")
-            bounds.append(up_to)
-        kinds = sorted(set(types)) if types is not None else []
-        if types is not None:
-            conditions.append(f"type IN ({','.join('?' * len(kinds))})")
-        sql = (
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(conditions)}"
-            " ORDER BY position LIMIT ?"
-        )
-        position = after_position
-        while True:
-            rows = await self._fetch(sql, (position, *bounds, *kinds, self._page_size))
-            for row in rows:
-                event = decode_row(row)
-                position = event.position
-                yield event
-            if len(rows) < self._page_size:
-                return
+        return self._reads.read_range(after_position, None, types)
 
     async def subscribe(
         self,
@@ -362,7 +291,8 @@ class EventStore:
         Starts after ``after_position``, or after checkpoint ``name`` when not given. The
         subscription does not move the checkpoint: pass ``Checkpoint(name, event.position)`` to
         the append that records the event's effects (exactly once), or call
-        :meth:`save_checkpoint`. It ends when the store closes.
+        :meth:`save_checkpoint`. Commits of other processes are found by polling every
+        ``poll_interval`` seconds. It ends when the store closes.
         """
         position = await self.load_checkpoint(name) if after_position is None else after_position
         try:
@@ -372,7 +302,7 @@ class EventStore:
                 # the next pass starts after it, whatever the filter left out.
                 head = await self.head_position()
                 if head > position:
-                    async for event in self._read_range(position, head, types):
+                    async for event in self._reads.read_range(position, head, types):
                         yield event
                     position = head
                 committed = self._committed
@@ -385,48 +315,27 @@ class EventStore:
 
     async def load_checkpoint(self, name: str) -> int:
         """The stored position of checkpoint ``name``; 0 if it was never saved."""
-        rows = await self._fetch("SELECT position FROM checkpoints WHERE name = ?", (name,))
-        return int(rows[0][0]) if rows else 0
+        return await self._reads.load_checkpoint(name)
 
     async def last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
-        """The last event of each stream in ``stream_ids`` that exists, in one query per
-        ``LAST_EVENTS_CHUNK`` streams: for streams whose last event is their whole state
+        """The last event of each stream in ``stream_ids`` that exists, in one :meth:`lookup`
+        per ``LAST_EVENTS_CHUNK`` streams: for streams whose last event is their whole state
         (claims, keys), read together instead of one round trip each."""
-        for stream_id in stream_ids:
-            check_stream_id(stream_id)
-        names = sorted(set(stream_ids))
-        last: dict[str, RecordedEvent] = {}
-        for start in range(0, len(names), LAST_EVENTS_CHUNK):
-            chunk = names[start : start + LAST_EVENTS_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.lookup(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE (stream_id, version) IN"
-                f" (SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks})"
-                " GROUP BY stream_id)",
-                chunk,
-            )
-            last.update((event.stream_id, event) for event in decode_rows(rows))
-        return last
+        return self._reads.last_events(stream_ids)
 
     async def stream_version(self, stream_id: str) -> int:
         """The version of a stream: the number of events in it (0 if it does not exist)."""
-        check_stream_id(stream_id)
-        rows = await self._fetch(
-            "SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)
-        )
-        return int(rows[0][0] or 0)
+        return await self._reads.stream_version(stream_id)
 
     async def head_position(self) -> int:
-        """The position of the last committed event; 0 for an empty log (a :meth:`lookup`:
-        the last entry of the primary key)."""
-        rows = await self.lookup("SELECT MAX(position) FROM events")
-        return int(rows[0][0] or 0)
+        """The position of the last committed event; 0 for an empty log (a :meth:`lookup`)."""
+        return self._reads.head_position()
 
     async def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read-only query on the reader pool (the views live in the same file).
 
         The readers are ``query_only``: a statement that would write fails."""
-        return await self._fetch(sql, parameters)
+        return await self._reads.fetch(sql, parameters)
 
     async def lookup(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Rows of a short read-only query, run on the calling thread.
@@ -434,9 +343,7 @@ class EventStore:
         For lookups by key (a row, a stream's few new events): SQLite answers one in a few
         microseconds from its cache, while handing it to a reader thread and back costs tens of
         microseconds and a contended GIL. Use ``query`` for anything that scans."""
-        if self._closed or self._lookups is None:
-            raise StoreClosedError("the event store is closed")
-        return self._lookups.execute(sql, parameters).fetchall()
+        return self._reads.lookup(sql, parameters)
 
     async def verify(self) -> VerifyReport:
         """Walk the hash chain from the first event; report the first position that fails."""
@@ -445,66 +352,12 @@ class EventStore:
         # On a connection and thread of its own: a long walk must not hold up the readers' pool.
         return await asyncio.to_thread(verify_file, self.path, self._page_size, self._busy_timeout)
 
-    async def _fetch(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
-        async with self._reader() as reader:
-            return list(await reader.execute_fetchall(sql, parameters))
-
-    @asynccontextmanager
-    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
-        if self._closed:
-            raise StoreClosedError("the event store is closed")
-        reader = await self._idle_readers.get()
-        try:
-            yield reader
-        finally:
-            self._idle_readers.put_nowait(reader)
-
-
-def _encode(appends: Sequence[StreamAppend]) -> list[EncodedStream]:
-    """Validate and serialise on the caller's side, so a bad event never reaches the writer."""
-    encoded = [_encode_stream(a.stream_id, a.expected_version, a.events) for a in appends]
-    if len({stream.stream_id for stream in encoded}) < len(encoded):
-        raise ValueError("a stream appears twice in one append")
-    event_ids = [event[0] for stream in encoded for event in stream.events]
-    if len(set(event_ids)) < len(event_ids):
-        raise DuplicateEventError("an event id appears twice in one append")
-    return encoded
-
-
-def _encode_stream(
-    stream_id: str, expected_version: int, events: Sequence[NewEvent]
-) -> EncodedStream:
-    check_stream_id(stream_id)
-    if not isinstance(expected_version, int) or expected_version < ANY:
-        raise ValueError(f"invalid expected version {expected_version!r}")
-    if not events:
-        raise ValueError(f"no events to append to stream {stream_id!r}")
-    encoded = [encode_event(event) for event in events]
-    if len(encoded) > 1 and len({event[0] for event in encoded}) < len(encoded):
-        raise DuplicateEventError(f"an event id appears twice in the append to {stream_id!r}")
-    return EncodedStream(stream_id, expected_version, encoded)
-
 
 def _connect_writer(path: Path, busy_timeout: float) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
     except sqlite3.Error as error:
         raise EventStoreError(f"cannot open event store {str(path)!r}: {error}") from error
-
-
-async def _connect_reader(path: Path, busy_timeout: float) -> aiosqlite.Connection:
-    try:
-        reader = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
-    except sqlite3.Error as error:
-        raise EventStoreError(f"cannot open event store {str(path)!r}: {error}") from error
-    await reader.execute("PRAGMA query_only = ON")
-    return reader
-
-
-def _connect_lookups(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-    conn.execute("PRAGMA query_only = ON")
-    return conn
 
 
 def _checkpoint_wal(path: Path, busy_timeout: float) -> None:
@@ -520,7 +373,7 @@ def _checkpoint_wal(path: Path, busy_timeout: float) -> None:
 
 
 def _prepare_writer(
-    conn: sqlite3.Connection, synchronous: str, projectors: Sequence[Projector]
+    conn: sqlite3.Connection, synchronous: str, projectors: Sequence[SQLiteProjector]
 ) -> int:
     """Set durability, migrate, create the views; return the head position."""
     try:

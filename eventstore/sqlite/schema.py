@@ -1,4 +1,5 @@
-"""Numbered schema migrations, each applied in one transaction and recorded in the database.
+"""The SQLite store's schema: numbered migrations, each applied in one transaction and recorded
+in the database, and the log's guard triggers.
 
 Migrations are grouped by component so that code built on the store (the service's views) can
 keep its own numbered list in the same table. A database that records a migration this code does
@@ -73,6 +74,9 @@ EVENTSTORE_MIGRATIONS: Sequence[Migration] = (
         """,
     ),
 )
+
+# The events table's columns in the order of ``RecordedEvent``'s fields, for SELECT and INSERT.
+EVENT_COLUMNS = "position, event_id, stream_id, version, type, data, metadata, recorded_at, hash"
 
 # The log's own guards; verify() reports any that is missing.
 GUARD_TRIGGERS = (

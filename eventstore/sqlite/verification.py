@@ -13,7 +13,7 @@ from pathlib import Path
 
 from eventstore.model import VerifyReport
 from eventstore.records import GENESIS_HASH, chain_hash
-from eventstore.schema import GUARD_TRIGGERS
+from eventstore.sqlite.schema import GUARD_TRIGGERS
 
 
 def verify_file(path: Path, page_size: int, busy_timeout: float) -> VerifyReport:

@@ -20,7 +20,7 @@ from threading import Thread
 from typing import Any, TypeVar
 
 from eventstore.errors import StoreClosedError, StoreWriteError
-from eventstore.transaction import Operation, Outcome, commit_batch
+from eventstore.sqlite.transaction import Operation, Outcome, commit_batch
 
 T = TypeVar("T")
 
@@ -53,7 +53,6 @@ class GroupCommitWriter:
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._stopped: asyncio.Future[None] = self._loop.create_future()
-        self._thread = Thread(target=self._run, name="eventstore-writer", daemon=True)
 
     async def start(self, prepare: Callable[[sqlite3.Connection], T]) -> T:
         """Start the thread: it connects, runs ``prepare`` (schema, settings), then serves."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from eventstore.records import GENESIS_HASH, format_time, parse_time
+from eventstore.records import GENESIS_HASH, format_time
 
 INSERT_EVENT = (
     "INSERT INTO events (position, event_id, stream_id, version, type, data, metadata,"
@@ -32,7 +32,6 @@ class Head:
 
     position: int
     hash: str
-    recorded_at: datetime
     recorded_at_text: str
 
     @classmethod
@@ -44,9 +43,7 @@ class Head:
         now_text = format_time(now)
         # recorded_at never goes backwards along positions, even if the wall clock does, so
         # "as it stood at time T" has one answer. The text format sorts in time order.
-        if last_text > now_text:
-            return cls(position, hash_, parse_time(last_text), last_text)
-        return cls(position, hash_, now, now_text)
+        return cls(position, hash_, max(last_text, now_text))
 
 
 class Operation(Protocol):
