@@ -2,8 +2,8 @@
 
 The views are inline, each built from the log in the append's own transaction. Two projectors:
 the invoice and users views, and the ledger. A rebuild of a long log replays the ledger in a
-worker process while this one replays the invoices (``eventstore.sqlite.rebuild``), so each says which
-events it reads and which tables it writes.
+worker process while this one replays the invoices (``eventstore.sqlite.rebuild``), so each
+says which events it reads and which tables it writes.
 """
 
 from __future__ import annotations
