@@ -29,7 +29,7 @@ from aiohttp.typedefs import Handler
 
 from service.config import Config
 from service.http.keys import CONFIG
-from service.http.middleware import ApiError
+from service.http.responses import ApiError
 
 
 def server_options(config: Config) -> dict[str, Any]:
