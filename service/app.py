@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,10 +28,25 @@ from service.http import openapi
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
-from service.http.keys import AUTH, CLOCK, CONFIG, GATEWAY, HTTP_CLIENT, SERVICE, STORE
+from service.http.keys import (
+    API_TIMES,
+    AUTH,
+    CLOCK,
+    CONFIG,
+    GATEWAY,
+    HTTP_CLIENT,
+    LOADER,
+    REQUEST_IDS,
+    SEND_TIMEOUTS,
+    SERVICE,
+    STORE,
+)
+from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
+from service.http.request_ids import RequestIds
 from service.limits import within_client_limits
 from service.logging import protocol_logger
+from service.presenters import remembered_api_time
 from service.projections import all_projectors
 from service.security import hash_password
 from service.workers.expiry import run_expiry_task
@@ -68,6 +84,10 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock
     app[GATEWAY] = gateway or make_gateway(config)
+    app[LOADER] = Loader()
+    app[API_TIMES] = remembered_api_time()
+    app[REQUEST_IDS] = RequestIds()
+    app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
     app.cleanup_ctx.append(_store_and_workers)
     app.cleanup_ctx.append(_http_client)
     app.add_routes(api_routes.routes)

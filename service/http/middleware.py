@@ -9,9 +9,7 @@ client.
 
 from __future__ import annotations
 
-import itertools
 import re
-import secrets
 import time
 from typing import Any
 
@@ -22,7 +20,7 @@ from marshmallow import ValidationError
 
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
-from service.http.keys import REQUEST_ID, USERNAME
+from service.http.keys import REQUEST_ID, REQUEST_IDS, USERNAME
 from service.http.responses import ApiError, error_body, json_response
 
 # ApiError and json_response were defined here once; they are re-exported for old imports.
@@ -39,15 +37,6 @@ log = structlog.get_logger("service.http")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Request ids: 32 hex digits, a random half drawn once per process and a counter. Unique, as a
-# uuid4 per request was, without a system call for 16 random bytes in every request.
-_PROCESS_PART = secrets.token_hex(8)
-_REQUEST_COUNTER = itertools.count(1)
-
-
-def _new_request_id() -> str:
-    return f"{_PROCESS_PART}{next(_REQUEST_COUNTER):016x}"
-
 
 _HTTP_CODES = {
     404: ("Not found", "NOT_FOUND"),
@@ -60,7 +49,7 @@ _HTTP_CODES = {
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id, time the request, and log one line for it."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _SAFE_REQUEST_ID.match(given) else _new_request_id()
+    request_id = given if _SAFE_REQUEST_ID.match(given) else request.app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
