@@ -88,8 +88,10 @@ def create_app(
     app[API_TIMES] = remembered_api_time()
     app[REQUEST_IDS] = RequestIds()
     app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
-    app.cleanup_ctx.append(_store_and_workers)
-    app.cleanup_ctx.append(_http_client)
+    # Opened in this order and closed in the reverse one (aiohttp unwinds cleanup_ctx from the
+    # end): the workers stop first, then what they use, the gateway and the HTTP client, and the
+    # store last of all.
+    app.cleanup_ctx.extend([_store, _http_client, _gateway, _service, _workers])
     app.add_routes(api_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
@@ -122,14 +124,36 @@ def make_service(
     )
 
 
-async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
+async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     Path(config.database).parent.mkdir(parents=True, exist_ok=True)
     store = await EventStore.open(
         config.database, synchronous=config.synchronous, projectors=all_projectors()
     )
-    service = make_service(store, app[GATEWAY], config, app[CLOCK])
     app[STORE] = store
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    """The gateway is made with the app; this closes it, once nothing can call it any more."""
+    try:
+        yield
+    finally:
+        await app[GATEWAY].close()
+
+
+async def _service(app: web.Application) -> AsyncIterator[None]:
+    config, store = app[CONFIG], app[STORE]
+    service = make_service(store, app[GATEWAY], config, app[CLOCK])
     app[SERVICE] = service
     app[AUTH] = Authenticator(
         store,
@@ -139,6 +163,11 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
     )
     if config.development:
         await ensure_dev_accounts(service)
+    yield
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    config, store, service = app[CONFIG], app[STORE], app[SERVICE]
     workers = [
         asyncio.create_task(
             run_refund_worker(
@@ -177,16 +206,6 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        try:
-            await app[GATEWAY].close()
-        finally:
-            await store.close()  # whatever else failed, the store is closed
-
-
-async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        app[HTTP_CLIENT] = session
-        yield
 
 
 async def ensure_dev_accounts(service: InvoiceService) -> None:
