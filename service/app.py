@@ -40,9 +40,11 @@ from service.http.keys import (
     SEND_TIMEOUTS,
     SERVICE,
     STORE,
+    TEMPLATES,
 )
 from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
+from service.http.rendering import page_templates
 from service.http.request_ids import RequestIds
 from service.limits import within_client_limits
 from service.logging import protocol_logger
@@ -84,6 +86,7 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock
     app[GATEWAY] = gateway or make_gateway(config)
+    app[TEMPLATES] = page_templates()
     app[LOADER] = Loader()
     app[API_TIMES] = remembered_api_time()
     app[REQUEST_IDS] = RequestIds()

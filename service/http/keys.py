@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
+import jinja2
 from aiohttp import web
 
 from eventstore import EventStore
@@ -39,6 +40,7 @@ __all__ = [
     "SEND_TIMEOUTS",
     "SERVICE",
     "STORE",
+    "TEMPLATES",
     "USERNAME",
 ]
 
@@ -49,6 +51,9 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 SERVICE = web.AppKey("service", InvoiceService)
 AUTH = web.AppKey("auth", Authenticator)
+
+# The HTML pages' templates (service/templates/), loaded and compiled once per app.
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 # Kept for speed; each answers only what it was given the same input for.
 LOADER = web.AppKey("loader", Loader)

@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from service.http.docs_page import CSS_HASH, render_page
+from service.http.docs_page import render_page, style_source
+from service.http.keys import TEMPLATES
 from service.http.openapi.document import build_document, routes_to_document
 from service.http.openapi.operations import ERROR_MESSAGES, OPERATIONS, Operation
 
@@ -58,11 +59,12 @@ class ApiDocument:
     def page(self) -> tuple[str, str]:
         """The HTML page and the Content-Security-Policy that lets its stylesheet in."""
         if self._page is None:
+            page = render_page(self._app[TEMPLATES], self.document())
             csp = (
-                f"default-src 'none'; style-src '{CSS_HASH}'; img-src data:;"
+                f"default-src 'none'; style-src '{style_source(page)}'; img-src data:;"
                 " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
             )
-            self._page = (render_page(self.document()), csp)
+            self._page = (page, csp)
         return self._page
 
     async def serve_json(self, request: web.Request) -> web.Response:
