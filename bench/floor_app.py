@@ -35,6 +35,8 @@ from marshmallow import ValidationError
 
 from eventstore import NO_STREAM, NewEvent
 from eventstore.sqlite import SQLiteEventStore
+from service.http.keys import LOADER
+from service.http.loading import Loader
 from service.http.routes import load
 from service.http.schemas import CheckoutSchema, DetailQuerySchema
 from service.logging import configure_logging
@@ -67,7 +69,7 @@ async def checkout(request: web.Request) -> web.Response:
     username = _username(request)
     try:
         body = orjson.loads(await request.read())
-        loaded = load(CheckoutSchema, body)
+        loaded = load(CheckoutSchema, body, request)
     except orjson.JSONDecodeError:
         raise web.HTTPBadRequest() from None
     except ValidationError as error:
@@ -82,7 +84,7 @@ async def checkout(request: web.Request) -> web.Response:
 async def detail(request: web.Request) -> web.Response:
     _username(request)
     try:
-        load(DetailQuerySchema, dict(request.query))
+        load(DetailQuerySchema, dict(request.query), request)
     except ValidationError as error:
         raise _refused(error) from None
     ((data,),) = await request.app[STORE].lookup(
@@ -99,6 +101,7 @@ async def health(request: web.Request) -> web.Response:
 def create_app(database: Path, secret: str, synchronous: str, get_body: Any) -> web.Application:
     app = web.Application()
     app[SECRET] = secret.encode()
+    app[LOADER] = Loader()  # the service's schema instances, one per app as there
 
     async def open_store(app: web.Application) -> Any:
         store = await SQLiteEventStore.open(database, synchronous=synchronous)

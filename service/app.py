@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,18 +29,27 @@ from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
 from service.http.keys import (
+    API_TIMES,
     AUTH,
     CLOCK,
     CONFIG,
     GATEWAY,
     HTTP_CLIENT,
+    LOADER,
     READ_MODEL,
+    REQUEST_IDS,
+    SEND_TIMEOUTS,
     SERVICE,
     STORE,
+    TEMPLATES,
 )
+from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
+from service.http.rendering import page_templates
+from service.http.request_ids import RequestIds
 from service.limits import within_client_limits
 from service.logging import protocol_logger
+from service.presenters import remembered_api_time
 from service.security import hash_password
 from service.views.sqlite import SQLiteReadModel, all_projectors
 from service.workers.expiry import run_expiry_task
@@ -77,8 +87,15 @@ def create_app(
     app[CONFIG] = config
     app[CLOCK] = clock
     app[GATEWAY] = gateway or make_gateway(config)
-    app.cleanup_ctx.append(_store_and_workers)
-    app.cleanup_ctx.append(_http_client)
+    app[TEMPLATES] = page_templates()
+    app[LOADER] = Loader()
+    app[API_TIMES] = remembered_api_time()
+    app[REQUEST_IDS] = RequestIds()
+    app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
+    # Opened in this order and closed in the reverse one (aiohttp unwinds cleanup_ctx from the
+    # end): the workers stop first, then what they use, the gateway and the HTTP client, and the
+    # store last of all.
+    app.cleanup_ctx.extend([_store, _http_client, _gateway, _service, _workers])
     app.add_routes(api_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
@@ -114,25 +131,52 @@ def make_service(
     )
 
 
-async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
+async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     Path(config.database).parent.mkdir(parents=True, exist_ok=True)
     store = await SQLiteEventStore.open(
         config.database, synchronous=config.synchronous, projectors=all_projectors()
     )
-    service = make_service(store, app[GATEWAY], config, app[CLOCK])
-    views = SQLiteReadModel(store)
     app[STORE] = store
-    app[READ_MODEL] = views
+    app[READ_MODEL] = SQLiteReadModel(store)
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        app[HTTP_CLIENT] = session
+        yield
+
+
+async def _gateway(app: web.Application) -> AsyncIterator[None]:
+    """The gateway is made with the app; this closes it, once nothing can call it any more."""
+    try:
+        yield
+    finally:
+        await app[GATEWAY].close()
+
+
+async def _service(app: web.Application) -> AsyncIterator[None]:
+    config, store = app[CONFIG], app[STORE]
+    assert isinstance(store, SQLiteEventStore)  # until the application reads through views
+    service = make_service(store, app[GATEWAY], config, app[CLOCK])
     app[SERVICE] = service
     app[AUTH] = Authenticator(
-        views,
+        app[READ_MODEL],
         secret=config.token_secret,
         token_ttl=timedelta(seconds=config.token_ttl_seconds),
         clock=app[CLOCK],
     )
     if config.development:
         await ensure_dev_accounts(service)
+    yield
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    config, store, service = app[CONFIG], app[STORE], app[SERVICE]
     workers = [
         asyncio.create_task(
             run_refund_worker(
@@ -145,7 +189,7 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         ),
         asyncio.create_task(
             run_expiry_task(
-                views, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
+                app[READ_MODEL], service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
             ),
             name="expiry-task",
         ),
@@ -154,7 +198,7 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         workers.append(
             asyncio.create_task(
                 run_reconcile_task(
-                    views,
+                    app[READ_MODEL],
                     service,
                     interval=config.reconcile_interval_seconds,
                     window=timedelta(seconds=config.reconcile_window_seconds),
@@ -171,16 +215,6 @@ async def _store_and_workers(app: web.Application) -> AsyncIterator[None]:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
-        try:
-            await app[GATEWAY].close()
-        finally:
-            await store.close()  # whatever else failed, the store is closed
-
-
-async def _http_client(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        app[HTTP_CLIENT] = session
-        yield
 
 
 async def ensure_dev_accounts(service: InvoiceService) -> None:

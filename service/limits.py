@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import weakref
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from service.config import Config
-from service.http.keys import CONFIG
-from service.http.middleware import ApiError
+from service.http.keys import CONFIG, SEND_TIMEOUTS
+from service.http.responses import ApiError
 
 
 def server_options(config: Config) -> dict[str, Any]:
@@ -74,15 +73,13 @@ async def within_client_limits(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
-# The connections whose socket has its TCP_USER_TIMEOUT already, with the value: a keep-alive
-# connection carries many requests, and a system call for each was measurable on a detail.
-_limited: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = weakref.WeakKeyDictionary()
-
-
 def _limit_unread_answers(request: web.Request, seconds: float) -> None:
     transport = request.transport
     milliseconds = round(seconds * 1000)
-    if transport is None or _limited.get(transport) == milliseconds:
+    # The app remembers which connections have their timeout already: a keep-alive connection
+    # carries many requests, and a system call for each was measurable on a detail.
+    limited = request.app[SEND_TIMEOUTS]
+    if transport is None or limited.get(transport) == milliseconds:
         return
     sock = transport.get_extra_info("socket")
     if (
@@ -91,4 +88,4 @@ def _limit_unread_answers(request: web.Request, seconds: float) -> None:
         and hasattr(socket, "TCP_USER_TIMEOUT")  # Linux only
     ):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
-    _limited[transport] = milliseconds
+    limited[transport] = milliseconds

@@ -21,8 +21,8 @@ import structlog
 from aiohttp import web
 
 from service.application import Actor
-from service.http.keys import USERNAME
-from service.http.middleware import ApiError
+from service.http.request_keys import USERNAME
+from service.http.responses import ApiError
 from service.security import (
     CredentialsError,
     TokenClaims,

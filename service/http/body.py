@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from service.http.middleware import ApiError
+from service.http.responses import ApiError
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

@@ -9,13 +9,10 @@ client.
 
 from __future__ import annotations
 
-import itertools
 import re
-import secrets
 import time
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -23,48 +20,23 @@ from marshmallow import ValidationError
 
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
-from service.http.keys import REQUEST_ID, USERNAME
+from service.http.keys import REQUEST_ID, REQUEST_IDS, USERNAME
+from service.http.responses import ApiError, error_body, json_response
+
+# ApiError and json_response were defined here once; they are re-exported for old imports.
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "ApiError",
+    "error_body",
+    "errors_as_json",
+    "json_response",
+    "request_context",
+]
 
 log = structlog.get_logger("service.http")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# Request ids: 32 hex digits, a random half drawn once per process and a counter. Unique, as a
-# uuid4 per request was, without a system call for 16 random bytes in every request.
-_PROCESS_PART = secrets.token_hex(8)
-_REQUEST_COUNTER = itertools.count(1)
-
-
-def _new_request_id() -> str:
-    return f"{_PROCESS_PART}{next(_REQUEST_COUNTER):016x}"
-
-
-class ApiError(Exception):
-    """An HTTP-level refusal raised by handlers (auth, body parsing)."""
-
-    def __init__(
-        self, status: int, message: str, code: str, errors: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.errors = status, message, code, errors
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """A JSON answer, serialised the same way everywhere (orjson, compact)."""
-    return web.json_response(body, status=status, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    # marshmallow names list items by integer keys (transaction 0, 1, …); JSON makes them text.
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def error_body(message: str, code: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message, "code": code}
-    if errors:
-        body["errors"] = errors
-    return body
-
 
 _HTTP_CODES = {
     404: ("Not found", "NOT_FOUND"),
@@ -77,7 +49,7 @@ _HTTP_CODES = {
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind the request id, time the request, and log one line for it."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _SAFE_REQUEST_ID.match(given) else _new_request_id()
+    request_id = given if _SAFE_REQUEST_ID.match(given) else request.app[REQUEST_IDS].new()
     request[REQUEST_ID] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import structlog
@@ -19,7 +18,17 @@ from service.domain.invoice import Payment
 from service.http import schemas
 from service.http.auth import forbidden, require_role
 from service.http.body import json_object
-from service.http.keys import AUTH, CLOCK, CONFIG, READ_MODEL, REQUEST_ID, SERVICE, STORE
+from service.http.keys import (
+    API_TIMES,
+    AUTH,
+    CLOCK,
+    CONFIG,
+    LOADER,
+    READ_MODEL,
+    REQUEST_ID,
+    SERVICE,
+    STORE,
+)
 from service.http.middleware import ApiError, json_response
 from service.presenters import api_time, history_entry, invoice_detail
 from service.views import ReadModel, VisibleInvoice
@@ -32,38 +41,15 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-S = TypeVar("S", bound=Schema)
-
-
-@functools.cache
-def _schema(schema: type[S]) -> S:
-    return schema()
-
-
-def load(schema: type[Schema], data: Any) -> Any:
-    """``data`` loaded by one shared instance of ``schema``: a marshmallow schema keeps no state
-    between loads, and building one deep-copies its fields (a fifth of a checkout's CPU)."""
-    return _schema(schema).load(data)
-
-
-# Queries longer than this are loaded each time rather than remembered (a URL may be 8 KB).
-MAX_REMEMBERED_QUERY = 256
+def load(schema: type[Schema], data: Any, request: web.Request) -> Any:
+    """``data`` loaded by the app's one shared instance of ``schema`` (``loading.Loader``)."""
+    return request.app[LOADER].load(schema, data)
 
 
 def load_query(schema: type[Schema], request: web.Request) -> dict[str, Any]:
-    """The request's query loaded by ``schema``, remembered for queries seen lately: a buyer
-    waiting for a payment sends the same detail query again and again, and loading it was an
-    eighth of a detail's time. A query's load depends on nothing but its text; a refused one
-    raises every time (``lru_cache`` keeps no exceptions)."""
-    items = tuple(dict(request.query).items())
-    if sum(len(name) + len(value) for name, value in items) > MAX_REMEMBERED_QUERY:
-        return load(schema, dict(items))  # type: ignore[no-any-return]
-    return dict(_loaded_query(schema, items))
-
-
-@functools.lru_cache(maxsize=4096)
-def _loaded_query(schema: type[Schema], items: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    return load(schema, dict(items))  # type: ignore[no-any-return]
+    """The request's query loaded by ``schema``, remembered by the app for queries seen lately
+    (``loading.Loader``)."""
+    return request.app[LOADER].load_query(schema, request.query)
 
 
 def context(request: web.Request, actor: str) -> Context:
@@ -81,7 +67,7 @@ def answer(body: dict[str, Any], schema: type[Schema], status: int = 200) -> web
 
 @routes.post("/auth")
 async def login(request: web.Request) -> web.Response:
-    credentials = load(schemas.AuthSchema, await json_object(request))
+    credentials = load(schemas.AuthSchema, await json_object(request), request)
     token, expires_at = await request.app[AUTH].login(
         credentials["username"], credentials["password"]
     )
@@ -97,7 +83,7 @@ async def checkout(request: web.Request) -> web.Response:
     require_role(actor, "buyer")
     body = await json_object(request)
     key = _idempotency_key(request)
-    loaded = load(schemas.CheckoutSchema, body)
+    loaded = load(schemas.CheckoutSchema, body, request)
     # Hashed once the schema has accepted the body, so its depth and size are bounded.
     idempotency = (key, _request_hash(body)) if key is not None else None
     checkout_request = CheckoutRequest(
@@ -140,7 +126,9 @@ async def detail(request: web.Request) -> web.Response:
         state, now = past
     else:
         now = request.app[CLOCK]()
-    return answer(invoice_detail(found.seq, state, now), schemas.DetailAnswer)
+    return answer(
+        invoice_detail(found.seq, state, now, request.app[API_TIMES]), schemas.DetailAnswer
+    )
 
 
 @routes.get("/invoice/history")
@@ -224,7 +212,7 @@ def _same_platform(actor: Actor, body: dict[str, Any]) -> None:
 @routes.post("/invoice/cancel")
 async def cancel(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
-    body = load(schemas.CancelSchema, await json_object(request))
+    body = load(schemas.CancelSchema, await json_object(request), request)
     _same_platform(actor, body)
     message = await request.app[SERVICE].cancel(
         actor,
@@ -239,7 +227,7 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post("/invoice/done")
 async def done(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
-    body = load(schemas.PlatformActionSchema, await json_object(request))
+    body = load(schemas.PlatformActionSchema, await json_object(request), request)
     _same_platform(actor, body)
     await request.app[SERVICE].complete(
         actor,
@@ -257,7 +245,7 @@ async def done(request: web.Request) -> web.Response:
 async def top_up(request: web.Request) -> web.Response:
     actor = await request.app[AUTH].basic(request)
     require_role(actor, "admin")
-    body = load(schemas.TopUpSchema, await json_object(request))
+    body = load(schemas.TopUpSchema, await json_object(request), request)
     balance = await request.app[SERVICE].top_up(
         actor, body["username"], body["amount"], context(request, actor.username)
     )
@@ -282,7 +270,7 @@ def _check_callback_token(request: web.Request) -> None:
 @routes.post("/callback/xendit/invoice")
 async def invoice_callback(request: web.Request) -> web.Response:
     _check_callback_token(request)
-    body = load(schemas.InvoiceCallbackSchema, await json_object(request))
+    body = load(schemas.InvoiceCallbackSchema, await json_object(request), request)
     service, ctx = request.app[SERVICE], context(request, "gateway")
     if body["status"] == "EXPIRED":
         expired = await service.expire_by_gateway(body["external_id"], ctx)
@@ -308,7 +296,7 @@ async def invoice_callback(request: web.Request) -> web.Response:
 @routes.post("/callback/xendit/qr")
 async def qr_callback(request: web.Request) -> web.Response:
     _check_callback_token(request)
-    data = load(schemas.QrCallbackSchema, await json_object(request))["data"]
+    data = load(schemas.QrCallbackSchema, await json_object(request), request)["data"]
     if data["status"] != "SUCCEEDED":
         return answer({"message": "IGNORED"}, schemas.CallbackAnswer)
     payment = Payment(

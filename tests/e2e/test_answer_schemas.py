@@ -1,4 +1,4 @@
-"""Every answer matches the schema that documents it (service/http/schemas.py)."""
+"""Every answer matches the schema that documents it (service/http/schemas/)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import socket
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.limits import _limited
+from service.http.keys import SEND_TIMEOUTS
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 
 HEX_32 = re.compile(r"[0-9a-f]{32}")
@@ -100,10 +100,11 @@ async def test_a_connection_gets_its_send_timeout_once_and_keeps_it(
     for _ in range(2):
         response = await client.get("/health")
         assert response.status == 200
-    transports = [t for t in list(_limited) if not t.is_closing()]
+    limited = client.app[SEND_TIMEOUTS]
+    transports = [t for t in list(limited) if not t.is_closing()]
     expected = round(api.config.send_timeout_seconds * 1000)
 
     assert len(transports) == 1
     sock = transports[0].get_extra_info("socket")
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == expected
-    assert _limited[transports[0]] == expected
+    assert limited[transports[0]] == expected

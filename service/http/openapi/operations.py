@@ -1,34 +1,18 @@
-"""The API's OpenAPI 3.1 description, generated from the marshmallow schemas, and its two pages.
+"""What the OpenAPI document says about each route beyond what its schemas say.
 
-``GET /openapi.json`` is the document; ``GET /docs`` is the same document as a readable HTML page
-rendered on the server by ``docs_page`` (no script, no CDN, one inline stylesheet allowed by its
-hash in a strict Content-Security-Policy). Both need no credentials.
-
-What each endpoint takes comes from the request schemas in ``schemas.py`` (their validators are
-the constraints, so a rule is written once); what it answers comes from the answer schemas that
-its handler passes to ``answer()``. ``OPERATIONS`` below adds what no schema says: summary,
-credentials, query and header parameters, and every status the endpoint can answer with the
-error codes behind it. Each error status names its codes in an ``enum``, so a test that
-validates a real answer against the document catches an undocumented code too.
-
-Only mounted routes are described, and the development-only ``/sandbox/*`` routes never are:
-they stand in for the payment gateway's own pages, are absent in production, and are described
-in docs/api.md. The document is built once per app, on its first request.
+``OPERATIONS`` holds, for every documented (method, path): summary, description, credentials,
+query and header parameters, the request and answer schemas, and every status the endpoint can
+answer with the error codes behind it; ``ERROR_MESSAGES`` is the catalogue of every code an
+answer can carry, with its message. ``document.py`` turns these into the document.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
-import orjson
-from aiohttp import web
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import Schema
 
 from service.application import (
     Conflict,
@@ -40,12 +24,6 @@ from service.application import (
 from service.domain import errors
 from service.gateway.port import GatewayRejected, GatewayUnavailable
 from service.http import schemas
-from service.http.docs_page import CSS_HASH, render_page
-from service.http.middleware import REQUEST_ID_HEADER
-
-OPENAPI_VERSION = "3.1.0"
-TITLE = "Invoice service API"
-SANDBOX_PREFIX = "/sandbox/"
 
 BEARER, BASIC, CALLBACK_TOKEN = "bearer", "basic", "callbackToken"
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -86,7 +64,7 @@ ERROR_MESSAGES: dict[str, str] = {
     GatewayRejected.code: GatewayRejected.message,
 }
 
-_STATUS_TEXT = {
+STATUS_TEXT = {
     400: "Bad request",
     401: "Missing or wrong credentials (whatever was wrong: nothing leaks)",
     403: "An account of the wrong kind, or not allowed to act on this",
@@ -365,256 +343,3 @@ Every answer carries `X-Request-ID`: the request's own, if it sent one of 1 to 1
 
 The development-only `/sandbox/*` routes (the simulated gateway's payment page and buttons) \
 are not part of this document: see docs/api.md."""
-
-
-def _version() -> str:
-    try:
-        return metadata.version("invoice-service")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "0.0.0"
-
-
-# -- building the document --------------------------------------------------------------------
-
-
-def _money_range(
-    self: Any, field: fields.Field[Any], ret: dict[str, Any], **_: Any
-) -> dict[str, Any]:
-    """Money is an integer from 0 to 10^12; a Range validator may narrow that further."""
-    if not isinstance(field, schemas.Money):
-        return {}
-    return {
-        "minimum": max(ret.get("minimum", 0), 0),
-        "maximum": min(ret.get("maximum", schemas.MAX_AMOUNT), schemas.MAX_AMOUNT),
-    }
-
-
-def routes_to_document(app: web.Application) -> list[tuple[str, str]]:
-    """The app's (method, path) pairs this document must describe: all but HEAD and sandbox."""
-    found = {
-        (route.method.lower(), route.resource.canonical)
-        for route in app.router.routes()
-        if route.resource is not None
-        and route.method not in ("HEAD", "*")
-        and not route.resource.canonical.startswith(SANDBOX_PREFIX)
-    }
-    return sorted(found)
-
-
-def build_document(app: web.Application) -> dict[str, Any]:
-    """The OpenAPI document of the routes ``app`` has mounted."""
-    plugin = MarshmallowPlugin()
-    spec = APISpec(
-        title=TITLE,
-        version=_version(),
-        openapi_version=OPENAPI_VERSION,
-        plugins=[plugin],
-        info={"description": DESCRIPTION},
-        tags=[{"name": name, "description": text} for name, text in TAGS],
-    )
-    converter = plugin.converter
-    assert converter is not None
-    # An instance attribute: apispec's own mapping is shared by every converter.
-    converter.field_mapping = {**converter.field_mapping, schemas.Money: ("integer", None)}
-    converter.add_attribute_function(_money_range)  # type: ignore[no-untyped-call]
-
-    components = spec.components
-    components.security_scheme(
-        BEARER,
-        {
-            "type": "http",
-            "scheme": "bearer",
-            "bearerFormat": "HMAC-signed token",
-            "description": "A token from `POST /auth`.",
-        },
-    )
-    components.security_scheme(
-        BASIC,
-        {
-            "type": "http",
-            "scheme": "basic",
-            "description": "An account's username and password (platform or admin accounts).",
-        },
-    )
-    components.security_scheme(
-        CALLBACK_TOKEN,
-        {
-            "type": "apiKey",
-            "in": "header",
-            "name": "x-callback-token",
-            "description": "The gateway's callback verification token (`callback_token`).",
-        },
-    )
-    components.header(
-        REQUEST_ID_HEADER,
-        {
-            "description": "The request's id: the one it sent if sensible, else a new one.",
-            "required": True,
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
-        },
-    )
-    components.parameter(
-        REQUEST_ID_HEADER,
-        "header",
-        {
-            "name": REQUEST_ID_HEADER,
-            "required": False,
-            "description": (
-                "Your id for this request: echoed, logged and recorded with its events when it"
-                " is 1 to 128 characters `[A-Za-z0-9._:-]`; anything else is replaced."
-            ),
-            "schema": {"type": "string"},
-        },
-    )
-    components.parameter(
-        IDEMPOTENCY_KEY,
-        "header",
-        {
-            "name": IDEMPOTENCY_KEY,
-            "required": False,
-            "description": (
-                "Makes a retry safe: the same key and body within 24 h answer the first answer"
-                " again; the same key with another body is 409."
-            ),
-            "schema": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 255,
-                "pattern": r"^[\x21-\x7e]{1,255}$",
-            },
-        },
-    )
-    components.schema("ErrorAnswer", schema=schemas.ErrorAnswer)
-
-    mounted = set(routes_to_document(app))
-    for (method, path), operation in OPERATIONS.items():
-        if (method, path) in mounted:
-            spec.path(path=path, operations={method: _operation(method, path, operation)})
-    document = spec.to_dict()
-    _describe_schemas(document)
-    return document
-
-
-def _operation(method: str, path: str, operation: Operation) -> dict[str, Any]:
-    parameters: list[Any] = []
-    if operation.query is not None:
-        parameters.append({"in": "query", "schema": operation.query})
-    parameters.extend(operation.headers)  # names of components.parameters
-    parameters.append(REQUEST_ID_HEADER)
-    responses: dict[str, Any] = {
-        "200": {
-            "description": operation.answer_description,
-            "headers": {REQUEST_ID_HEADER: _ref("headers", REQUEST_ID_HEADER)},
-            "content": {operation.answer_media_type: {"schema": operation.answer}},
-        }
-    }
-    for status, codes in operation.errors.items():
-        responses[str(status)] = _error_response(status, codes)
-    result: dict[str, Any] = {
-        "tags": [operation.tag],
-        "summary": operation.summary,
-        "description": operation.description,
-        "operationId": _operation_id(method, path),
-        "parameters": parameters,
-        "responses": responses,
-        "security": [{operation.security: []}] if operation.security else [],
-    }
-    if operation.body is not None:
-        result["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": operation.body}},
-        }
-    return result
-
-
-def _error_response(status: int, codes: Iterable[str]) -> dict[str, Any]:
-    codes = list(codes)
-    lines = "\n".join(f"- `{code}`: {ERROR_MESSAGES[code]}" for code in codes)
-    return {
-        "description": f"{_STATUS_TEXT.get(status, 'Error')}.\n\n{lines}",
-        "headers": {REQUEST_ID_HEADER: _ref("headers", REQUEST_ID_HEADER)},
-        "content": {
-            "application/json": {
-                "schema": {
-                    "allOf": [_ref("schemas", "ErrorAnswer")],
-                    "properties": {"code": {"enum": codes}},
-                }
-            }
-        },
-    }
-
-
-def _ref(section: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{section}/{name}"}
-
-
-def _operation_id(method: str, path: str) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", path)
-    return method + "".join(word[:1].upper() + word[1:] for word in words)
-
-
-def _describe_schemas(document: dict[str, Any]) -> None:
-    """Give each component schema its class's docstring (apispec reads only Meta)."""
-    by_name = {
-        name: schema
-        for name, schema in vars(schemas).items()
-        if isinstance(schema, type) and issubclass(schema, Schema)
-    }
-    for name, component in document.get("components", {}).get("schemas", {}).items():
-        cls = by_name.get(name) or by_name.get(f"{name}Schema")
-        doc = (cls.__doc__ or "").strip() if cls is not None else ""
-        if doc:
-            component.setdefault("description", " ".join(doc.split()))
-
-
-# -- serving it -----------------------------------------------------------------------------------
-
-
-class ApiDocument:
-    """The document of one app and its HTML page, made on first use and kept."""
-
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
-        self._json: bytes | None = None
-        self._page: tuple[str, str] | None = None
-
-    def document(self) -> dict[str, Any]:
-        result: dict[str, Any] = orjson.loads(self.json())
-        return result
-
-    def json(self) -> bytes:
-        if self._json is None:
-            self._json = orjson.dumps(build_document(self._app))
-        return self._json
-
-    def page(self) -> tuple[str, str]:
-        """The HTML page and the Content-Security-Policy that lets its stylesheet in."""
-        if self._page is None:
-            csp = (
-                f"default-src 'none'; style-src '{CSS_HASH}'; img-src data:;"
-                " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-            )
-            self._page = (render_page(self.document()), csp)
-        return self._page
-
-    async def serve_json(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.json(), content_type="application/json")
-
-    async def serve_page(self, request: web.Request) -> web.Response:
-        page, csp = self.page()
-        response = web.Response(text=page, content_type="text/html", charset="utf-8")
-        response.headers.update(
-            {
-                "Content-Security-Policy": csp,
-                "Referrer-Policy": "no-referrer",
-                "X-Content-Type-Options": "nosniff",
-            }
-        )
-        return response
-
-
-def setup(app: web.Application) -> None:
-    """Mount ``/openapi.json`` and ``/docs``; call it after every other route is added."""
-    document = ApiDocument(app)
-    app.router.add_get("/openapi.json", document.serve_json)
-    app.router.add_get("/docs", document.serve_page)

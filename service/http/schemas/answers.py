@@ -1,0 +1,224 @@
+"""What the API answers: a schema for every answer, checked against real answers by the tests.
+
+Answers name every field they carry (unknown keys are refused when a test validates a real
+answer), and their validators state the values a client can rely on. Handlers name the schema
+of each answer they give (``routes.answer``), and the OpenAPI document shows it for the status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from service.http.schemas.requests import SERVICES, SOURCES, FullMatch
+
+INVOICE_STATUSES = ("PENDING", "PAID", "EXPIRED", "CANCELED", "COMPLETED", "REFUNDED")
+TRANSACTION_STATUSES = (
+    "PENDING",
+    "PAID",
+    "EXPIRED",
+    "CANCELED",
+    "REFUND_IN_PROCESS",
+    "REFUNDED",
+    "COMPLETED",
+)
+API_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
+INVOICE_ID = r"^(OM|OD|OT)[0-9A-Za-z]{13}$"
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"description": description}
+
+
+def _time(**kwargs: Any) -> fields.String:
+    """A time as the API writes it: ISO 8601 UTC with milliseconds and Z."""
+    return fields.String(validate=validate.Regexp(API_TIME), **kwargs)
+
+
+def _one_of(*values: str, **kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.OneOf(values), **kwargs)
+
+
+class MessageAnswer(Schema):
+    message = fields.String(required=True)
+
+
+class ErrorAnswer(MessageAnswer):
+    """Every error: the documented message, a stable code, and for validation errors the bad
+    fields (nested for transactions: {"transaction": {"0": {"amount": [...]}}})."""
+
+    message = fields.String(required=True, metadata=_doc("The documented message."))
+    code = fields.String(
+        required=True,
+        validate=FullMatch(r"^[A-Z][A-Z0-9_]*$"),
+        metadata=_doc("Stable and machine-readable: match on this."),
+    )
+    errors = fields.Dict(metadata=_doc("Each bad field and what is wrong with it."))
+
+
+class TokenAnswer(Schema):
+    token = fields.String(required=True, metadata=_doc("Send as `Authorization: Bearer <token>`."))
+    expired_at = _time(required=True)
+
+
+class TransactionStatusAnswer(Schema):
+    invoice_onmarket = fields.String(required=True)
+    status = _one_of("PENDING", "PAID", required=True)
+
+
+class XenditCheckoutAnswer(Schema):
+    """source XENDIT: pay at `payment_url`."""
+
+    payment_url = fields.String(required=True)
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    expired_at = _time(required=True)
+    transaction = fields.List(fields.Nested(TransactionStatusAnswer), required=True)
+
+
+class QrisCheckoutAnswer(Schema):
+    """source QRIS: pay by scanning `qr_string` (EMVCo / QRIS)."""
+
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    qr_string = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    expired_at = _time(required=True)
+
+
+class BalanceCheckoutAnswer(Schema):
+    """source BALANCE: paid at once from the buyer's balance."""
+
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    xendit_invoice = fields.String(required=True)
+    expired_at = _time(required=True)
+    transaction = fields.List(fields.Nested(TransactionStatusAnswer), required=True)
+    amount = fields.Integer(required=True)
+    status = _one_of("PAID", required=True)
+
+
+CHECKOUT_ANSWERS: tuple[type[Schema], ...] = (
+    XenditCheckoutAnswer,
+    QrisCheckoutAnswer,
+    BalanceCheckoutAnswer,
+)
+
+
+class CheckoutAnswer(Schema):
+    """A checkout's answer: exactly one of the three shapes in ``CHECKOUT_ANSWERS``."""
+
+    payment_url = fields.String()
+    invoice = fields.String(required=True)
+    xendit_invoice = fields.String(required=True)
+    qr_string = fields.String()
+    amount = fields.Integer()
+    status = fields.String()
+    expired_at = fields.String(required=True)
+    transaction = fields.List(fields.Nested(TransactionStatusAnswer))
+
+    @validates_schema(pass_original=True)
+    def one_shape(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        fitting = [shape for shape in CHECKOUT_ANSWERS if not shape().validate(original)]
+        if len(fitting) != 1:
+            raise ValidationError("Must be exactly one of the XENDIT, QRIS and BALANCE answers.")
+
+
+class DetailTransactionAnswer(Schema):
+    invoice_onmarket = fields.String(required=True)
+    seller_username = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    freight_charge = fields.Integer(required=True)
+    insurance_amount = fields.Integer(required=True)
+    commission_onmarket = fields.Integer(required=True)
+    waybill_number = fields.String(required=True, allow_none=True)
+    status = _one_of(*TRANSACTION_STATUSES, required=True)
+
+
+class DetailAnswer(Schema):
+    """An invoice as the buyer sees it (the seed's fields plus each store's transaction)."""
+
+    id = fields.String(required=True, metadata=_doc("The invoice's sequence number."))
+    username = fields.String(required=True, metadata=_doc("The buyer."))
+    type = _one_of(*(f"{service} CHECKOUT" for service in SERVICES), required=True)
+    amount = fields.Integer(required=True)
+    xendit_invoice = fields.String(required=True, metadata=_doc("The gateway's reference."))
+    invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
+    status = _one_of(*INVOICE_STATUSES, required=True)
+    src = _one_of(*SOURCES, required=True)
+    xendit_url = fields.String(required=True, allow_none=True)
+    qr_string = fields.String(required=True, allow_none=True)
+    expired_at = _time(required=True)
+    createdAt = _time(required=True)
+    updatedAt = _time(required=True)
+    transaction = fields.List(fields.Nested(DetailTransactionAnswer), required=True)
+
+
+class HistoryEventAnswer(Schema):
+    position = fields.Integer(required=True, metadata=_doc("The event's position in the log."))
+    version = fields.Integer(required=True, metadata=_doc("The event's version in its invoice."))
+    type = fields.String(required=True, metadata=_doc("InvoiceCreated, InvoicePaid, …"))
+    data = fields.Dict(required=True)
+    recorded_at = _time(required=True)
+    actor = fields.String(required=True, allow_none=True)
+    request_id = fields.String(required=True, allow_none=True)
+
+
+class HistoryAnswer(Schema):
+    """An invoice's events, oldest first."""
+
+    invoice = fields.String(required=True)
+    events = fields.List(fields.Nested(HistoryEventAnswer), required=True)
+
+
+class LedgerEntryAnswer(Schema):
+    position = fields.Integer(required=True)
+    account = fields.String(required=True)
+    amount = fields.Integer(required=True, metadata=_doc("Negative for a debit."))
+    type = fields.String(required=True)
+    invoice = fields.String(required=True, allow_none=True)
+    recorded_at = _time(required=True)
+
+
+class BalanceAnswer(Schema):
+    """The caller's balances and their ledger entries, newest first."""
+
+    username = fields.String(required=True)
+    balance = fields.Integer(required=True, metadata=_doc("buyer:<username>, spendable."))
+    seller_balance = fields.Integer(required=True, metadata=_doc("seller:<username>."))
+    entries = fields.List(fields.Nested(LedgerEntryAnswer), required=True)
+
+
+class TopUpAnswer(MessageAnswer):
+    message = _one_of("BALANCE TOPPED UP", required=True)
+    username = fields.String(required=True)
+    balance = fields.Integer(required=True, metadata=_doc("The new balance."))
+
+
+class CancelAnswer(MessageAnswer):
+    message = _one_of("INVOICE CANCELED", "REFUND IN PROCESS", required=True)
+
+
+class DoneAnswer(MessageAnswer):
+    message = _one_of("TRANSACTION IS COMPLETED", required=True)
+
+
+class CallbackAnswer(MessageAnswer):
+    message = _one_of(
+        "PAID",
+        "CREDITED",
+        "DUPLICATE",
+        "EXPIRED",
+        "IGNORED",
+        required=True,
+        metadata=_doc(
+            "PAID: the invoice is paid; CREDITED: a late or second payment, kept as the"
+            " buyer's balance; DUPLICATE: this payment was recorded before; EXPIRED: the"
+            " invoice expired; IGNORED: nothing to do."
+        ),
+    )
+
+
+class HealthAnswer(Schema):
+    status = _one_of("ok", required=True)
+    head_position = fields.Integer(required=True, metadata=_doc("The log's last position."))
