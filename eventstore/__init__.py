@@ -11,7 +11,7 @@ Nothing imported here loads asyncio's database drivers: a rebuild's worker proce
 package only for the replay, and starts that much sooner.
 """
 
-from eventstore.backends import open_store
+from eventstore.backends import open_store, verify_store
 from eventstore.errors import (
     CheckpointConflict,
     ConcurrencyError,
@@ -67,4 +67,5 @@ __all__ = [
     "VerifyReport",
     "apply_migrations",
     "open_store",
+    "verify_store",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import EventStore, NewEvent
+from eventstore import EventStore, NewEvent, verify_store
 from tests.contract.backends import Backend, Change
 
 
@@ -24,6 +24,20 @@ async def test_an_untouched_log_verifies(backend: Backend) -> None:
 
     assert (report.ok, report.events_checked, report.head_position) == (True, 10, 10)
     assert report.first_bad_position is None
+
+
+async def test_a_log_verifies_from_outside_a_store_and_names_the_edit(backend: Backend) -> None:
+    """verify_store(location) checks a log nobody has open (a backup, a copy) as verify() does,
+    and finds an edit at its position."""
+    async with await backend.open() as store:
+        await fill(store, 6)
+
+    assert (await verify_store(backend.location)).ok
+    backend.tamper_data(4, '{"amount":9999}')
+
+    report = await verify_store(backend.location)
+
+    assert (report.ok, report.first_bad_position, report.events_checked) == (False, 4, 3)
 
 
 async def test_an_empty_log_verifies(store: EventStore) -> None:

@@ -34,6 +34,7 @@ from eventstore import (
     StoreWriteError,
     VerifyReport,
     apply_migrations,
+    verify_store,
 )
 from eventstore.records import chain_hash
 from eventstore.sqlite import SQLiteEventStore
@@ -656,3 +657,18 @@ async def test_closing_the_store_checkpoints_and_removes_the_wal(backend: SQLite
     await store.close()
 
     assert sorted(path.name for path in backend.path.parent.iterdir()) == [backend.path.name]
+
+
+async def test_verify_store_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """Verifying a closed SQLite file reads it only: its bytes stay the same (a backup must not
+    be changed by checking it; SQLite's read-only reader of a WAL file may leave its empty
+    ``-wal`` and ``-shm`` beside it, as it always did)."""
+    path = tmp_path / "events.db"
+    async with await SQLiteEventStore.open(path) as store:
+        await store.append("s", [NewEvent("E", {"n": 1})], NO_STREAM)
+    before = path.read_bytes()
+
+    report = await verify_store(path)
+
+    assert (report.ok, report.events_checked) == (True, 1)
+    assert path.read_bytes() == before

@@ -69,6 +69,11 @@ class Backend(Protocol):
     refused: type[Exception]
     """What this database raises when a client tries to change the log."""
 
+    @property
+    def location(self) -> str:
+        """Where the database is, as ``open_store`` and ``verify_store`` take it."""
+        ...
+
     async def open(self, **options: Any) -> EventStore:
         """A store on this backend's database. Every backend takes ``projectors`` (its own
         sample views below), ``page_size``, ``clock`` and ``poll_interval``."""

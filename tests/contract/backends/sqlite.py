@@ -61,6 +61,10 @@ class SQLiteBackend:
     last_events_chunk: int = LAST_EVENTS_CHUNK
     refused: type[Exception] = sqlite3.DatabaseError
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     async def open(self, **options: Any) -> EventStore:
         return await SQLiteEventStore.open(self.path, **options)
 
