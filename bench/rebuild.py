@@ -43,7 +43,6 @@ from service.domain.events import (
     InvoicePaid,
     OnmarketInvoiceReserved,
     TransactionLine,
-    encode,
 )
 from service.domain.invoice import (
     Invoice,
@@ -54,6 +53,7 @@ from service.domain.invoice import (
     evolve,
 )
 from service.projections import all_projectors
+from service.records import encode
 
 TARGET_EVENTS_PER_SECOND = 100_000
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from eventstore import EventStore
-from service.application import Context, InvoiceService, UserExists
+from service.application import Context, InvoiceService, RegisterUser, UserExists
 from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
@@ -176,11 +176,8 @@ async def ensure_dev_accounts(service: InvoiceService) -> None:
             continue
         password_hash = await asyncio.to_thread(hash_password, username)
         with contextlib.suppress(UserExists):  # another process created it meanwhile
-            await service.register_user(
-                username,
-                role,
-                platform,
-                password_hash,
+            event_id = str(uuid.uuid5(_DEV_NAMESPACE, username))
+            await service.handle(
+                RegisterUser(username, role, platform, password_hash, event_id),
                 Context("system:dev-accounts"),
-                event_id=str(uuid.uuid5(_DEV_NAMESPACE, username)),
             )

@@ -11,10 +11,11 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import EventSelection, Projector, RecordedEvent
-from service.domain.events import decode
-from service.projections.invoices import INVOICE_STREAM_PREFIX, InvoiceView, invoice_event
+from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.projections.invoices import InvoiceView, invoice_event
 from service.projections.ledger import LedgerView
 from service.projections.users import USER_EVENTS, UsersView
+from service.records import decode
 
 
 class InvoiceAndUserViews:

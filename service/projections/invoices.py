@@ -17,8 +17,10 @@ import orjson
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time, from_data, to_data
-from service.domain.events import Event, InvoiceCreated, decode
+from service.domain.events import Event, InvoiceCreated
 from service.domain.invoice import Invoice, evolve
+from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.records import decode
 
 MIGRATIONS = (
     Migration(
@@ -47,13 +49,8 @@ MIGRATIONS = (
     ),
 )
 
-INVOICE_STREAM_PREFIX = "invoice-"
 Decoded = tuple[RecordedEvent, Event]
 InvoiceEvent = tuple[str, RecordedEvent, Event]  # (invoice, recorded, event) of an invoice stream
-
-
-def invoice_stream(invoice: str) -> str:
-    return f"{INVOICE_STREAM_PREFIX}{invoice}"
 
 
 def invoice_event(recorded: RecordedEvent) -> InvoiceEvent:

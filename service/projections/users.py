@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
-from service.domain.events import UserRegistered, decode
+from service.domain.events import UserRegistered
 from service.projections.invoices import Decoded
+from service.records import decode
 
 MIGRATIONS = (
     Migration(

@@ -15,7 +15,7 @@ from datetime import datetime
 import structlog
 
 from eventstore import EventStore
-from service.application import Context, InvoiceService
+from service.application import Context, ExpireIfDue, InvoiceService
 from service.domain.codec import format_time
 
 log = structlog.get_logger("service.expiry")
@@ -34,7 +34,7 @@ async def expire_due(store: EventStore, service: InvoiceService, now: datetime) 
         )
         progress = 0
         for (invoice,) in rows:
-            if await service.expire_if_due(invoice, Context("system:expiry")):
+            if await service.handle(ExpireIfDue(invoice), Context("system:expiry")):
                 progress += 1
         expired += progress
         if len(rows) < BATCH or not progress:  # no progress: do not spin on the same rows

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from eventstore import EventStore
-from service.application import Context, InvoiceService
+from service.application import Context, InvoiceService, Reconcile
 from service.domain.codec import format_time
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
@@ -39,7 +39,7 @@ async def reconcile_all(
     outcomes: Counter[str] = Counter()
     for (invoice,) in rows:
         try:
-            outcome = await service.reconcile(invoice, Context("system:reconcile"))
+            outcome = await service.handle(Reconcile(invoice), Context("system:reconcile"))
         except (GatewayError, DomainError) as error:  # one bad answer must not stop the others
             log.warning("reconcile failed", invoice=invoice, error=str(error))
             outcome = "failed"

@@ -33,9 +33,10 @@ from eventstore.schema import GUARD_TRIGGERS
 from service import views_check
 from service.app import create_app
 from service.config import Config, load_config
-from service.domain.events import BalanceToppedUp, encode
+from service.domain.events import BalanceToppedUp
 from service.progress import Progress
 from service.projections import all_projectors
+from service.records import encode
 from service.views_check import VIEW_TABLES
 from tests.credentials import basic, bearer
 from tests.integration.api import Client, call, checkout_body
