@@ -23,7 +23,7 @@ import orjson
 from bench.loadgen import JSON_HEADERS, Tokens, checkout_body
 from eventstore.sqlite import SQLiteEventStore
 from service.app import make_gateway, make_service
-from service.application import Context
+from service.application import Context, RegisterUser
 from service.config import load_config
 from service.security import hash_password
 from service.views.sqlite import all_projectors
@@ -46,7 +46,9 @@ async def register_buyers(database: Path, names: list[str]) -> None:
             service = make_service(store, gateway, config)
             await asyncio.gather(
                 *(
-                    service.register_user(name, "buyer", None, password_hash, Context("bench"))
+                    service.handle(
+                        RegisterUser(name, "buyer", None, password_hash), Context("bench")
+                    )
                     for name in names
                 )
             )

@@ -44,7 +44,6 @@ from service.domain.events import (
     InvoicePaid,
     OnmarketInvoiceReserved,
     TransactionLine,
-    encode,
 )
 from service.domain.invoice import (
     Invoice,
@@ -54,6 +53,7 @@ from service.domain.invoice import (
     decide_refund_completion,
     evolve,
 )
+from service.records import encode
 from service.views.sqlite import all_projectors
 
 TARGET_EVENTS_PER_SECOND = 100_000

@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from eventstore.sqlite import SQLiteEventStore
-from service.application import Context, InvoiceService, UserExists
+from eventstore import EventStore, open_store
+from service.application import Context, InvoiceService, RegisterUser, UserExists
 from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
@@ -51,7 +51,8 @@ from service.limits import within_client_limits
 from service.logging import protocol_logger
 from service.presenters import remembered_api_time
 from service.security import hash_password
-from service.views.sqlite import SQLiteReadModel, all_projectors
+from service.views import ReadModel
+from service.views.backends import projectors_for, read_model_of
 from service.workers.expiry import run_expiry_task
 from service.workers.reconcile import run_reconcile_task
 from service.workers.refunds import run_refund_worker
@@ -117,13 +118,17 @@ def make_gateway(config: Config) -> Gateway:
 
 
 def make_service(
-    store: SQLiteEventStore,
+    store: EventStore,
     gateway: Gateway,
     config: Config,
     clock: Callable[[], datetime] = utc_now,
+    views: ReadModel | None = None,
 ) -> InvoiceService:
+    """The application over ``store``, reading its views through ``views`` (by default a new
+    read model of the store's own backend)."""
     return InvoiceService(
         store,
+        views if views is not None else read_model_of(store),
         gateway,
         clock=clock,
         invoice_ttl=timedelta(seconds=config.invoice_ttl_seconds),
@@ -134,11 +139,13 @@ def make_service(
 async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     Path(config.database).parent.mkdir(parents=True, exist_ok=True)
-    store = await SQLiteEventStore.open(
-        config.database, synchronous=config.synchronous, projectors=all_projectors()
+    store = await open_store(
+        config.database,
+        synchronous=config.synchronous,
+        projectors=projectors_for(config.database),
     )
     app[STORE] = store
-    app[READ_MODEL] = SQLiteReadModel(store)
+    app[READ_MODEL] = read_model_of(store)
     try:
         yield
     finally:
@@ -160,9 +167,8 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _service(app: web.Application) -> AsyncIterator[None]:
-    config, store = app[CONFIG], app[STORE]
-    assert isinstance(store, SQLiteEventStore)  # until the application reads through views
-    service = make_service(store, app[GATEWAY], config, app[CLOCK])
+    config = app[CONFIG]
+    service = make_service(app[STORE], app[GATEWAY], config, app[CLOCK], app[READ_MODEL])
     app[SERVICE] = service
     app[AUTH] = Authenticator(
         app[READ_MODEL],
@@ -224,11 +230,8 @@ async def ensure_dev_accounts(service: InvoiceService) -> None:
             continue
         password_hash = await asyncio.to_thread(hash_password, username)
         with contextlib.suppress(UserExists):  # another process created it meanwhile
-            await service.register_user(
-                username,
-                role,
-                platform,
-                password_hash,
+            event_id = str(uuid.uuid5(_DEV_NAMESPACE, username))
+            await service.handle(
+                RegisterUser(username, role, platform, password_hash, event_id),
                 Context("system:dev-accounts"),
-                event_id=str(uuid.uuid5(_DEV_NAMESPACE, username)),
             )

@@ -18,8 +18,9 @@ from aiohttp import web
 from eventstore import EventStoreError, RecordedEvent, open_store, verify_store
 from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app, make_gateway, make_service, utc_now
-from service.application import Context, UserExists
+from service.application import Context, RegisterUser, UserExists
 from service.config import Config, ConfigError, load_config
+from service.domain.streams import invoice_stream
 from service.http.schemas import SERVICES
 from service.limits import server_options
 from service.logging import configure_logging
@@ -29,7 +30,6 @@ from service.security import hash_password
 from service.storage.sqlite.backup import backup_database
 from service.storage.sqlite.views_check import compare_views_with_replay
 from service.views.sqlite import SQLiteReadModel, all_projectors
-from service.views.streams import invoice_stream
 from service.workers.reconcile import reconcile_all
 
 DEFAULT_CONFIG = "config.yaml"
@@ -147,9 +147,8 @@ def _add_user(config: Config, args: argparse.Namespace) -> int:
         store = await SQLiteEventStore.open(config.database, projectors=all_projectors())
         async with store:
             service = make_service(store, make_gateway(config), config)
-            await service.register_user(
-                args.name, args.role, args.platform, hash_password(password), Context("cli")
-            )
+            command = RegisterUser(args.name, args.role, args.platform, hash_password(password))
+            await service.handle(command, Context("cli"))
 
     try:
         asyncio.run(add())

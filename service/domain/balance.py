@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from service.domain import errors
-from service.domain.events import BalanceCredited, BalanceDebited, BalanceToppedUp, Event
+from service.domain.events import (
+    BalanceCredited,
+    BalanceDebited,
+    BalanceToppedUp,
+    Event,
+    LatePaymentReceived,
+    RefundCompleted,
+)
+from service.domain.ledger import GATEWAY_ACCOUNT, escrow
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +48,22 @@ def decide_debit(
     if amount > available:
         raise errors.InsufficientBalance()
     return BalanceDebited(username, amount, invoice, now)
+
+
+def credit_late_payment(username: str, late: LatePaymentReceived) -> BalanceCredited:
+    """A payment the invoice could no longer take is the buyer's money: credit it."""
+    return BalanceCredited(
+        username, late.amount, late.invoice, "late_payment", GATEWAY_ACCOUNT, late.received_at
+    )
+
+
+def credit_refund(username: str, refund: RefundCompleted) -> BalanceCredited:
+    """A completed refund moves the transaction's money from the invoice's escrow back."""
+    return BalanceCredited(
+        username,
+        refund.amount,
+        refund.invoice,
+        "refund",
+        escrow(refund.invoice),
+        refund.completed_at,
+    )

@@ -1,7 +1,8 @@
 """Domain errors: a refused decision, with the message the API documents and a stable code.
 
 Messages are the exact strings of the seeds where the seeds give one; ``code`` is the stable
-machine-readable name clients should match on instead.
+machine-readable name clients should match on instead. Which HTTP status a code answers with is
+the HTTP layer's business (``service.http.errors``), not the domain's.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from typing import Any
 
 
 class DomainError(Exception):
-    """A command the domain refuses. ``status`` is the HTTP status it answers with."""
+    """A command the domain refuses: ``code`` names the reason, ``errors`` the fields."""
 
     message = "Bad request"
     code = "BAD_REQUEST"
-    status = 400
 
     def __init__(self, detail: str | None = None, errors: dict[str, Any] | None = None) -> None:
         super().__init__(detail or self.message)
@@ -75,5 +75,41 @@ class PaidAmountMismatch(DomainError):
     message, code = "Paid amount does not match the invoice", "PAID_AMOUNT_MISMATCH"
 
 
+class UserExists(DomainError):
+    message, code = "User already exists", "USER_EXISTS"
+
+
+class UserNotFound(DomainError):
+    message, code = "User not found", "USER_NOT_FOUND"
+
+
+class NotABuyer(DomainError):
+    message, code = "Only buyer accounts have a balance to top up", "NOT_A_BUYER"
+
+
 class Forbidden(DomainError):
-    message, code, status = "Forbidden", "FORBIDDEN", 403
+    message, code = "Forbidden", "FORBIDDEN"
+
+
+# -- a checkout's own invariants: the API's schema refuses these first, with the same ``errors``,
+# so over HTTP they answer as a validation error always has; every other caller meets them here.
+
+
+class TotalMismatch(DomainError):
+    message, code = "Invalid JSON Format", "TOTAL_AMOUNT_MISMATCH"
+
+
+class TotalNotPositive(DomainError):
+    message, code = "Invalid JSON Format", "TOTAL_AMOUNT_NOT_POSITIVE"
+
+
+class InvoiceOnmarketRepeated(DomainError):
+    message, code = "Invalid JSON Format", "INVOICE_ONMARKET_REPEATED"
+
+
+class WaybillNotAllowed(DomainError):
+    message, code = "Invalid JSON Format", "WAYBILL_NOT_ALLOWED"
+
+
+class CommissionAboveAmount(DomainError):
+    message, code = "Invalid JSON Format", "COMMISSION_ABOVE_AMOUNT"

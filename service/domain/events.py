@@ -2,8 +2,9 @@
 
 Each event belongs to one kind of stream: an invoice (``invoice-<id>``), a buyer's balance
 (``balance-<username>``), a reservation of a marketplace invoice number
-(``onmarket-<invoice_onmarket>``), an idempotency key, or a user account. ``EVENT_TYPES`` maps
-the type name stored in the log to its class; ``encode`` and ``decode`` go between the two.
+(``onmarket-<invoice_onmarket>``), an idempotency key, or a user account (``streams``).
+``EVENT_TYPES`` maps the type name stored in the log to its class; ``service.records`` turns
+events into the store's records and back.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from eventstore import NewEvent, RecordedEvent
-from service.domain.codec import json_decoder, to_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,18 +221,3 @@ EVENT_TYPES: dict[str, type[Any]] = {
         UserRegistered,
     )
 }
-
-
-def encode(event: Event, metadata: dict[str, Any], event_id: str | None = None) -> NewEvent:
-    """The store's ``NewEvent`` for a domain event; a given ``event_id`` makes it idempotent."""
-    if event_id is None:
-        return NewEvent(type(event).__name__, to_data(event), metadata)
-    return NewEvent(type(event).__name__, to_data(event), metadata, event_id)
-
-
-_DECODERS = {name: json_decoder(cls) for name, cls in EVENT_TYPES.items()}
-
-
-def decode(recorded: RecordedEvent) -> Event:
-    """The domain event of a recorded one, built straight from its stored JSON text."""
-    return _DECODERS[recorded.type].decode(recorded.data_json)  # type: ignore[no-any-return]

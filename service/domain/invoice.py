@@ -29,9 +29,14 @@ from service.domain.events import (
     TransactionCompleted,
     TransactionLine,
 )
-
-PENDING, PAID, EXPIRED, CANCELED = "PENDING", "PAID", "EXPIRED", "CANCELED"
-REFUND_IN_PROCESS, REFUNDED, COMPLETED = "REFUND_IN_PROCESS", "REFUNDED", "COMPLETED"
+from service.domain.statuses import CANCELED as CANCELED
+from service.domain.statuses import COMPLETED as COMPLETED
+from service.domain.statuses import EXPIRED as EXPIRED
+from service.domain.statuses import HOLDING
+from service.domain.statuses import PAID as PAID
+from service.domain.statuses import PENDING as PENDING
+from service.domain.statuses import REFUND_IN_PROCESS as REFUND_IN_PROCESS
+from service.domain.statuses import REFUNDED as REFUNDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,7 @@ class Invoice:
 
     def holds_reservation(self, now: datetime) -> bool:
         """Whether its marketplace invoice numbers are still taken (PENDING or PAID)."""
-        return self.status_at(now) in (PENDING, PAID)
+        return self.status_at(now) in HOLDING
 
 
 # -- evolve -----------------------------------------------------------------------------------
@@ -223,6 +228,14 @@ def decide_expiry(state: Invoice, now: datetime) -> list[Event]:
     if state.status == PENDING and now >= state.created.expired_at:
         return [InvoiceExpired(state.invoice, state.created.expired_at)]
     return []
+
+
+def decide_gateway_expiry(state: Invoice, now: datetime) -> list[Event]:
+    """The gateway says the payment can no longer be made: expire a PENDING invoice now (or at
+    its own ``expired_at``, if that came first); nothing for any other."""
+    if state.status != PENDING:
+        return []
+    return [InvoiceExpired(state.invoice, min(now, state.created.expired_at))]
 
 
 def decide_cancel(

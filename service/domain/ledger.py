@@ -19,10 +19,10 @@ from service.domain.events import (
     InvoicePaid,
     TransactionCompleted,
 )
+from service.domain.services import BALANCE
 
 GATEWAY_ACCOUNT = "gateway:xendit"
 TOPUP_ACCOUNT = "external:topup"
-BALANCE_SOURCE = "BALANCE"
 
 Posting = tuple[str, int]
 
@@ -47,7 +47,7 @@ def postings(event: Event) -> list[Posting]:
         return _move(buyer(event.username), escrow(event.invoice), event.amount)
     if isinstance(event, BalanceCredited):
         return _move(event.from_account, buyer(event.username), event.amount)
-    if isinstance(event, InvoicePaid) and event.source != BALANCE_SOURCE:
+    if isinstance(event, InvoicePaid) and event.source != BALANCE:
         # A BALANCE payment's movement is posted by its BalanceDebited.
         return _move(GATEWAY_ACCOUNT, escrow(event.invoice), event.amount)
     if isinstance(event, TransactionCompleted):

@@ -20,6 +20,7 @@ from marshmallow import ValidationError
 
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
+from service.http.errors import status_of
 from service.http.keys import REQUEST_ID, REQUEST_IDS, USERNAME
 from service.http.responses import ApiError, error_body, json_response
 
@@ -87,11 +88,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
             error_body(error.message, error.code, error.errors), status=error.status
         )
     except DomainError as error:
-        if error.status == 403:
+        status = status_of(error)
+        if status == 403:
             _log_refusal(error.code, {"_schema": [str(error)]})
-        return json_response(
-            error_body(error.message, error.code, error.errors), status=error.status
-        )
+        return json_response(error_body(error.message, error.code, error.errors), status=status)
     except GatewayError as error:
         log.warning("gateway error", error=str(error))
         return json_response(error_body(error.message, error.code), status=502)

@@ -12,9 +12,21 @@ import structlog
 from aiohttp import web
 from marshmallow import Schema
 
-from service.application import Actor, CheckoutRequest, Context
+from service.application import (
+    Actor,
+    CancelTransaction,
+    Checkout,
+    CheckoutOrder,
+    CompleteTransaction,
+    Context,
+    ExpireByGateway,
+    Idempotency,
+    RecordPayment,
+    TopUp,
+)
 from service.domain.errors import DomainError, InvoiceNotFound
 from service.domain.invoice import Payment
+from service.domain.streams import invoice_stream
 from service.http import schemas
 from service.http.auth import forbidden, require_role
 from service.http.body import json_object
@@ -32,7 +44,6 @@ from service.http.keys import (
 from service.http.middleware import ApiError, json_response
 from service.presenters import api_time, history_entry, invoice_detail
 from service.views import ReadModel, VisibleInvoice
-from service.views.streams import invoice_stream
 
 log = structlog.get_logger("service.http")
 routes = web.RouteTableDef()
@@ -85,12 +96,16 @@ async def checkout(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     loaded = load(schemas.CheckoutSchema, body, request)
     # Hashed once the schema has accepted the body, so its depth and size are bounded.
-    idempotency = (key, _request_hash(body)) if key is not None else None
-    checkout_request = CheckoutRequest(
-        loaded["total_amount"], loaded["service"], loaded["source"], tuple(loaded["transaction"])
+    idempotency = Idempotency(key, _request_hash(body)) if key is not None else None
+    order = CheckoutOrder(
+        actor.username,
+        loaded["service"],
+        loaded["source"],
+        loaded["total_amount"],
+        tuple(loaded["transaction"]),
     )
-    status, result = await request.app[SERVICE].checkout(
-        actor, checkout_request, context(request, actor.username), idempotency
+    status, result = await request.app[SERVICE].handle(
+        Checkout(order, idempotency), context(request, actor.username)
     )
     return answer(result, schemas.CheckoutAnswer, status)
 
@@ -214,13 +229,10 @@ async def cancel(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
     body = load(schemas.CancelSchema, await json_object(request), request)
     _same_platform(actor, body)
-    message = await request.app[SERVICE].cancel(
-        actor,
-        body["invoice_id"],
-        invoice_onmarket=body["invoice_onmarket"],
-        buyer_username=body["buyer_username"],
-        context=context(request, actor.username),
+    command = CancelTransaction(
+        actor, body["invoice_id"], body["invoice_onmarket"], body["buyer_username"]
     )
+    message = await request.app[SERVICE].handle(command, context(request, actor.username))
     return answer({"message": message}, schemas.CancelAnswer)
 
 
@@ -229,12 +241,8 @@ async def done(request: web.Request) -> web.Response:
     actor = await _platform_actor(request)
     body = load(schemas.PlatformActionSchema, await json_object(request), request)
     _same_platform(actor, body)
-    await request.app[SERVICE].complete(
-        actor,
-        body["invoice_id"],
-        invoice_onmarket=body["invoice_onmarket"],
-        context=context(request, actor.username),
-    )
+    command = CompleteTransaction(actor, body["invoice_id"], body["invoice_onmarket"])
+    await request.app[SERVICE].handle(command, context(request, actor.username))
     return answer({"message": "TRANSACTION IS COMPLETED"}, schemas.DoneAnswer)
 
 
@@ -246,9 +254,8 @@ async def top_up(request: web.Request) -> web.Response:
     actor = await request.app[AUTH].basic(request)
     require_role(actor, "admin")
     body = load(schemas.TopUpSchema, await json_object(request), request)
-    balance = await request.app[SERVICE].top_up(
-        actor, body["username"], body["amount"], context(request, actor.username)
-    )
+    command = TopUp(actor.username, body["username"], body["amount"])
+    balance = await request.app[SERVICE].handle(command, context(request, actor.username))
     return answer(
         {"message": "BALANCE TOPPED UP", "username": body["username"], "balance": balance},
         schemas.TopUpAnswer,
@@ -273,7 +280,7 @@ async def invoice_callback(request: web.Request) -> web.Response:
     body = load(schemas.InvoiceCallbackSchema, await json_object(request), request)
     service, ctx = request.app[SERVICE], context(request, "gateway")
     if body["status"] == "EXPIRED":
-        expired = await service.expire_by_gateway(body["external_id"], ctx)
+        expired = await service.handle(ExpireByGateway(body["external_id"]), ctx)
         return answer({"message": "EXPIRED" if expired else "IGNORED"}, schemas.CallbackAnswer)
     if body["status"] not in ("PAID", "SETTLED"):
         return answer({"message": "IGNORED"}, schemas.CallbackAnswer)
@@ -311,8 +318,8 @@ async def qr_callback(request: web.Request) -> web.Response:
 
 async def _record_payment(request: web.Request, invoice: str, payment: Payment) -> web.Response:
     try:
-        outcome = await request.app[SERVICE].record_payment(
-            invoice, payment, context(request, "gateway")
+        outcome = await request.app[SERVICE].handle(
+            RecordPayment(invoice, payment), context(request, "gateway")
         )
     except DomainError as error:
         log.warning(

@@ -1,8 +1,8 @@
 """The read side: the ``ReadModel`` interface every reader of the views goes through.
 
-``read_model`` holds the interface and the records it answers with; ``streams`` and
-``invoice_state`` hold what every backend's views share (stream names, a state's stored text);
-each backend's views and queries live in a subpackage of their own (``sqlite``).
+``read_model`` holds the interface and the records it answers with; ``invoice_state`` holds what
+every backend's views share (a state's stored text); each backend's views and queries live in a
+subpackage of their own (``sqlite``), and ``backends`` picks them for a store.
 """
 
 from service.views.read_model import LedgerEntry, ReadModel, UserRecord, Viewer, VisibleInvoice

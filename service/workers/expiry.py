@@ -14,7 +14,7 @@ from datetime import datetime
 
 import structlog
 
-from service.application import Context, InvoiceService
+from service.application import Context, ExpireIfDue, InvoiceService
 from service.views import ReadModel
 
 log = structlog.get_logger("service.expiry")
@@ -29,7 +29,7 @@ async def expire_due(views: ReadModel, service: InvoiceService, now: datetime) -
         due = await views.due_invoices(now, BATCH)
         progress = 0
         for invoice in due:
-            if await service.expire_if_due(invoice, Context("system:expiry")):
+            if await service.handle(ExpireIfDue(invoice), Context("system:expiry")):
                 progress += 1
         expired += progress
         if len(due) < BATCH or not progress:  # no progress: do not spin on the same rows

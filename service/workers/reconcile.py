@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from service.application import Context, InvoiceService
+from service.application import Context, InvoiceService, Reconcile
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
 from service.views import ReadModel
@@ -32,7 +32,7 @@ async def reconcile_all(
     outcomes: Counter[str] = Counter()
     for invoice in await views.reconcile_candidates(since=now - window):
         try:
-            outcome = await service.reconcile(invoice, Context("system:reconcile"))
+            outcome = await service.handle(Reconcile(invoice), Context("system:reconcile"))
         except (GatewayError, DomainError) as error:  # one bad answer must not stop the others
             log.warning("reconcile failed", invoice=invoice, error=str(error))
             outcome = "failed"

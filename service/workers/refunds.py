@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from eventstore import Checkpoint, CheckpointConflict, EventStore
-from service.application import InvoiceService
+from service.application import CompleteRefund, Context, InvoiceService
 from service.domain.codec import parse_time
 
 log = structlog.get_logger("service.refunds")
@@ -38,7 +38,9 @@ async def run_refund_worker(
         if wait > 0:
             await asyncio.sleep(wait)
         try:
-            credited = await service.complete_refund(event, Checkpoint(NAME, event.position))
+            command = CompleteRefund.of(event, Checkpoint(NAME, event.position))
+            context = Context("system:refund-worker", event.metadata.get("request_id"))
+            credited = await service.handle(command, context)
         except CheckpointConflict:
             log.info("refund already processed elsewhere", position=event.position)
             continue

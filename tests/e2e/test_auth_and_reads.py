@@ -16,7 +16,7 @@ import structlog
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from service.application import Context
+from service.application import Context, RegisterUser
 from service.http import auth
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, hash_password, issue_token, verify_password
@@ -633,7 +633,8 @@ async def test_logs_never_carry_passwords_or_tokens(api: Api) -> None:
         ("logbuyer", "buyer", buyer_password),
         ("logadmin", "admin", admin_password),
     ):
-        await service.register_user(username, role, None, hash_password(password), Context("test"))
+        command = RegisterUser(username, role, None, hash_password(password))
+        await service.handle(command, Context("test"))
     good_basic = api.basic("logadmin", admin_password)
     bad_basic = api.basic("logadmin", wrong)
     with structlog.testing.capture_logs(

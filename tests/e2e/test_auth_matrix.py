@@ -36,7 +36,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.typing import EventDict
 
 from service.app import create_app
-from service.application import Actor, Context
+from service.application import Context, RegisterUser, TopUp
 from service.config import Config
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, hash_password, issue_token
@@ -106,8 +106,8 @@ async def _build_world(database: Path) -> World:
         service = client.app[SERVICE]
         for username, (role, platform) in ACCOUNTS.items():
             hashed = await asyncio.to_thread(hash_password, PASSWORDS[username])
-            await service.register_user(username, role, platform, hashed, Context("test"))
-        await service.top_up(Actor(ADMIN, "admin"), VICTIM, VICTIM_BALANCE, Context("test"))
+            await service.handle(RegisterUser(username, role, platform, hashed), Context("test"))
+        await service.handle(TopUp(ADMIN, VICTIM, VICTIM_BALANCE), Context("test"))
 
         market = await api.checkout(buyer=VICTIM, stores=1, invoice_onmarket=[MARKET_LINE])
         await api.pay(market["xendit_invoice"])

@@ -40,7 +40,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 from eventstore import ConcurrencyError, DuplicateEventError
 from eventstore.sqlite import SQLiteEventStore
-from service.application import Context
+from service.application import Context, RegisterUser
 from service.config import Config
 from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.storage.sqlite.views_check import compare_views_with_replay
@@ -563,7 +563,7 @@ async def test_concurrent_balance_checkouts_pay_exactly_what_the_balance_covers(
         k = 1 + round_ // 4 % (n - 1)
         buyer = f"racer{round_}"
         # Registered without a usable password: the test signs its tokens.
-        await service.register_user(buyer, "buyer", None, "-", Context("test"))
+        await service.handle(RegisterUser(buyer, "buyer", None, "-"), Context("test"))
         await top_up(api, books, k * PRICE + PRICE - 1, buyer)
         bodies = [checkout_body(stores=1, source="BALANCE") for _ in range(n)]
 

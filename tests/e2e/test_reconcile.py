@@ -28,7 +28,7 @@ import pytest
 
 from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app
-from service.application import Context
+from service.application import Context, Reconcile
 from service.config import Config
 from service.gateway.sandbox import SandboxGateway
 from service.http.keys import GATEWAY, READ_MODEL, SERVICE, STORE
@@ -132,7 +132,7 @@ async def test_a_second_reconcile_changes_nothing(api: Api) -> None:
     position, ledger = await head(api), await api.accounts()
 
     assert await reconcile(api) == Counter()
-    assert await api.client.app[SERVICE].reconcile(invoice, RECONCILE) == "duplicate"
+    assert await api.client.app[SERVICE].handle(Reconcile(invoice), RECONCILE) == "duplicate"
 
     assert (await head(api), await api.accounts()) == (position, ledger)
     assert await api.ledger_sum() == 0
@@ -147,7 +147,7 @@ async def test_reconcile_after_the_callback_arrived_is_a_duplicate(api: Api) -> 
     assert paid["callback"]["body"] == {"message": "PAID"}
     position = await head(api)
 
-    assert await api.client.app[SERVICE].reconcile(invoice, RECONCILE) == "duplicate"
+    assert await api.client.app[SERVICE].handle(Reconcile(invoice), RECONCILE) == "duplicate"
 
     assert await head(api) == position
     assert (await api.balance(BUYER))["balance"] == 0
@@ -284,7 +284,7 @@ async def test_a_xendit_callback_then_reconcile_is_a_duplicate(xapi: Api, fake: 
     assert await send_invoice_callback(xapi, paid, "pay-cb-1") == (200, {"message": "PAID"})
     position = await head(xapi)
 
-    assert await xapi.client.app[SERVICE].reconcile(invoice, RECONCILE) == "duplicate"
+    assert await xapi.client.app[SERVICE].handle(Reconcile(invoice), RECONCILE) == "duplicate"
 
     assert await head(xapi) == position
     assert (await xapi.balance(BUYER))["balance"] == 0

@@ -65,10 +65,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from eventstore import Checkpoint, RecordedEvent
 from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, make_gateway, make_service
-from service.application import Context
+from service.application import Command, CompleteRefund, Context, RegisterUser
 from service.config import load_config
 from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.presenters import api_time
@@ -545,14 +544,15 @@ class InvoiceMachine(RuleBasedStateMachine):
     def _gate_the_refund_worker(self) -> None:
         """The real refund worker, held before each refund until the machine lets it pay."""
         service = self.app[SERVICE]
-        complete_refund = service.complete_refund
+        handle = service.handle
         gate = self.refund_gate
 
-        async def gated(requested: RecordedEvent, checkpoint: Checkpoint) -> bool:
-            await gate.wait()
-            return await complete_refund(requested, checkpoint)
+        async def gated(command: Command[Any], context: Context) -> Any:
+            if isinstance(command, CompleteRefund):
+                await gate.wait()
+            return await handle(command, context)
 
-        service.complete_refund = gated  # type: ignore[method-assign]
+        service.handle = gated  # type: ignore[method-assign]
 
     def teardown(self) -> None:
         try:
@@ -1175,8 +1175,9 @@ def create_template(path: Path) -> None:
             for username, role, platform in USERS:
                 password_hash = cheap_password_hash(username)
                 assert verify_password(username, password_hash)
-                await service.register_user(
-                    username, role, platform, password_hash, Context("test:stateful")
+                await service.handle(
+                    RegisterUser(username, role, platform, password_hash),
+                    Context("test:stateful"),
                 )
 
     asyncio.run(create())

@@ -33,8 +33,9 @@ from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.schema import GUARD_TRIGGERS
 from service.app import create_app
 from service.config import Config, load_config
-from service.domain.events import BalanceToppedUp, encode
+from service.domain.events import BalanceToppedUp
 from service.progress import Progress
+from service.records import encode
 from service.storage.sqlite import views_check
 from service.storage.sqlite.views_check import VIEW_TABLES
 from service.views.sqlite import all_projectors

@@ -12,12 +12,12 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import EventSelection, Projector, RecordedEvent
-from service.domain.events import decode
+from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.records import decode
 from service.views.sqlite.invoices import InvoiceView, invoice_event
 from service.views.sqlite.ledger import LedgerView
 from service.views.sqlite.read_model import SQLiteReadModel
 from service.views.sqlite.users import USER_EVENTS, UsersView
-from service.views.streams import INVOICE_STREAM_PREFIX
 
 
 class InvoiceAndUserViews:

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
-from service.domain.events import Event, InvoiceCreated, decode
+from service.domain.events import Event, InvoiceCreated
 from service.domain.invoice import Invoice, evolve
+from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.records import decode
 from service.views.invoice_state import decode_state, encode_state
-from service.views.streams import INVOICE_STREAM_PREFIX
 
 MIGRATIONS = (
     Migration(

@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import EventSelection, Migration, RecordedEvent, apply_migrations
-from service.domain.events import decode
 from service.domain.ledger import postings
+from service.records import decode
 
 MIGRATIONS = (
     Migration(

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time
-from service.domain.events import UserRegistered, decode
+from service.domain.events import UserRegistered
+from service.records import decode
 from service.views.sqlite.invoices import Decoded
 
 MIGRATIONS = (

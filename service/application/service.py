@@ -1,0 +1,78 @@
+"""The application's front door: ``InvoiceService.handle(command, context)`` carries out any
+command by its handler, and a few reads answer from the log rather than from a view.
+
+Each command family keeps its commands and handlers in a module of its own (``checkout``,
+``payments``, ``platform``, ``accounts``); ``HANDLERS`` is where a command meets its handler, so a
+new command is a dataclass, a handler and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
+
+from service.application import accounts, checkout, payments, platform
+from service.application.commands import Command, Context
+from service.application.handling import Application, latest
+from service.domain.events import UserRegistered
+from service.domain.invoice import Invoice, evolve
+from service.domain.streams import invoice_stream, user_stream
+from service.records import decode
+
+T = TypeVar("T")
+Handler = Callable[[Application, Any, Context], Awaitable[Any]]
+
+HANDLERS: Mapping[type[Command[Any]], Handler] = MappingProxyType(
+    {
+        checkout.Checkout: checkout.checkout,
+        payments.RecordPayment: payments.record_payment,
+        payments.ExpireByGateway: payments.expire_by_gateway,
+        payments.ExpireIfDue: payments.expire_if_due,
+        payments.Reconcile: payments.reconcile,
+        platform.CancelTransaction: platform.cancel,
+        platform.CompleteTransaction: platform.complete,
+        platform.CompleteRefund: platform.complete_refund,
+        accounts.RegisterUser: accounts.register_user,
+        accounts.TopUp: accounts.top_up,
+    }
+)
+
+
+class InvoiceService(Application):
+    """The application: every state change of the service is a command handled here."""
+
+    async def handle(self, command: Command[T], context: Context) -> T:
+        """Carry out ``command`` on behalf of ``context``; answers what its handler does."""
+        return cast(T, await HANDLERS[type(command)](self, command, context))
+
+    async def load_invoice(self, invoice: str) -> tuple[Invoice | None, int]:
+        return await self.load(invoice_stream(invoice), evolve)
+
+    async def user_role(self, username: str) -> str | None:
+        """The role an account was registered with; None if there is no such account."""
+        registered, _ = await self.load(user_stream(username), latest)
+        assert registered is None or isinstance(registered, UserRegistered)
+        return registered.role if registered else None
+
+    async def user_exists(self, username: str) -> bool:
+        return await self.store.stream_version(user_stream(username)) > 0
+
+    async def invoice_as_of(
+        self, invoice: str, *, at: datetime | None = None, position: int | None = None
+    ) -> tuple[Invoice, datetime] | None:
+        """The invoice as it stood at time ``at`` or just after log position ``position``, by
+        replaying its stream with the same ``evolve`` as the live view; None before it existed.
+        Also returns the moment to show it at: ``at``, or the commit time of ``position``."""
+        moment = at if position is None else await self.views.commit_time(position)
+        state: Invoice | None = None
+        async for recorded in self.store.read_stream(invoice_stream(invoice)):
+            if (at is not None and recorded.recorded_at > at) or (
+                position is not None and recorded.position > position
+            ):
+                break
+            state = evolve(state, decode(recorded))
+        if state is None or moment is None:
+            return None
+        return state, moment
