@@ -20,8 +20,8 @@ from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app, make_gateway, make_service, utc_now
 from service.application import Context, RegisterUser, UserExists
 from service.config import Config, ConfigError, load_config
+from service.domain.services import SERVICES
 from service.domain.streams import invoice_stream
-from service.http.schemas import SERVICES
 from service.limits import server_options
 from service.logging import configure_logging
 from service.presenters import history_entry

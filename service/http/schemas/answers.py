@@ -11,20 +11,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from service.http.schemas.requests import SERVICES, SOURCES, FullMatch
+from service.domain.services import SERVICE_PREFIXES, SERVICES, SOURCES
+from service.domain.statuses import INVOICE_STATUSES, TRANSACTION_STATUSES
+from service.http.schemas.requests import FullMatch
 
-INVOICE_STATUSES = ("PENDING", "PAID", "EXPIRED", "CANCELED", "COMPLETED", "REFUNDED")
-TRANSACTION_STATUSES = (
-    "PENDING",
-    "PAID",
-    "EXPIRED",
-    "CANCELED",
-    "REFUND_IN_PROCESS",
-    "REFUNDED",
-    "COMPLETED",
-)
 API_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
-INVOICE_ID = r"^(OM|OD|OT)[0-9A-Za-z]{13}$"
+INVOICE_ID = rf"^({'|'.join(SERVICE_PREFIXES.values())})[0-9A-Za-z]{{13}}$"
 
 
 def _doc(description: str) -> dict[str, Any]:

@@ -25,10 +25,9 @@ from marshmallow import (
 )
 
 from service.domain.events import TransactionLine
+from service.domain.services import SERVICES, SOURCES
 
 MAX_AMOUNT = 10**12
-SERVICES = ("ONMARKET", "ONDELIVERY", "ONTICKET")
-SOURCES = ("XENDIT", "BALANCE", "QRIS")
 MAX_TRANSACTIONS = 100
 MAX_POSITION = 2**63 - 1  # SQLite's largest integer: the log's positions cannot go beyond
 
