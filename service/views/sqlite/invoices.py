@@ -69,16 +69,6 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_waybills")
         conn.execute("DELETE FROM invoice_view")
 
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        self.fold(
-            conn,
-            [
-                invoice_event(recorded)
-                for recorded in events
-                if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX)
-            ],
-        )
-
     def fold(self, conn: sqlite3.Connection, events: Sequence[InvoiceEvent]) -> None:
         """Fold events of invoice streams into each invoice's state, reading and writing each
         invoice once per call (a live append brings a few events; a rebuild, a page of them)."""

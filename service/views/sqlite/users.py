@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import Migration, RecordedEvent, apply_migrations
+from eventstore import Migration, apply_migrations
 from service.domain.codec import format_time
 from service.domain.events import UserRegistered
-from service.records import decode
 from service.views.sqlite.invoices import Decoded
 
 MIGRATIONS = (
@@ -40,10 +39,6 @@ class UsersView:
 
     def reset(self, conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM users")
-
-    def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        users = [recorded for recorded in events if recorded.type in USER_EVENTS]
-        self.apply_decoded(conn, [(recorded, decode(recorded)) for recorded in users])
 
     def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
         for _, event in events:
