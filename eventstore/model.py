@@ -7,15 +7,15 @@ the hash that chains it to the event before it.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
+
+from eventstore.entropy import random_bytes
 
 JSONObject = dict[str, Any]
 
@@ -24,9 +24,11 @@ def new_event_id() -> str:
     """A UUIDv7 (RFC 9562): time-ordered, so new ids land at the end of the event_id index
     instead of dirtying a random index page each, which would make every commit write more."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(random_bytes(10), "big")
     value = (millis << 80) | (0x7 << 76) | ((rand >> 62) & 0xFFF) << 64 | (0b10 << 62)
-    return str(uuid.UUID(int=value | (rand & ((1 << 62) - 1))))
+    digits = f"{value | (rand & ((1 << 62) - 1)):032x}"
+    # The canonical 8-4-4-4-12 text, as str(uuid.UUID(...)) would write it, without the object.
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
