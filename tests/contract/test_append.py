@@ -123,6 +123,23 @@ async def test_last_events_gives_each_existing_streams_last_event(store: EventSt
     assert await store.last_events([]) == {}
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 8, 9, 20])
+async def test_last_events_answers_the_newest_event_of_each_of_few_or_many_streams(
+    store: EventStore, count: int
+) -> None:
+    """However many streams are asked for at once (a backend may ask few and many streams in
+    different ways), each existing one answers its newest event and a missing one nothing."""
+    names = [f"s{i}" for i in range(count)]
+    for i, name in enumerate(names):
+        await store.append(name, events(*[f"E{n}" for n in range(i % 3 + 1)]), NO_STREAM)
+
+    last = await store.last_events([*names, "missing"])
+
+    assert {s: (e.type, e.version) for s, e in last.items()} == {
+        name: (f"E{i % 3}", i % 3 + 1) for i, name in enumerate(names)
+    }
+
+
 async def test_stream_tail_reads_a_streams_next_events_up_to_a_limit(store: EventStore) -> None:
     """After a version, at most ``limit`` events, oldest first; none past the end."""
     await store.append("s", events("E1", "E2", "E3", "E4"), NO_STREAM)
