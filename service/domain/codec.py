@@ -46,7 +46,11 @@ def json_decoder(cls: type[T]) -> msgspec.json.Decoder[T]:
 
 
 def format_time(moment: datetime) -> str:
-    """UTC text with microseconds and a four-digit year, so it sorts in time order."""
+    """UTC text with microseconds and a four-digit year, so it sorts in time order.
+
+    The service's one way to write a time. The log writes its ``recorded_at`` with its own
+    function of the same text (``eventstore.records.format_time``: the domain imports nothing
+    from the store), and a test holds the two to the same text."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no place on the timeline; give it a timezone")
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

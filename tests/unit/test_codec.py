@@ -20,6 +20,7 @@ import orjson
 import pytest
 from hypothesis import strategies as st
 
+from eventstore.records import format_time as log_time
 from service.domain.codec import format_time, from_data, json_decoder, parse_time, to_data
 from service.domain.events import (
     EVENT_TYPES,
@@ -292,6 +293,16 @@ def test_any_aware_time_is_stored_in_the_format_and_comes_back_as_the_same_insta
     assert TIME_FORMAT.fullmatch(text), text
     assert parse_time(text) == moment
     assert parse_time(text).utcoffset() == timedelta(0)
+
+
+@hypothesis.given(moments)
+def test_the_domain_writes_a_time_exactly_as_the_log_writes_its_recorded_at(
+    moment: datetime,
+) -> None:
+    """Two functions by design (the domain imports nothing from the store), one text: the
+    ledger view keeps an event's stored ``recorded_at`` as it is, beside times the domain wrote,
+    and both must sort and compare as one format."""
+    assert format_time(moment) == log_time(moment)
 
 
 def test_a_time_before_the_year_1000_keeps_a_four_digit_year() -> None:
