@@ -185,6 +185,24 @@ class UserRegistered:
     registered_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class UserDisabled:
+    """The account can no longer log in, and its tokens and Basic credentials are refused."""
+
+    username: str
+    disabled_by: str
+    disabled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserEnabled:
+    """A disabled account may log in again (its old tokens too, until they expire)."""
+
+    username: str
+    enabled_by: str
+    enabled_at: datetime
+
+
 Event = (
     InvoiceCreated
     | InvoicePaid
@@ -200,6 +218,8 @@ Event = (
     | OnmarketInvoiceReserved
     | IdempotentRequestRecorded
     | UserRegistered
+    | UserDisabled
+    | UserEnabled
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -219,5 +239,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         OnmarketInvoiceReserved,
         IdempotentRequestRecorded,
         UserRegistered,
+        UserDisabled,
+        UserEnabled,
     )
 }
