@@ -87,7 +87,13 @@ BUYERS = ("usernew1", "seller1", "buyer2")  # seller1 is a buyer account that al
 SELLERS = ("seller1", "seller2", "seller3")
 PLATFORMS = {"ONMARKET": "onmarket", "ONDELIVERY": "ondelivery", "ONTICKET": "onticket"}
 PREFIXES = {"ONMARKET": "OM", "ONDELIVERY": "OD", "ONTICKET": "OT"}
-USERS = (*DEV_ACCOUNTS, ("buyer2", "buyer", None))
+# Every buyer and seller has an account: tokens and sellers are checked against the accounts.
+USERS = (
+    *DEV_ACCOUNTS,
+    ("buyer2", "buyer", None),
+    ("seller2", "buyer", None),
+    ("seller3", "buyer", None),
+)
 GATEWAY_ACCOUNT = "gateway:xendit"
 TOPUP_ACCOUNT = "external:topup"
 UNKNOWN_NUMBER = "INV/NOT/OF-THIS-INVOICE"
@@ -1166,7 +1172,8 @@ def cheap_password_hash(password: str) -> str:
 
 
 def create_template(path: Path) -> None:
-    """A database with the development accounts and a third buyer, copied for each example."""
+    """A database with the development accounts, a third buyer and the sellers, copied for each
+    example."""
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:
