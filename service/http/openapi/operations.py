@@ -41,6 +41,7 @@ _DOMAIN_ERRORS: tuple[type[errors.DomainError], ...] = (
     errors.NotPaid,
     errors.InsufficientBalance,
     errors.InvoiceOnmarketInUse,
+    errors.SellerNotFound,
     errors.BuyerMismatch,
     errors.PaidAmountMismatch,
     errors.Forbidden,
