@@ -118,13 +118,15 @@ async def test_200_balance_checkouts_of_one_buyer_with_ample_funds_all_pay(
     api: Api, lost_races: list[Exception]
 ) -> None:
     """200 BALANCE checkouts of one buyer at once, the balance covering all: all 200 PAID,
-    none having lost a race to another."""
+    none having lost a race to another, no lock left behind."""
     await buyer_with(api, CONCURRENT * PRICE)
 
     answers = await asyncio.gather(*balance_checkouts(api, CONCURRENT))
 
     assert tally(answers) == {(200, "PAID"): CONCURRENT}
     assert (await api.balance(BUYER))["balance"] == 0
+    assert api.client.app is not None
+    assert len(api.client.app[SERVICE].locks) == 0  # every stream's lock dropped once unused
     assert lost_races == []
     await api.assert_balanced()
 
