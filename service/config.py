@@ -47,6 +47,7 @@ class Config:
     reconcile_window_seconds: int = 24 * 3600
     invoice_ttl_seconds: int = 2 * 3600
     idempotency_ttl_seconds: int = 24 * 3600
+    conflict_timeout_seconds: float = 5.0
     refund_delay_seconds: float = 0.0
     expiry_interval_seconds: float = 0.5
     max_body_bytes: int = 1024 * 1024
@@ -83,6 +84,7 @@ class _ConfigSchema(Schema):
     reconcile_window_seconds = f.Integer(validate=validate.Range(min=60))
     invoice_ttl_seconds = f.Integer(validate=validate.Range(min=1))
     idempotency_ttl_seconds = f.Integer(validate=validate.Range(min=60))
+    conflict_timeout_seconds = f.Float(validate=validate.Range(min=0, max=600))
     refund_delay_seconds = f.Float(validate=validate.Range(min=0))
     expiry_interval_seconds = f.Float(validate=validate.Range(min=0.01, max=60))
     max_body_bytes = f.Integer(validate=validate.Range(min=1024))

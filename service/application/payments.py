@@ -77,7 +77,7 @@ async def record_payment(app: Application, command: RecordPayment, context: Cont
             return "duplicate"
         await _refuse_payment_of_another_invoice(app, invoice, payment.payment_id)
         kinds = [type(event).__name__ for event in events]
-        tx.append(invoice_stream(invoice), events, metadata, event_ids=ids(*kinds))
+        tx.append(invoice_stream(invoice), events, metadata, event_ids=ids(*kinds), once=True)
         late = [event for event in events if isinstance(event, LatePaymentReceived)]
         if not late:
             return "paid"
@@ -87,7 +87,8 @@ async def record_payment(app: Application, command: RecordPayment, context: Cont
         tx.append(balance_stream(username), [credit], metadata, event_ids=ids("BalanceCredited"))
         return "credited"
 
-    return await app.run(attempt)
+    # Patient: the gateway's money is recorded whatever the contention (see ``handling``).
+    return await app.run(attempt, streams=[invoice_stream(invoice)], patient=True)
 
 
 async def _refuse_payment_of_another_invoice(
@@ -109,7 +110,7 @@ async def expire_by_gateway(app: Application, command: ExpireByGateway, context:
         tx.append(invoice_stream(command.invoice), events, context.metadata())
         return bool(events)
 
-    return await app.run(attempt)
+    return await app.run(attempt, streams=[invoice_stream(command.invoice)], patient=True)
 
 
 async def expire_if_due(app: Application, command: ExpireIfDue, context: Context) -> bool:
@@ -119,7 +120,8 @@ async def expire_if_due(app: Application, command: ExpireIfDue, context: Context
         tx.append(invoice_stream(command.invoice), events, context.metadata())
         return bool(events)
 
-    return await app.run(attempt)
+    # The expiry task's: nobody to answer a 409 to, and giving up would only defer it.
+    return await app.run(attempt, streams=[invoice_stream(command.invoice)], patient=True)
 
 
 async def reconcile(app: Application, command: Reconcile, context: Context) -> str:
