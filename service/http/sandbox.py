@@ -66,6 +66,13 @@ def _is_form(request: web.Request) -> bool:
     return request.content_type in _FORM_TYPES
 
 
+def _sandbox_gateway(app: web.Application) -> SandboxGateway:
+    gateway = app[GATEWAY]
+    if not isinstance(gateway, SandboxGateway):  # the routes are mounted only with it
+        raise ApiError(409, "Only the sandbox gateway can pay", "NOT_SANDBOX")
+    return gateway
+
+
 def _back_to_page(state: Invoice) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(page_path(state.created.gateway_reference))
 
@@ -101,8 +108,10 @@ async def checkout_page(request: web.Request) -> web.Response:
 async def pay(request: web.Request) -> web.Response:
     state = await _invoice_for(request)
     app = request.app
+    gateway = _sandbox_gateway(app)
     now = app[CLOCK]()
-    if _is_form(request):
+    form = _is_form(request)
+    if form:
         if state.status_at(now) != PENDING:  # the page was stale: show what it is now
             raise _back_to_page(state)
         options: dict[str, Any] = {"payment_id": _form_payment_id(await request.post())}
@@ -121,17 +130,24 @@ async def pay(request: web.Request) -> web.Response:
     amount = options.get("amount", state.created.total_amount)
     payment_id = str(options.get("payment_id") or f"sandbox-{uuid.uuid4().hex}")
 
-    gateway = app[GATEWAY]
-    # The gateway knows of a payment before its callback leaves, as a real one does: that is
-    # what lets reconciliation find a payment whose callback was lost.
-    if isinstance(gateway, SandboxGateway) and type(amount) is int:
-        reference = state.created.gateway_reference
-        gateway.record_payment(reference, payment_id, amount, now, payment_channel(state))
+    # One payment per invoice or QR code, as at Xendit. The gateway knows of it before its
+    # callback leaves, as a real one does: that is what lets reconciliation find a payment whose
+    # callback was lost. Checked and taken in one step, before any await, so of Pays racing in
+    # this process exactly one takes it.
+    reference = state.created.gateway_reference
+    if type(amount) is int:
+        held, new = gateway.take_payment(reference, payment_id, amount, now, payment_channel(state))
+    else:  # an amount a script sends to test the callback route: nothing is paid
+        held, new = gateway.paid(reference), False
+    paid_at = now
+    if held is not None and not new:
+        if form:  # the page's Pay pressed again: the page shows what became of the first
+            raise _back_to_page(state)
+        if held.payment_id != payment_id or held.paid_amount != amount:
+            raise ApiError(409, "INVOICE ALREADY PAID", "ALREADY_PAID")
+        # The same payment again: the gateway repeats its callback, as Xendit retries one.
+        paid_at = held.paid_at or now
     if not deliver:
-        if not isinstance(gateway, SandboxGateway):
-            raise ApiError(
-                409, "Only the sandbox gateway can pay without a callback", "NOT_SANDBOX"
-            )
         if type(amount) is not int:  # nothing was recorded: say so rather than "paid"
             raise ApiError(
                 400, "Invalid JSON Format", "VALIDATION", {"amount": ["Must be an integer."]}
@@ -140,8 +156,9 @@ async def pay(request: web.Request) -> web.Response:
             {"message": "PAID AT GATEWAY", "payment_id": payment_id, "callback": None}
         )
 
-    status, body = await send_callback(request, payment_callback(state, payment_id, amount, now))
-    if _is_form(request) and status == 200:
+    callback = payment_callback(state, payment_id, amount, paid_at)
+    status, body = await send_callback(request, callback)
+    if form and status == 200:
         # The page's Pay button: back to the page, now showing the paid state.
         raise _back_to_page(state)
     return json_response(
