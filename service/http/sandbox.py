@@ -34,6 +34,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from service.domain.invoice import PENDING, Invoice
+from service.gateway.port import GatewayStatus
 from service.gateway.sandbox import SandboxGateway
 from service.http.body import json_object
 from service.http.keys import CLOCK, GATEWAY, READ_MODEL, TEMPLATES
@@ -135,6 +136,7 @@ async def pay(request: web.Request) -> web.Response:
     # callback was lost. Checked and taken in one step, before any await, so of Pays racing in
     # this process exactly one takes it.
     reference = state.created.gateway_reference
+    held: GatewayStatus | None
     if type(amount) is int:
         held, new = gateway.take_payment(reference, payment_id, amount, now, payment_channel(state))
     else:  # an amount a script sends to test the callback route: nothing is paid
