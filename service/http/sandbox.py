@@ -13,7 +13,9 @@ the service's own ``/callback/xendit/invoice`` (or ``/qr``) with the callback to
 sandbox payment goes through exactly the path a real gateway's does (``sandbox_callbacks``). An
 optional JSON body ``{"payment_id", "amount", "deliver_callback"}`` lets scripts repeat a
 payment, pay a wrong amount, or pay without the callback arriving (``"deliver_callback":
-false``, a lost callback for reconciliation to find).
+false``, a lost callback for reconciliation to find). Like Xendit, the sandbox takes one payment
+per invoice or QR code: once one was taken, another Pay answers ``409 ALREADY_PAID`` and sends
+nothing; the same payment id and amount again only repeats that payment's callback.
 
 ``POST /sandbox/invoices/{reference}/cancel`` is the buyer abandoning the payment: the gateway
 expires it and sends its EXPIRED invoice callback.
