@@ -131,6 +131,7 @@ KEY_REUSED = refused(
     "Idempotency-Key was already used with a different request", "IDEMPOTENCY_KEY_REUSED", 409
 )
 AUTH_ERROR = refused("Auth Error", "AUTH_ERROR", 401)
+ALREADY_PAID = refused("INVOICE ALREADY PAID", "ALREADY_PAID", 409)  # the sandbox's own answer
 USER_NOT_FOUND = refused("User not found", "USER_NOT_FOUND")
 NOT_A_BUYER = refused("Only buyer accounts have a balance to top up", "NOT_A_BUYER")
 
@@ -251,6 +252,8 @@ class Model:
         self.keys: dict[tuple[str, str], KeptAnswer] = {}  # (buyer, Idempotency-Key)
         self.holders: dict[str, str] = {}  # marketplace number -> the invoice that last took it
         self.payment_owners: dict[str, str] = {}  # gateway payment id -> the invoice it paid
+        # What the sandbox took: gateway reference -> (payment id, amount), one payment each.
+        self.sandbox_paid: dict[str, tuple[str, int]] = {}
         self.accounts: Counter[str] = Counter()
 
     def move(self, source: str, destination: str, amount: int) -> None:
@@ -806,9 +809,18 @@ class InvoiceMachine(RuleBasedStateMachine):
 
     def _pay(self, payment: SentPayment) -> SentPayment:
         invoice = self.model.invoices[payment.invoice]
-        expected = self.model.pay(
-            payment.invoice, payment.ids(), payment.amount(invoice), self.clock()
-        )
+        ids, amount = payment.ids(), payment.amount(invoice)
+        if payment.by_sandbox:
+            # The sandbox takes one payment per gateway invoice or QR code (the same payment
+            # again repeats its callback); its invoice callback names the gateway invoice too.
+            taken = self.model.sandbox_paid.setdefault(invoice.reference, (ids[0], amount))
+            if taken != (ids[0], amount):
+                got = self.run(self.post(payment.path, payment.body))
+                self.expect(got, ALREADY_PAID, f"sandbox payment {payment}")
+                return payment
+            if invoice.source != "QRIS":
+                ids = (*ids, invoice.reference)
+        expected = self.model.pay(payment.invoice, ids, amount, self.clock())
         if payment.by_sandbox:
             status, answer = self.run(self.post(payment.path, payment.body))
             assert answer["message"] == "CALLBACK SENT", answer
