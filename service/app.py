@@ -136,6 +136,7 @@ def make_service(
         clock=clock,
         invoice_ttl=timedelta(seconds=config.invoice_ttl_seconds),
         idempotency_ttl=timedelta(seconds=config.idempotency_ttl_seconds),
+        conflict_timeout=timedelta(seconds=config.conflict_timeout_seconds),
     )
 
 

@@ -266,6 +266,17 @@ def _history(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# "expected": what the invoice asked, beside the "amount" of a payment that was not that.
+_SUMMARY_KEYS = (
+    "invoice_onmarket",
+    "amount",
+    "expected",
+    "seller_amount",
+    "commission",
+    "payment_id",
+)
+
+
 def _summary(event: RecordedEvent) -> str:
     """The event's gist for a person: amounts and who, not every field."""
     data = event.data
@@ -273,7 +284,7 @@ def _summary(event: RecordedEvent) -> str:
         f"{key.replace('_', ' ')} {data[key]:,}"
         if isinstance(data[key], int)
         else f"{key} {data[key]}"
-        for key in ("invoice_onmarket", "amount", "seller_amount", "commission", "payment_id")
+        for key in _SUMMARY_KEYS
         if data.get(key) is not None
     ]
     return ", ".join(parts)

@@ -34,7 +34,7 @@ class Config:
     port: int = 8080
     database: str = "data/invoices.db"
     synchronous: str = "FULL"
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = ""  # derived from host and port when not set (_with_base_url)
     token_secret: str = ""
     token_ttl_seconds: int = 24 * 3600
     callback_token: str = ""
@@ -47,6 +47,7 @@ class Config:
     reconcile_window_seconds: int = 24 * 3600
     invoice_ttl_seconds: int = 2 * 3600
     idempotency_ttl_seconds: int = 24 * 3600
+    conflict_timeout_seconds: float = 5.0
     refund_delay_seconds: float = 0.0
     expiry_interval_seconds: float = 0.5
     max_body_bytes: int = 1024 * 1024
@@ -83,6 +84,7 @@ class _ConfigSchema(Schema):
     reconcile_window_seconds = f.Integer(validate=validate.Range(min=60))
     invoice_ttl_seconds = f.Integer(validate=validate.Range(min=1))
     idempotency_ttl_seconds = f.Integer(validate=validate.Range(min=60))
+    conflict_timeout_seconds = f.Float(validate=validate.Range(min=0, max=600))
     refund_delay_seconds = f.Float(validate=validate.Range(min=0))
     expiry_interval_seconds = f.Float(validate=validate.Range(min=0.01, max=60))
     max_body_bytes = f.Integer(validate=validate.Range(min=1024))
@@ -122,7 +124,26 @@ def load_config(
         loaded = _ConfigSchema().load({key: _plain(value) for key, value in values.items()})
     except ValidationError as error:
         raise ConfigError(f"invalid setting(s): {error.messages}") from error
-    return _with_secrets(Config(**loaded))
+    return _with_secrets(_with_base_url(Config(**loaded)))
+
+
+def _with_base_url(config: Config) -> Config:
+    """``public_base_url`` when it is not set: the address the service listens on, so that
+    ``serve --port 8090`` gives payment links on 8090. Behind a proxy, or listening on a
+    wildcard address for other machines, it must be set to the address clients use."""
+    if config.public_base_url:
+        return config
+    if config.port == 0:
+        raise ConfigError(
+            "port 0 (any free port) needs public_base_url: the payment links cannot name a port"
+            f" not yet chosen (environment variable {ENV_PREFIX}PUBLIC_BASE_URL)"
+        )
+    # A wildcard address is where the service listens, not an address a browser can open:
+    # links name the same machine's loopback instead.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.host, config.host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address in a URL
+    return replace(config, public_base_url=f"http://{host}:{config.port}")
 
 
 def _with_secrets(config: Config) -> Config:

@@ -143,4 +143,5 @@ async def complete_refund(app: Application, command: CompleteRefund, context: Co
         tx.append(balance_stream(username), [credit_refund(username, events[0])], metadata)
         return True
 
-    return await app.run(attempt, checkpoint=command.checkpoint)
+    # The refund worker's: nobody to answer a 409 to, and giving up would only defer it.
+    return await app.run(attempt, checkpoint=command.checkpoint, patient=True)

@@ -17,6 +17,7 @@ from service.domain.events import (
     BalanceToppedUp,
     Event,
     LatePaymentReceived,
+    MismatchedPaymentReceived,
     RefundCompleted,
 )
 from service.domain.ledger import GATEWAY_ACCOUNT, escrow
@@ -54,6 +55,20 @@ def credit_late_payment(username: str, late: LatePaymentReceived) -> BalanceCred
     """A payment the invoice could no longer take is the buyer's money: credit it."""
     return BalanceCredited(
         username, late.amount, late.invoice, "late_payment", GATEWAY_ACCOUNT, late.received_at
+    )
+
+
+def credit_mismatched_payment(
+    username: str, mismatched: MismatchedPaymentReceived
+) -> BalanceCredited:
+    """A payment that did not pay the invoice (not its amount) is the buyer's money: credit it."""
+    return BalanceCredited(
+        username,
+        mismatched.amount,
+        mismatched.invoice,
+        "amount_mismatch",
+        GATEWAY_ACCOUNT,
+        mismatched.received_at,
     )
 
 

@@ -121,6 +121,21 @@ class LatePaymentReceived:
     payment_aliases: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class MismatchedPaymentReceived:
+    """A payment of a PENDING invoice whose amount is not the invoice's total: it does not pay
+    the invoice (still PENDING), but it is real money, credited to the buyer's balance."""
+
+    invoice: str
+    amount: int
+    expected: int
+    payment_id: str
+    method: str
+    channel: str
+    paid_at: datetime
+    received_at: datetime
+
+
 # -- balance streams ---------------------------------------------------------------------------
 
 
@@ -144,12 +159,13 @@ class BalanceDebited:
 
 @dataclass(frozen=True, slots=True)
 class BalanceCredited:
-    """Money came back to the buyer: a refund from escrow, or a late payment from the gateway."""
+    """Money came back to the buyer: a refund from escrow, or a late or mismatched payment from
+    the gateway."""
 
     username: str
     amount: int
     invoice: str
-    reason: str  # "refund" | "late_payment"
+    reason: str  # "refund" | "late_payment" | "amount_mismatch"
     from_account: str
     at: datetime
 
@@ -212,6 +228,7 @@ Event = (
     | RefundCompleted
     | TransactionCompleted
     | LatePaymentReceived
+    | MismatchedPaymentReceived
     | BalanceToppedUp
     | BalanceDebited
     | BalanceCredited
@@ -233,6 +250,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         RefundCompleted,
         TransactionCompleted,
         LatePaymentReceived,
+        MismatchedPaymentReceived,
         BalanceToppedUp,
         BalanceDebited,
         BalanceCredited,

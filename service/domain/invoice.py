@@ -24,6 +24,7 @@ from service.domain.events import (
     InvoiceExpired,
     InvoicePaid,
     LatePaymentReceived,
+    MismatchedPaymentReceived,
     RefundCompleted,
     RefundRequested,
     TransactionCompleted,
@@ -121,6 +122,13 @@ def _late_payment(state: Invoice, event: LatePaymentReceived) -> Invoice:
     return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
 
 
+def _mismatched_payment(state: Invoice, event: MismatchedPaymentReceived) -> Invoice:
+    # Only the payment's own id is remembered: the gateway invoice's id (an alias) must stay
+    # free, so that the right amount paid later under it still pays the invoice.
+    ids = (*state.payment_ids, event.payment_id)
+    return Invoice(state.created, state.status, state.transactions, ids, event.received_at)
+
+
 def _refund_requested(state: Invoice, event: RefundRequested) -> Invoice:
     return _with_one(state, event.invoice_onmarket, REFUND_IN_PROCESS, event.requested_at)
 
@@ -139,6 +147,7 @@ _FOLDS: dict[type, Callable[[Invoice, Any], Invoice]] = {
     InvoiceExpired: _expired,
     InvoiceCanceled: _canceled,
     LatePaymentReceived: _late_payment,
+    MismatchedPaymentReceived: _mismatched_payment,
     RefundRequested: _refund_requested,
     RefundCompleted: _refund_completed,
     TransactionCompleted: _completed,
@@ -185,15 +194,31 @@ class Payment:
 
 
 def decide_payment(state: Invoice, payment: Payment, now: datetime) -> list[Event]:
-    """Pay a PENDING invoice; keep a late payment as the buyer's money; ignore a duplicate
-    (a payment any of whose ids was recorded already)."""
+    """Pay a PENDING invoice; keep a payment of another amount, or a late one, as the buyer's
+    money; ignore a duplicate (a payment any of whose ids was recorded already)."""
     if {payment.payment_id, *payment.aliases} & set(state.payment_ids):
         return []
-    if payment.amount != state.created.total_amount:
+    expected = state.created.total_amount
+    if payment.amount != expected and payment.amount <= 0:
+        # No money to keep (or its amount unknown): refused, so the gateway asks again.
         raise errors.PaidAmountMismatch(
-            f"paid {payment.amount}, invoice {state.invoice} is {state.created.total_amount}"
+            f"paid {payment.amount}, invoice {state.invoice} is {expected}"
         )
-    if state.status_at(now) == PENDING:
+    pending = state.status_at(now) == PENDING
+    if pending and payment.amount != expected:
+        return [
+            MismatchedPaymentReceived(
+                state.invoice,
+                payment.amount,
+                expected,
+                payment.payment_id,
+                payment.method,
+                payment.channel,
+                payment.paid_at,
+                now,
+            )
+        ]
+    if pending:
         return [
             InvoicePaid(
                 state.invoice,

@@ -59,8 +59,8 @@ def postings(event: Event) -> list[Posting]:
             (f"platform:{event.service}:insurance", event.insurance),
         ]
         return [line for line in lines if line[1]]
-    # RefundCompleted and LatePaymentReceived move money to the buyer: the BalanceCredited
-    # appended with each of them posts it.
+    # RefundCompleted, LatePaymentReceived and MismatchedPaymentReceived move money to the
+    # buyer: the BalanceCredited appended with each of them posts it.
     return []
 
 

@@ -5,7 +5,10 @@ References look like Xendit's (24 hex digits for invoices, ``qr_<uuid>`` for QR 
 payloads are valid EMVCo/QRIS strings. Like a real gateway it remembers what was paid or
 expired at its end (in memory), so reconciliation can find a payment whose callback was lost.
 Paying happens through the sandbox's page or ``/sandbox/invoices/<ref>/pay``, which record the
-payment here and then send the same callback a real gateway would.
+payment here and then send the same callback a real gateway would. Like Xendit, an invoice or QR
+code takes one payment: ``take_payment`` checks and records it in one step (no ``await`` in
+between), so Pays racing in one process cannot both take it. The memory is this process's own:
+another process, or a restart, does not know what was paid here.
 """
 
 from __future__ import annotations
@@ -55,10 +58,26 @@ class SandboxGateway:
     async def close(self) -> None:
         """Nothing to release."""
 
+    def paid(self, reference: str) -> GatewayStatus | None:
+        """The payment ``reference`` took, if it took one."""
+        known = self._known.get(reference)
+        return known if known is not None and known.status == PAID else None
+
+    def take_payment(
+        self, reference: str, payment_id: str, amount: int, paid_at: datetime, channel: str
+    ) -> tuple[GatewayStatus, bool]:
+        """The buyer pays at the sandbox (its page or a script): the payment ``reference`` holds
+        afterwards, and whether it is this one (False: it was paid before, and keeps that)."""
+        held = self.paid(reference)
+        if held is not None:
+            return held, False
+        return self.record_payment(reference, payment_id, amount, paid_at, channel), True
+
     def record_payment(
         self, reference: str, payment_id: str, amount: int, paid_at: datetime, channel: str
     ) -> GatewayStatus:
-        """The buyer paid at the sandbox (its page or script): remember it as a gateway would."""
+        """Record a payment at the gateway whatever it held before (tests staging a gateway's
+        state use this; the sandbox's Pay uses ``take_payment``)."""
         paid = GatewayStatus(reference, PAID, payment_id, amount, paid_at, "SANDBOX", channel)
         self._known[reference] = paid
         return paid

@@ -17,12 +17,22 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 
 REMEMBERED_QUERIES = 4096
 MAX_REMEMBERED_QUERY = 256
 
 QueryItems = tuple[tuple[str, str], ...]
+MAX_NAME_SHOWN = 100
+
+
+def _repeated_name(query: Mapping[str, str]) -> str:
+    seen: set[str] = set()
+    for name, _ in query.items():  # a multidict gives an item per value, a key once
+        if name in seen:
+            return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+        seen.add(name)
+    return "_schema"  # not reached: only called when some name repeats
 
 
 class Loader:
@@ -40,8 +50,11 @@ class Loader:
         return instance.load(data)
 
     def load_query(self, schema: type[Schema], query: Mapping[str, str]) -> dict[str, Any]:
-        """``query`` (a request's, one value per name) loaded by ``schema``, remembered."""
+        """``query`` (a request's) loaded by ``schema``, remembered; a name given twice is
+        refused, as a repeated JSON key is (``body.py``): which one counts is not ours to guess."""
         items = tuple(dict(query).items())
+        if len(items) != len(query):  # a multidict counts every value of a name
+            raise ValidationError({_repeated_name(query): ["Given more than once."]})
         if sum(len(name) + len(value) for name, value in items) > MAX_REMEMBERED_QUERY:
             return self._load_items(schema, items)
         # A copy: the remembered answer is shared by every request that sends this query.

@@ -13,7 +13,9 @@ the service's own ``/callback/xendit/invoice`` (or ``/qr``) with the callback to
 sandbox payment goes through exactly the path a real gateway's does (``sandbox_callbacks``). An
 optional JSON body ``{"payment_id", "amount", "deliver_callback"}`` lets scripts repeat a
 payment, pay a wrong amount, or pay without the callback arriving (``"deliver_callback":
-false``, a lost callback for reconciliation to find).
+false``, a lost callback for reconciliation to find). Like Xendit, the sandbox takes one payment
+per invoice or QR code: once one was taken, another Pay answers ``409 ALREADY_PAID`` and sends
+nothing; the same payment id and amount again only repeats that payment's callback.
 
 ``POST /sandbox/invoices/{reference}/cancel`` is the buyer abandoning the payment: the gateway
 expires it and sends its EXPIRED invoice callback.
@@ -34,6 +36,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from service.domain.invoice import PENDING, Invoice
+from service.gateway.port import GatewayStatus
 from service.gateway.sandbox import SandboxGateway
 from service.http.body import json_object
 from service.http.keys import CLOCK, GATEWAY, READ_MODEL, TEMPLATES
@@ -64,6 +67,13 @@ async def _invoice_for(request: web.Request) -> Invoice:
 
 def _is_form(request: web.Request) -> bool:
     return request.content_type in _FORM_TYPES
+
+
+def _sandbox_gateway(app: web.Application) -> SandboxGateway:
+    gateway = app[GATEWAY]
+    if not isinstance(gateway, SandboxGateway):  # the routes are mounted only with it
+        raise ApiError(409, "Only the sandbox gateway can pay", "NOT_SANDBOX")
+    return gateway
 
 
 def _back_to_page(state: Invoice) -> web.HTTPSeeOther:
@@ -101,8 +111,10 @@ async def checkout_page(request: web.Request) -> web.Response:
 async def pay(request: web.Request) -> web.Response:
     state = await _invoice_for(request)
     app = request.app
+    gateway = _sandbox_gateway(app)
     now = app[CLOCK]()
-    if _is_form(request):
+    form = _is_form(request)
+    if form:
         if state.status_at(now) != PENDING:  # the page was stale: show what it is now
             raise _back_to_page(state)
         options: dict[str, Any] = {"payment_id": _form_payment_id(await request.post())}
@@ -121,17 +133,25 @@ async def pay(request: web.Request) -> web.Response:
     amount = options.get("amount", state.created.total_amount)
     payment_id = str(options.get("payment_id") or f"sandbox-{uuid.uuid4().hex}")
 
-    gateway = app[GATEWAY]
-    # The gateway knows of a payment before its callback leaves, as a real one does: that is
-    # what lets reconciliation find a payment whose callback was lost.
-    if isinstance(gateway, SandboxGateway) and type(amount) is int:
-        reference = state.created.gateway_reference
-        gateway.record_payment(reference, payment_id, amount, now, payment_channel(state))
+    # One payment per invoice or QR code, as at Xendit. The gateway knows of it before its
+    # callback leaves, as a real one does: that is what lets reconciliation find a payment whose
+    # callback was lost. Checked and taken in one step, before any await, so of Pays racing in
+    # this process exactly one takes it.
+    reference = state.created.gateway_reference
+    held: GatewayStatus | None
+    if type(amount) is int:
+        held, new = gateway.take_payment(reference, payment_id, amount, now, payment_channel(state))
+    else:  # an amount a script sends to test the callback route: nothing is paid
+        held, new = gateway.paid(reference), False
+    paid_at = now
+    if held is not None and not new:
+        if form:  # the page's Pay pressed again: the page shows what became of the first
+            raise _back_to_page(state)
+        if held.payment_id != payment_id or held.paid_amount != amount:
+            raise ApiError(409, "INVOICE ALREADY PAID", "ALREADY_PAID")
+        # The same payment again: the gateway repeats its callback, as Xendit retries one.
+        paid_at = held.paid_at or now
     if not deliver:
-        if not isinstance(gateway, SandboxGateway):
-            raise ApiError(
-                409, "Only the sandbox gateway can pay without a callback", "NOT_SANDBOX"
-            )
         if type(amount) is not int:  # nothing was recorded: say so rather than "paid"
             raise ApiError(
                 400, "Invalid JSON Format", "VALIDATION", {"amount": ["Must be an integer."]}
@@ -140,8 +160,9 @@ async def pay(request: web.Request) -> web.Response:
             {"message": "PAID AT GATEWAY", "payment_id": payment_id, "callback": None}
         )
 
-    status, body = await send_callback(request, payment_callback(state, payment_id, amount, now))
-    if _is_form(request) and status == 200:
+    callback = payment_callback(state, payment_id, amount, paid_at)
+    status, body = await send_callback(request, callback)
+    if form and status == 200:
         # The page's Pay button: back to the page, now showing the paid state.
         raise _back_to_page(state)
     return json_response(

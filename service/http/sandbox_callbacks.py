@@ -1,8 +1,11 @@
 """What the sandbox gateway sends when a payment is made or abandoned, and how it is sent.
 
 The callbacks are the ones Xendit sends (an invoice callback, or a ``qr.payment`` callback for
-QRIS), posted over HTTP to the service's own callback routes with the callback token, so a
-sandbox payment goes through exactly the path a real gateway's does.
+QRIS): an invoice callback names the gateway invoice in ``id``, our invoice in ``external_id``
+and the payment in ``payment_id``; a QR one the payment in ``data.id``, the QR code in
+``data.qr_id`` and our invoice in ``data.reference_id``. They are posted over HTTP to the
+service's own callback routes with the callback token, so a sandbox payment goes through exactly
+the path a real gateway's does.
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ def payment_callback(state: Invoice, payment_id: str, amount: Any, paid_at: date
             {
                 "event": "qr.payment",
                 "data": {
-                    "id": payment_id,
-                    "qr_id": reference,
-                    "reference_id": state.invoice,
+                    "id": payment_id,  # the payment
+                    "qr_id": reference,  # the QR code paid
+                    "reference_id": state.invoice,  # ours, given when the code was made
+                    "type": "DYNAMIC",
+                    "currency": "IDR",
                     "amount": amount,
                     "status": "SUCCEEDED",
                     "created": when,
@@ -59,8 +64,9 @@ def payment_callback(state: Invoice, payment_id: str, amount: Any, paid_at: date
     return Callback(
         INVOICE_CALLBACK,
         {
-            "id": payment_id,
-            "external_id": state.invoice,
+            "id": reference,  # the gateway invoice, as Xendit names it
+            "external_id": state.invoice,  # ours
+            "payment_id": payment_id,  # the payment of it
             "status": "PAID",
             "amount": state.created.total_amount,
             "paid_amount": amount,

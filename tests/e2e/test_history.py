@@ -321,6 +321,31 @@ async def test_history_of_an_expired_invoice_then_paid_late(api: Api, clock: Fak
     await api.assert_balanced()
 
 
+async def test_history_of_a_payment_of_the_wrong_amount_then_the_right_one(api: Api) -> None:
+    """The wrong amount is in the history with both amounts; the invoice stays PENDING through
+    it, and the right amount after it pays."""
+    created, _ = await checkout(api, request_id="req-order")
+    invoice = created["invoice"]
+    await pay(api, invoice, 40000, "pay-wrong", request_id="req-wrong")
+    await pay(api, invoice, 40200, "pay-right", request_id="req-right")
+
+    body = await history(api, invoice)
+    assert timeline(body) == [
+        ("InvoiceCreated", BUYER, "req-order"),
+        ("MismatchedPaymentReceived", "gateway", "req-wrong"),
+        ("InvoicePaid", "gateway", "req-right"),
+    ]
+    wrong = body["events"][1]["data"]
+    assert (wrong["amount"], wrong["expected"], wrong["payment_id"]) == (40000, 40200, "pay-wrong")
+    assert await statuses_at_each_event(api, body) == [
+        ("PENDING", ["PENDING", "PENDING"]),
+        ("PENDING", ["PENDING", "PENDING"]),
+        ("PAID", ["PAID", "PAID"]),
+    ]
+    await assert_replay_ends_live(api, body)
+    await api.assert_balanced()
+
+
 async def test_history_of_a_balance_checkout_paid_at_once(api: Api) -> None:
     """Created and paid in one request and one commit: both events by the buyer, with its id."""
     await api.top_up(BUYER, 100_000)

@@ -299,7 +299,8 @@ async def test_real_answers_validate_against_the_document(api: Api) -> None:
     token = {"x-callback-token": api.config.callback_token}
     paid = {"id": "pay-1", "external_id": pending["invoice"], "status": "PAID"}
     for body in (
-        {**paid, "paid_amount": 1},  # PAID_AMOUNT_MISMATCH
+        {**paid, "paid_amount": 0},  # PAID_AMOUNT_MISMATCH
+        {**paid, "id": "pay-0", "paid_amount": 1},  # AMOUNT_MISMATCH_CREDITED
         {**paid, "paid_amount": 15100},
         {**paid, "paid_amount": 15100},  # DUPLICATE
         {**paid, "status": "SOMETHING"},

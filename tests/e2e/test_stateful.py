@@ -7,9 +7,10 @@ clock is a ``FakeClock``): checkouts of every source (XENDIT, QRIS, BALANCE) wit
 stores by three buyers, some without the balance they need, some reusing a marketplace number,
 some sent again with or without an ``Idempotency-Key``; payments through the sandbox's pay
 endpoint or the signed gateway callbacks (Xendit's invoice callback in both of its shapes, the
-QR callback), wrong amounts, repeated callbacks, a payment id reported for another invoice,
-unsigned callbacks; late payments (after expiry or cancel) and second payments; expiry by the
-clock (then the expiry pass, or its background task) and by the gateway; cancels of PENDING
+QR callback), wrong amounts (kept as the buyer's, the invoice still PENDING), repeated
+callbacks, a payment id reported for another invoice, unsigned callbacks; late payments (after
+expiry or cancel) and second payments; expiry by the clock (then the expiry pass, or its
+background task) and by the gateway; cancels of PENDING
 invoices and of PAID stores (refunds), the refund worker paying them, dones, admin top-ups,
 platforms acting on another service's invoice or on one that does not exist, buyers asking for
 someone else's invoice.
@@ -147,6 +148,7 @@ KEY_REUSED = refused(
     "Idempotency-Key was already used with a different request", "IDEMPOTENCY_KEY_REUSED", 409
 )
 AUTH_ERROR = refused("Auth Error", "AUTH_ERROR", 401)
+ALREADY_PAID = refused("INVOICE ALREADY PAID", "ALREADY_PAID", 409)  # the sandbox's own answer
 USER_NOT_FOUND = refused("User not found", "USER_NOT_FOUND")
 NOT_A_BUYER = refused("Only buyer accounts have a balance to top up", "NOT_A_BUYER")
 
@@ -267,6 +269,8 @@ class Model:
         self.keys: dict[tuple[str, str], KeptAnswer] = {}  # (buyer, Idempotency-Key)
         self.holders: dict[str, str] = {}  # marketplace number -> the invoice that last took it
         self.payment_owners: dict[str, str] = {}  # gateway payment id -> the invoice it paid
+        # What the sandbox took: gateway reference -> (payment id, amount), one payment each.
+        self.sandbox_paid: dict[str, tuple[str, int]] = {}
         self.accounts: Counter[str] = Counter()
         self.disabled: set[str] = set()  # accounts disabled by an operator
 
@@ -313,17 +317,24 @@ class Model:
         invoice = self.invoices[name]
         if set(ids) & invoice.payment_ids:
             return ok("DUPLICATE")
-        if amount != invoice.total:
-            return AMOUNT_MISMATCH
+        if amount != invoice.total and amount <= 0:
+            return AMOUNT_MISMATCH  # no money to keep
         if self.payment_owners.get(ids[0], name) != name:
             return PAYMENT_ID_REUSED
-        invoice.payment_ids.update(ids)
         self.payment_owners[ids[0]] = name
+        if invoice.shown(now) == PENDING and amount != invoice.total:
+            # The wrong amount: the buyer's money, the invoice still PENDING. Only the payment's
+            # own id is used up, so the gateway invoice's id can still pay it.
+            invoice.payment_ids.add(ids[0])
+            self.move(GATEWAY_ACCOUNT, f"buyer:{invoice.buyer}", amount)
+            return ok("AMOUNT_MISMATCH_CREDITED")
+        invoice.payment_ids.update(ids)
         if invoice.shown(now) == PENDING:
             invoice.set_all(PAID)
             self.move(GATEWAY_ACCOUNT, f"escrow:{name}", amount)
             return ok("PAID")
-        # Too late (expired, canceled) or a second payment: real money, kept as the buyer's.
+        # Too late (expired, canceled) or a second payment, of any amount: real money, kept as
+        # the buyer's.
         if invoice.status == PENDING:
             invoice.set_all(EXPIRED)  # the late payment records the expiry too
         self.move(GATEWAY_ACCOUNT, f"buyer:{invoice.buyer}", amount)
@@ -843,9 +854,18 @@ class InvoiceMachine(RuleBasedStateMachine):
 
     def _pay(self, payment: SentPayment) -> SentPayment:
         invoice = self.model.invoices[payment.invoice]
-        expected = self.model.pay(
-            payment.invoice, payment.ids(), payment.amount(invoice), self.clock()
-        )
+        ids, amount = payment.ids(), payment.amount(invoice)
+        if payment.by_sandbox:
+            # The sandbox takes one payment per gateway invoice or QR code (the same payment
+            # again repeats its callback); its invoice callback names the gateway invoice too.
+            taken = self.model.sandbox_paid.setdefault(invoice.reference, (ids[0], amount))
+            if taken != (ids[0], amount):
+                got = self.run(self.post(payment.path, payment.body))
+                self.expect(got, ALREADY_PAID, f"sandbox payment {payment}")
+                return payment
+            if invoice.source != "QRIS":
+                ids = (*ids, invoice.reference)
+        expected = self.model.pay(payment.invoice, ids, amount, self.clock())
         if payment.by_sandbox:
             status, answer = self.run(self.post(payment.path, payment.body))
             assert answer["message"] == "CALLBACK SENT", answer

@@ -24,6 +24,7 @@ import structlog
 from service.app import create_app
 from service.config import Config
 from service.gateway.qris import parse_emv
+from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
 from tests.e2e.conftest import XENDIT_ATTEMPTS, Api, AppFactory, FakeClock, checkout_body, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
@@ -203,17 +204,21 @@ async def test_a_checkout_repeated_with_its_idempotency_key_calls_the_gateway_on
 
 @pytest.mark.parametrize("race", ["same numbers", "same idempotency key"])
 async def test_a_checkout_that_loses_a_race_leaves_nothing_payable_at_the_gateway(
-    xapi: Api, fake: FakeXendit, race: str
+    xapi: Api, fake: FakeXendit, race: str, aiohttp_client: AppFactory, clock: FakeClock
 ) -> None:
-    """Two checkouts race (the same marketplace invoices, or the same Idempotency-Key): one
+    """Two checkouts race (the same marketplace invoices, or the same Idempotency-Key) at two
+    processes on one database (in one, the second would wait for the first's reservations): one
     invoice is written, and any invoice Xendit made for the loser is expired there, so the buyer
     cannot pay an invoice that does not exist."""
     body = checkout_body()
     headers = {"Idempotency-Key": "race-key"} if race == "same idempotency key" else {}
+    gateway = XenditGateway(SECRET_KEY, base_url=fake.url, timeout=2.0, attempts=XENDIT_ATTEMPTS)
+    other = await aiohttp_client(create_app(xapi.config, clock=clock, gateway=gateway))
     fake.delay_next(2, 0.1)  # both pass the first reservation check before either writes
 
     answers = await asyncio.gather(
-        post_checkout(xapi, body, **headers), post_checkout(xapi, body, **headers)
+        post_checkout(xapi, body, **headers),
+        post_checkout(Api(other, xapi.config, clock), body, **headers),
     )
 
     winners = {answer["invoice"] for status, answer in answers if status == 200}

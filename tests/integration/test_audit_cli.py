@@ -149,6 +149,16 @@ async def populate(database: Path) -> Populated:
         await checkout("balance", "BALANCE", ["AUD-3"])
         canceled = await checkout("canceled", "XENDIT", ["AUD-4"])
         await platform("cancel", invoice_id=canceled["invoice"])
+        mismatched = await checkout("mismatched", "XENDIT", ["AUD-6"])
+        for payment_id, amount in (("aud-wrong", 15000), ("aud-right", 15100)):
+            callback = {
+                "id": payment_id,
+                "external_id": mismatched["invoice"],
+                "status": "PAID",
+                "paid_amount": amount,
+            }
+            token = {"x-callback-token": config.callback_token}
+            await call(client, "POST", "/callback/xendit/invoice", json=callback, headers=token)
         late = await checkout("late", "XENDIT", ["AUD-5"])
         clock.now += timedelta(hours=3)
         await until("late", "InvoiceExpired")
@@ -233,7 +243,22 @@ def test_history_prints_a_readable_timeline(
     assert "amount 25,100" in lines[3], lines[3]
 
 
-@pytest.mark.parametrize("name", ["mixed", "balance", "canceled", "late"])
+def test_history_shows_a_payment_of_the_wrong_amount_and_the_right_one_after_it(
+    workdir: Path, populated: Path, made: Populated
+) -> None:
+    """The wrong amount kept as the buyer's money is in the timeline, with its amount and id."""
+    result = run_cli(workdir, "--db", str(populated), "history", made.invoices["mismatched"])
+    assert result.returncode == 0, result.stderr
+    _, created, mismatched, paid = result.stdout.splitlines()
+    assert "InvoiceCreated" in created
+    assert "MismatchedPaymentReceived" in mismatched
+    assert "amount 15,000, expected 15,100" in mismatched
+    assert "aud-wrong" in mismatched
+    assert "InvoicePaid" in paid
+    assert "amount 15,100" in paid
+
+
+@pytest.mark.parametrize("name", ["mixed", "balance", "canceled", "mismatched", "late"])
 def test_history_json_equals_the_apis_events(
     workdir: Path, populated: Path, made: Populated, name: str
 ) -> None:

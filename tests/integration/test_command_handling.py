@@ -1,5 +1,6 @@
 """The one helper every command goes through (``Application.run``), against a real SQLite log:
-what it appends, at which versions, and how it retries a lost race.
+what it appends, at which versions, how it retries a lost race (until a deadline, or for a
+patient command until it wins), and how commands of one process on one stream take turns.
 
 Each race here is really lost: another writer appends to the stream through the store between an
 attempt's read and its append, or the attempt stages event ids the log partly holds already. What
@@ -8,6 +9,8 @@ was decided is checked in the log itself, never in a record of the calls.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +28,7 @@ from eventstore import (
 )
 from eventstore.sqlite import SQLiteEventStore
 from service.application import Conflict
-from service.application.handling import MAX_ATTEMPTS, Application, Attempt
+from service.application.handling import Application, Attempt
 from service.domain.balance import Balance, evolve_balance
 from service.domain.events import BalanceToppedUp
 from service.gateway.port import Gateway
@@ -48,7 +51,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteEventStore]:
         await opened.close()
 
 
-def application(store: SQLiteEventStore) -> Application:
+def application(store: SQLiteEventStore, conflict_timeout: float = 5.0) -> Application:
     return Application(
         store,
         SQLiteReadModel(store),
@@ -56,6 +59,7 @@ def application(store: SQLiteEventStore) -> Application:
         clock=lambda: NOW,
         invoice_ttl=timedelta(hours=1),
         idempotency_ttl=timedelta(hours=1),
+        conflict_timeout=timedelta(seconds=conflict_timeout),
     )
 
 
@@ -152,20 +156,22 @@ async def test_a_lost_race_is_decided_again_from_the_new_state(store: SQLiteEven
 
 
 @pytest.mark.parametrize("kind", [ConcurrencyError, DuplicateEventError])
-async def test_a_race_lost_too_often_answers_conflict(
+async def test_a_race_lost_until_the_deadline_answers_conflict(
     store: SQLiteEventStore, kind: type[Exception]
 ) -> None:
-    """A command that loses every race is tried MAX_ATTEMPTS times, then answers Conflict
-    having written nothing of its own."""
+    """A command that loses every race is tried again, with pauses, until conflict_timeout
+    has passed, then answers Conflict having written nothing of its own."""
     await write(store, STREAM, topped_up(THEIRS), event_ids=[STORED_ID])
     tries: list[Attempt] = []
+    started = time.monotonic()
 
     with pytest.raises(Conflict) as refused:
-        await application(store).run(losing(store, kind, 2 * MAX_ATTEMPTS, tries))
+        await application(store, 0.3).run(losing(store, kind, 10**6, tries))
 
     assert refused.value.code == "CONFLICT"
-    assert len(tries) == MAX_ATTEMPTS
-    rivals = MAX_ATTEMPTS if kind is ConcurrencyError else 0
+    assert 0.1 < time.monotonic() - started < 1.5
+    assert len(tries) > 2
+    rivals = len(tries) if kind is ConcurrencyError else 0
     assert await amounts(store, STREAM) == [THEIRS] * (1 + rivals)
     assert not any(event_id.startswith("mine-") for event_id in await stored_ids(store))
     # Each try lost with ``kind``: the last one's append, given to the log again, still does.
@@ -174,21 +180,123 @@ async def test_a_race_lost_too_often_answers_conflict(
 
 
 @pytest.mark.parametrize("kind", [ConcurrencyError, DuplicateEventError])
-async def test_the_last_attempt_may_still_win(
+async def test_a_patient_command_is_retried_past_the_deadline_until_it_wins(
     store: SQLiteEventStore, kind: type[Exception]
 ) -> None:
-    """Lost MAX_ATTEMPTS - 1 races, the last try still appends its top-up."""
+    """With no time at all to retry, a command that loses once answers Conflict; a patient
+    one (a gateway's callback) losing 12 times still appends its top-up."""
     await write(store, STREAM, topped_up(THEIRS), event_ids=[STORED_ID])
+    app = application(store, 0)
+    with pytest.raises(Conflict):
+        await app.run(losing(store, kind, 1, []))
     tries: list[Attempt] = []
 
-    answer = await application(store).run(losing(store, kind, MAX_ATTEMPTS - 1, tries))
+    answer = await app.run(losing(store, kind, 12, tries), patient=True)
 
-    assert len(tries) == MAX_ATTEMPTS
-    rivals = MAX_ATTEMPTS - 1 if kind is ConcurrencyError else 0
+    assert len(tries) == 13
+    # The other writer's top-ups: the first, and with ConcurrencyError one for each race lost
+    # (once by the impatient command, 12 times by the patient one).
+    rivals = 1 + 12 if kind is ConcurrencyError else 0
     assert await amounts(store, STREAM) == [THEIRS] * (1 + rivals) + [MINE]
     assert answer == THEIRS * (1 + rivals) + MINE
     mine = {event_id for event_id in await stored_ids(store) if event_id.startswith("mine-")}
-    assert mine == ({f"mine-{MAX_ATTEMPTS}"} if kind is DuplicateEventError else set())
+    assert mine == ({"mine-13"} if kind is DuplicateEventError else set())
+
+
+async def test_commands_on_one_stream_in_one_process_take_turns(store: SQLiteEventStore) -> None:
+    """50 top-ups of one balance at once, each pausing between its read and its append: each
+    reads the one before it, so all 50 win at their first try; no lock is left behind."""
+    app = application(store, 0)  # any lost race would answer Conflict
+    tries: list[Attempt] = []
+
+    async def slow_top_up(tx: Attempt) -> int:
+        tries.append(tx)
+        balance = await tx.load(STREAM, evolve_balance)
+        await asyncio.sleep(0.001)
+        tx.append(STREAM, [topped_up(MINE)], {})
+        return (balance or Balance("usernew1", 0)).amount + MINE
+
+    answers = await asyncio.gather(*(app.run(slow_top_up) for _ in range(50)))
+
+    assert sorted(answers) == list(range(1, 51))
+    assert len(tries) == 50
+    assert len(app.locks) == 0
+
+
+async def test_streams_read_in_opposite_orders_do_not_deadlock(store: SQLiteEventStore) -> None:
+    """Commands reading A then B and B then A, all at once, each pausing between its reads:
+    all finish (one reading out of order starts again with its locks taken in order), each
+    appends to both streams at the versions it read, and no lock is left behind."""
+    app = application(store, 0)
+    a, b = "balance-a", "balance-b"
+
+    def both(first: str, second: str) -> Callable[[Attempt], Awaitable[None]]:
+        async def attempt(tx: Attempt) -> None:
+            await tx.load(first, evolve_balance)
+            await asyncio.sleep(0.001)
+            await tx.load(second, evolve_balance)
+            tx.append(first, [topped_up(1)], {})
+            tx.append(second, [topped_up(1)], {})
+
+        return attempt
+
+    orders = [both(a, b) if i % 2 else both(b, a) for i in range(20)]
+    await asyncio.wait_for(asyncio.gather(*(app.run(order) for order in orders)), 10)
+
+    assert await amounts(store, a) == [1] * 20
+    assert await amounts(store, b) == [1] * 20
+    assert len(app.locks) == 0
+
+
+async def test_a_refused_command_releases_its_locks(store: SQLiteEventStore) -> None:
+    """A command that raises releases the streams it read: the next one on them goes ahead."""
+    app = application(store, 0)
+
+    async def refuse(tx: Attempt) -> None:
+        await tx.load(STREAM, evolve_balance)
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        await app.run(refuse)
+    assert len(app.locks) == 0
+    assert await asyncio.wait_for(app.run(lambda tx: top_up_by(7, tx)), 1) == 7
+
+
+async def test_events_staged_once_found_stored_by_a_twin_are_a_lost_race(
+    store: SQLiteEventStore,
+) -> None:
+    """Events staged ``once`` whose ids a twin (another request: other metadata) stored after
+    the read are decided again, and the new decision sees them; stored by the same request,
+    they are its own retry and the first decision stands."""
+    tries: list[str] = []
+
+    def pay(request: str, twin: str, event_id: str) -> Callable[[Attempt], Awaitable[str]]:
+        async def attempt(tx: Attempt) -> str:
+            balance = await tx.load(event_id, evolve_balance)
+            if balance is not None:
+                tries.append("saw it")
+                return "duplicate"
+            tries.append("decided")
+            if len(tries) == 1:  # the twin gets there between this read and this append
+                await write_with(store, event_id, {"request_id": twin})
+            tx.append(
+                event_id, [topped_up(1)], {"request_id": request}, event_ids=[event_id], once=True
+            )
+            return "paid"
+
+        return attempt
+
+    assert await application(store).run(pay("mine", "twin", "pay-1")) == "duplicate"
+    assert tries == ["decided", "saw it"]
+    tries.clear()
+    assert await application(store).run(pay("mine", "mine", "pay-2")) == "paid"
+    assert tries == ["decided"]
+    assert await amounts(store, "pay-1") == [1]
+    assert await amounts(store, "pay-2") == [1]
+
+
+async def write_with(store: SQLiteEventStore, stream: str, metadata: dict[str, str]) -> None:
+    await store.append(stream, [encode(topped_up(1), metadata, stream)], ANY)
 
 
 async def test_a_refusal_is_not_retried_and_writes_nothing(store: SQLiteEventStore) -> None:

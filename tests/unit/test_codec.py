@@ -34,6 +34,7 @@ from service.domain.events import (
     InvoiceExpired,
     InvoicePaid,
     LatePaymentReceived,
+    MismatchedPaymentReceived,
     OnmarketInvoiceReserved,
     RefundCompleted,
     RefundRequested,
@@ -95,6 +96,9 @@ SAMPLES: list[Event] = [
     ),
     LatePaymentReceived(
         INVOICE, "EXPIRED", 165_000, "pay-2", "EWALLET", "OVO", AT, AT + timedelta(seconds=1)
+    ),
+    MismatchedPaymentReceived(
+        INVOICE, 164_999, 165_000, "pay-3", "QRIS", "QRIS", AT, AT + timedelta(seconds=1)
     ),
     BalanceToppedUp("usernew1", 10**12, "admin", AT),
     BalanceDebited("usernew1", 165_000, INVOICE, AT),

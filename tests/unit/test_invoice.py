@@ -25,6 +25,7 @@ from service.domain.events import (
     InvoiceExpired,
     InvoicePaid,
     LatePaymentReceived,
+    MismatchedPaymentReceived,
     RefundCompleted,
     RefundRequested,
     TransactionCompleted,
@@ -238,12 +239,94 @@ def test_a_repeated_payment_is_ignored(history: tuple[Event, ...]) -> None:
     assert decide_payment(state, payment("pay-1"), now=AFTER_EXPIRY) == []
 
 
-@pytest.mark.parametrize("amount", [TOTAL_A - 1, TOTAL_A + 1, 0])
-def test_a_payment_of_another_amount_is_refused(amount: int) -> None:
+def mismatched(amount: int, payment_id: str = "pay-1") -> MismatchedPaymentReceived:
+    return MismatchedPaymentReceived(
+        INVOICE, amount, TOTAL_A, payment_id, "BANK_TRANSFER", "BCA", PAID_AT, DURING
+    )
+
+
+@pytest.mark.parametrize("amount", [TOTAL_A - 1, TOTAL_A + 1, 1, TOTAL_A * 2])
+def test_a_payment_of_another_amount_is_kept_as_mismatched_and_does_not_pay(amount: int) -> None:
+    """Real money of the wrong amount: recorded with what was paid and what was expected."""
+    state = given(created())
+
+    events = decide_payment(state, payment(amount=amount), now=DURING)
+
+    assert events == [mismatched(amount)]
+
+
+@pytest.mark.parametrize("amount", [0, -1], ids=["zero", "unknown"])
+def test_a_payment_of_no_money_or_an_unknown_amount_is_refused(amount: int) -> None:
+    """Nothing to keep (or its amount unknown): refused, so the gateway asks again."""
     state = given(created())
 
     with pytest.raises(errors.PaidAmountMismatch):
         decide_payment(state, payment(amount=amount), now=DURING)
+
+
+def test_a_mismatched_payment_leaves_the_invoice_pending_and_remembers_its_id() -> None:
+    state = given(created(), mismatched(TOTAL_A - 1))
+
+    assert state.status == PENDING
+    assert [t.status for t in state.transactions] == [PENDING]
+    assert state.payment_ids == ("pay-1",)
+    assert state.updated_at == DURING
+
+
+def test_a_mismatched_payment_reported_again_is_ignored() -> None:
+    state = given(created(), mismatched(TOTAL_A - 1))
+
+    assert decide_payment(state, payment(amount=TOTAL_A - 1), now=DURING) == []
+
+
+def test_the_right_amount_after_a_mismatched_payment_still_pays_the_invoice() -> None:
+    """Even reported under the same gateway invoice: only the payment's own id was taken."""
+    state = given(created(), mismatched(TOTAL_A - 1))
+    right = Payment("pay-2", TOTAL_A, "BANK_TRANSFER", "BCA", PAID_AT, aliases=("inv-gw",))
+
+    events = decide_payment(state, right, now=DURING)
+
+    assert events == [
+        InvoicePaid(
+            INVOICE, TOTAL_A, "XENDIT", "pay-2", "BANK_TRANSFER", "BCA", PAID_AT, ("inv-gw",)
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("history", "status"),
+    [
+        pytest.param((created(), paid()), PAID, id="paid"),
+        pytest.param((created(), expired()), EXPIRED, id="expired"),
+        pytest.param((created(), canceled()), CANCELED, id="canceled"),
+    ],
+)
+def test_a_payment_of_another_amount_on_a_closed_invoice_is_just_late(
+    history: tuple[Event, ...], status: str
+) -> None:
+    """An invoice that can take no payment keeps any amount as late, with what was paid."""
+    state = given(*history)
+
+    events = decide_payment(state, payment("pay-2", amount=TOTAL_A + 7), now=AFTER_EXPIRY)
+
+    assert events == [
+        LatePaymentReceived(
+            INVOICE, status, TOTAL_A + 7, "pay-2", "BANK_TRANSFER", "BCA", PAID_AT, AFTER_EXPIRY
+        )
+    ]
+
+
+def test_a_payment_of_another_amount_after_expiry_expires_the_invoice_and_is_late() -> None:
+    state = given(created())
+
+    events = decide_payment(state, payment(amount=TOTAL_A - 1), now=AFTER_EXPIRY)
+
+    assert events == [
+        InvoiceExpired(INVOICE, EXPIRED_AT),
+        LatePaymentReceived(
+            INVOICE, EXPIRED, TOTAL_A - 1, "pay-1", "BANK_TRANSFER", "BCA", PAID_AT, AFTER_EXPIRY
+        ),
+    ]
 
 
 @pytest.mark.parametrize("now", [EXPIRED_AT, AFTER_EXPIRY], ids=["at-expiry", "after-expiry"])
@@ -914,6 +997,8 @@ def test_random_command_sequences_stay_on_the_state_graph(
                 assert now < state.created.expired_at, "paid after expiry"
             if isinstance(event, LatePaymentReceived):
                 assert event.invoice_status != PENDING
+            if isinstance(event, MismatchedPaymentReceived):
+                assert after.status == state.status_at(now) == PENDING
             if isinstance(event, RefundCompleted | TransactionCompleted):
                 payouts[event.invoice_onmarket] += 1
                 assert payouts[event.invoice_onmarket] == 1

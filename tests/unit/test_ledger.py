@@ -16,7 +16,12 @@ import pytest
 from hypothesis import strategies as st
 
 from service.domain import errors
-from service.domain.balance import Balance, decide_debit, evolve_balance
+from service.domain.balance import (
+    Balance,
+    credit_mismatched_payment,
+    decide_debit,
+    evolve_balance,
+)
 from service.domain.events import (
     BalanceCredited,
     BalanceDebited,
@@ -28,6 +33,7 @@ from service.domain.events import (
     InvoiceExpired,
     InvoicePaid,
     LatePaymentReceived,
+    MismatchedPaymentReceived,
     OnmarketInvoiceReserved,
     RefundCompleted,
     RefundRequested,
@@ -89,7 +95,11 @@ def test_a_debit_moves_the_buyers_money_into_the_invoice_escrow() -> None:
 
 @pytest.mark.parametrize(
     ("reason", "from_account"),
-    [("refund", f"escrow:{INVOICE}"), ("late_payment", "gateway:xendit")],
+    [
+        ("refund", f"escrow:{INVOICE}"),
+        ("late_payment", "gateway:xendit"),
+        ("amount_mismatch", "gateway:xendit"),
+    ],
 )
 def test_a_credit_moves_money_to_the_buyer_from_the_account_it_names(
     reason: str, from_account: str
@@ -191,6 +201,7 @@ NON_MONEY_EVENTS: list[Event] = [
     RefundRequested(INVOICE, "OMK-001", 117_000, "onmarket", AT),
     RefundCompleted(INVOICE, "OMK-001", 117_000, AT),
     LatePaymentReceived(INVOICE, "EXPIRED", 117_000, "pay-2", "EWALLET", "OVO", AT, AT),
+    MismatchedPaymentReceived(INVOICE, 116_999, 117_000, "pay-3", "QRIS", "QRIS", AT, AT),
     OnmarketInvoiceReserved("OMK-001", INVOICE),
     IdempotentRequestRecorded(BUYER, "key-1", "hash", 200, {"invoice": INVOICE}, AT),
     UserRegistered(BUYER, "buyer", None, "scrypt$...", AT),
@@ -199,8 +210,8 @@ NON_MONEY_EVENTS: list[Event] = [
 
 @pytest.mark.parametrize("event", NON_MONEY_EVENTS, ids=lambda event: type(event).__name__)
 def test_an_event_that_moves_no_money_posts_nothing(event: Event) -> None:
-    """A refund and a late payment reach the buyer through the BalanceCredited written with
-    them; posting them here as well would count the money twice."""
+    """A refund, a late and a mismatched payment reach the buyer through the BalanceCredited
+    written with them; posting them here as well would count the money twice."""
     assert postings(event) == []
 
 
@@ -216,7 +227,7 @@ money_events: st.SearchStrategy[Event] = st.one_of(
         names,
         amounts,
         names,
-        st.sampled_from(["refund", "late_payment"]),
+        st.sampled_from(["refund", "late_payment", "amount_mismatch"]),
         st.sampled_from([f"escrow:{INVOICE}", "gateway:xendit"]),
         st.just(AT),
     ),
@@ -334,6 +345,20 @@ def test_a_balance_adds_top_ups_and_credits_and_subtracts_debits() -> None:
     )
 
     assert state == Balance(BUYER, 92_000)
+
+
+def test_a_mismatched_payment_is_credited_from_the_gateway_to_the_buyer() -> None:
+    """The wrong amount paid at the gateway: exactly that amount, never the invoice's."""
+    mismatched = MismatchedPaymentReceived(
+        INVOICE, 116_999, 117_000, "pay-3", "QRIS", "QRIS", AT, AT
+    )
+
+    credit = credit_mismatched_payment(BUYER, mismatched)
+
+    assert credit == BalanceCredited(
+        BUYER, 116_999, INVOICE, "amount_mismatch", "gateway:xendit", AT
+    )
+    assert postings(credit) == [("gateway:xendit", -116_999), ("buyer:usernew1", 116_999)]
 
 
 def test_a_balance_starts_from_zero_with_its_first_event() -> None:

@@ -269,9 +269,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description=(
             "Sent by Xendit (or the sandbox) with the configured `x-callback-token`. Fields not"
             " listed are ignored. Repeats are harmless (`DUPLICATE`); a payment after expiry or"
-            " cancel, or a second one, is kept as the buyer's balance (`CREDITED`); a paid amount"
-            " other than the invoice's is refused (`PAID_AMOUNT_MISMATCH`), and so is a payment"
-            " id already recorded for another invoice (`409 PAYMENT_ID_REUSED`)."
+            " cancel, or a second one, is kept as the buyer's balance (`CREDITED`); so is a paid"
+            " amount other than the PENDING invoice's, which stays PENDING"
+            " (`AMOUNT_MISMATCH_CREDITED`); a callback with no amount, or 0, is refused"
+            " (`PAID_AMOUNT_MISMATCH`), and so is a payment id already recorded for another"
+            " invoice (`409 PAYMENT_ID_REUSED`)."
         ),
         security=CALLBACK_TOKEN,
         body=schemas.InvoiceCallbackSchema,

@@ -199,14 +199,17 @@ class CallbackAnswer(MessageAnswer):
     message = _one_of(
         "PAID",
         "CREDITED",
+        "AMOUNT_MISMATCH_CREDITED",
         "DUPLICATE",
         "EXPIRED",
         "IGNORED",
         required=True,
         metadata=_doc(
             "PAID: the invoice is paid; CREDITED: a late or second payment, kept as the"
-            " buyer's balance; DUPLICATE: this payment was recorded before; EXPIRED: the"
-            " invoice expired; IGNORED: nothing to do."
+            " buyer's balance; AMOUNT_MISMATCH_CREDITED: a paid amount other than the"
+            " invoice's, kept as the buyer's balance, the invoice still PENDING; DUPLICATE:"
+            " this payment was recorded before; EXPIRED: the invoice expired; IGNORED: nothing"
+            " to do."
         ),
     )
 

@@ -10,6 +10,7 @@ Xendit adds some.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +114,25 @@ class StrictSchema(Schema):
 
 def _shown(name: str) -> str:
     return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
+
+
+class QueryInteger(fields.Integer):
+    """An integer written in a query string: ASCII digits, with a ``-`` for a negative number.
+
+    ``int()`` (and so ``fields.Integer``) also reads "٣", "１", "+5", " 5" and "5_0"; a proxy,
+    a cache or a log reader may read those differently or not at all, so they are refused.
+    """
+
+    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
+        "invalid": "Not a valid integer: ASCII digits 0-9 only.",
+    }
+
+    _DIGITS = re.compile(r"-?[0-9]+")
+
+    def _validated(self, value: Any) -> int:
+        if not isinstance(value, str) or self._DIGITS.fullmatch(value) is None:
+            raise self.make_error("invalid")
+        return super()._validated(value)
 
 
 def _doc(description: str) -> dict[str, Any]:
@@ -292,8 +312,7 @@ class DetailQuerySchema(StrictSchema):
             " the log; not together with as_of_position."
         ),
     )
-    as_of_position = fields.Integer(
-        strict=False,
+    as_of_position = QueryInteger(
         validate=validate.Range(min=0, max=MAX_POSITION),
         metadata=_doc("The invoice as it stood just after this log position."),
     )
@@ -311,7 +330,7 @@ class HistoryQuerySchema(StrictSchema):
 
 
 class BalanceQuerySchema(StrictSchema):
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=500),
         metadata=_doc("How many ledger entries, newest first."),
