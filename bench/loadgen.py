@@ -181,7 +181,7 @@ def checkout_body(prefix: str, source: str) -> bytes:
                     "freight_charge": 5000,
                     "insurance_amount": 100,
                     "commission_onmarket": 1000,
-                    "seller_username": "seller2",
+                    "seller_username": "testing123",
                     "invoice_onmarket": f"{prefix}-2",
                 },
             ],

@@ -65,6 +65,9 @@ DEV_ACCOUNTS = (
     ("ondelivery", "platform", "ONDELIVERY"),
     ("onticket", "platform", "ONTICKET"),
     ("admin", "admin", None),
+    # The seed's example sellers, so that its own checkout (corrected) works at once.
+    ("testing123", "buyer", None),
+    ("testing12345", "buyer", None),
 )
 _DEV_NAMESPACE = uuid.UUID("b7f3c1de-2f4a-4c7e-9d61-3a0f0c5e9e21")
 

@@ -1,4 +1,4 @@
-"""The command line: ``python -m service serve | users add | rebuild | verify``."""
+"""The command line: ``python -m service serve | users add|disable|enable | rebuild | verify``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from aiohttp import web
 from eventstore import EventStoreError, RecordedEvent, open_store, verify_store
 from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app, make_gateway, make_service, utc_now
-from service.application import Context, RegisterUser, UserExists
+from service.application import (
+    Context,
+    DisableUser,
+    EnableUser,
+    RegisterUser,
+    UserExists,
+    UserNotFound,
+)
 from service.config import Config, ConfigError, load_config
 from service.domain.services import SERVICES
 from service.domain.streams import invoice_stream
@@ -79,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--platform", choices=SERVICES, help="the service of a platform account")
     add.add_argument("name")
     add.set_defaults(command=_add_user)
+    disable = users_commands.add_parser(
+        "disable", help="refuse an account's logins, tokens and Basic credentials from now on"
+    )
+    disable.add_argument("name")
+    disable.set_defaults(command=_disable_user)
+    enable = users_commands.add_parser("enable", help="let a disabled account log in again")
+    enable.add_argument("name")
+    enable.set_defaults(command=_enable_user)
 
     rebuild = command("rebuild", help="empty the views and replay the log into them")
     rebuild.set_defaults(command=_rebuild)
@@ -148,7 +163,7 @@ def _add_user(config: Config, args: argparse.Namespace) -> int:
         async with store:
             service = make_service(store, make_gateway(config), config)
             command = RegisterUser(args.name, args.role, args.platform, hash_password(password))
-            await service.handle(command, Context("cli"))
+            await service.handle(command, Context(_cli_actor()))
 
     try:
         asyncio.run(add())
@@ -157,6 +172,43 @@ def _add_user(config: Config, args: argparse.Namespace) -> int:
         return 1
     print(f"created {args.role} account {args.name!r}")
     return 0
+
+
+def _disable_user(config: Config, args: argparse.Namespace) -> int:
+    return _switch_user(config, args.name, DisableUser(args.name), "disabled")
+
+
+def _enable_user(config: Config, args: argparse.Namespace) -> int:
+    return _switch_user(config, args.name, EnableUser(args.name), "enabled")
+
+
+def _switch_user(config: Config, name: str, command: DisableUser | EnableUser, done: str) -> int:
+    """Disable or enable ``name``: an event on the account's stream, naming who did it."""
+    if not Path(config.database).exists():
+        print(f"error: {config.database} does not exist", file=sys.stderr)
+        return 2
+
+    async def switch() -> bool:
+        store = await SQLiteEventStore.open(config.database, projectors=all_projectors())
+        async with store:
+            service = make_service(store, make_gateway(config), config)
+            return await service.handle(command, Context(_cli_actor()))
+
+    try:
+        changed = asyncio.run(switch())
+    except UserNotFound:
+        print(f"error: no user {name!r}", file=sys.stderr)
+        return 1
+    print(f"account {name!r} {done}" if changed else f"account {name!r} was already {done}")
+    return 0
+
+
+def _cli_actor() -> str:
+    """Who the log records as having run a command: the operator's login name."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:  # no login name in this environment (a bare container)
+        return "cli"
 
 
 def _read_password() -> str:

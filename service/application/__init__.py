@@ -5,7 +5,7 @@ Commands are frozen dataclasses named as orders, grouped by family (``checkout``
 helper in ``handling``. What other packages use is re-exported here.
 """
 
-from service.application.accounts import RegisterUser, TopUp
+from service.application.accounts import DisableUser, EnableUser, RegisterUser, TopUp
 from service.application.checkout import Checkout, Idempotency
 from service.application.commands import Actor, Command, Context
 from service.application.errors import Conflict, IdempotencyKeyReused, PaymentIdReused
@@ -26,6 +26,8 @@ __all__ = [
     "CompleteTransaction",
     "Conflict",
     "Context",
+    "DisableUser",
+    "EnableUser",
     "ExpireByGateway",
     "ExpireIfDue",
     "Idempotency",

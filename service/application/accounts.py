@@ -1,4 +1,5 @@
-"""Accounts: registering a user, and an admin's top-up of a buyer's balance."""
+"""Accounts: registering a user, disabling and enabling one, and an admin's top-up of a
+buyer's balance."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ from dataclasses import dataclass
 
 from eventstore import ANY
 from service.application.commands import Command, Context
-from service.application.handling import Application, Attempt, latest
-from service.domain.accounts import decide_registration, decide_top_up
+from service.application.handling import Application, Attempt
+from service.domain.accounts import (
+    decide_disable,
+    decide_enable,
+    decide_registration,
+    decide_top_up,
+    evolve_account,
+)
 from service.domain.balance import evolve_balance
-from service.domain.events import UserRegistered
 from service.domain.streams import balance_stream, user_stream
 
 
@@ -26,6 +32,22 @@ class RegisterUser(Command[None]):
 
 
 @dataclass(frozen=True, slots=True)
+class DisableUser(Command[bool]):
+    """Disable an account: it can no longer log in and its tokens are refused. Answers whether
+    anything changed (False: it was disabled already)."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnableUser(Command[bool]):
+    """Enable a disabled account again. Answers whether anything changed (False: it was
+    enabled already)."""
+
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
 class TopUp(Command[int]):
     """Credit a buyer's balance (support and development); answers the new balance."""
 
@@ -38,8 +60,7 @@ async def register_user(app: Application, command: RegisterUser, context: Contex
     stream = user_stream(command.username)
 
     async def attempt(tx: Attempt) -> None:
-        existing = await tx.load(stream, latest)
-        assert existing is None or isinstance(existing, UserRegistered)
+        existing = await tx.load(stream, evolve_account)
         event = decide_registration(
             existing,
             command.username,
@@ -54,10 +75,33 @@ async def register_user(app: Application, command: RegisterUser, context: Contex
     await app.run(attempt)
 
 
+async def disable_user(app: Application, command: DisableUser, context: Context) -> bool:
+    stream = user_stream(command.username)
+
+    async def attempt(tx: Attempt) -> bool:
+        account = await tx.load(stream, evolve_account)
+        events = decide_disable(account, context.actor, app.clock())
+        tx.append(stream, events, context.metadata())
+        return bool(events)
+
+    return await app.run(attempt)
+
+
+async def enable_user(app: Application, command: EnableUser, context: Context) -> bool:
+    stream = user_stream(command.username)
+
+    async def attempt(tx: Attempt) -> bool:
+        account = await tx.load(stream, evolve_account)
+        events = decide_enable(account, context.actor, app.clock())
+        tx.append(stream, events, context.metadata())
+        return bool(events)
+
+    return await app.run(attempt)
+
+
 async def top_up(app: Application, command: TopUp, context: Context) -> int:
     async def attempt(tx: Attempt) -> None:
-        account = await tx.load(user_stream(command.username), latest)
-        assert account is None or isinstance(account, UserRegistered)
+        account = await tx.load(user_stream(command.username), evolve_account)
         event = decide_top_up(account, command.amount, command.by, app.clock())
         # A credit cannot overdraw anything, so it needs no expected version.
         tx.append(balance_stream(command.username), [event], context.metadata(), expected=ANY)

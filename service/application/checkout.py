@@ -21,6 +21,7 @@ from service.application.commands import Command, Context
 from service.application.errors import IdempotencyKeyReused
 from service.application.handling import Application, Attempt, latest
 from service.application.ids import new_invoice_id
+from service.domain.accounts import Account, evolve_account
 from service.domain.balance import evolve_balance
 from service.domain.checkout import CheckoutOrder, PaymentHandle, decide_checkout
 from service.domain.errors import DomainError
@@ -32,6 +33,7 @@ from service.domain.streams import (
     idempotency_stream,
     invoice_stream,
     reservation_stream,
+    user_stream,
 )
 from service.gateway.port import PaymentItem, PaymentRequest
 from service.presenters import checkout_answer
@@ -84,6 +86,7 @@ async def _checkout(app: Application, command: Checkout, context: Context) -> An
             stored = _answer_of(app, key_record, idempotency)
             if stored is not None:
                 return stored
+        sellers = await _read_sellers(tx, order)
         balance = None
         if order.source == BALANCE:
             balance = await tx.load(balance_stream(order.username), evolve_balance)
@@ -91,6 +94,7 @@ async def _checkout(app: Application, command: Checkout, context: Context) -> An
             order,
             invoice=invoice,
             holders=holders,
+            sellers=sellers,
             balance=balance,
             now=now,
             expires_at=now + app.invoice_ttl,
@@ -150,6 +154,15 @@ async def _read_claims(
             assert isinstance(reserved, OnmarketInvoiceReserved)
             holders[number], _ = await app.load(invoice_stream(reserved.invoice), evolve)
     return key_record, holders
+
+
+async def _read_sellers(tx: Attempt, order: CheckoutOrder) -> dict[str, Account | None]:
+    """Each seller's account, from the log through the write model's cache (a lookup by key per
+    seller once cached). A name is taken for good, so an account that exists cannot vanish; the
+    one race left, a seller disabled while this checkout decides, is settled by commit order,
+    as if the checkout had committed just before the disable."""
+    names = dict.fromkeys(line.seller_username for line in order.lines)
+    return {name: await tx.load(user_stream(name), evolve_account) for name in names}
 
 
 async def _stored_answer(

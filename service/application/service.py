@@ -15,8 +15,8 @@ from typing import Any, TypeVar, cast
 
 from service.application import accounts, checkout, payments, platform
 from service.application.commands import Command, Context
-from service.application.handling import Application, latest
-from service.domain.events import UserRegistered
+from service.application.handling import Application
+from service.domain.accounts import Account, evolve_account
 from service.domain.invoice import Invoice, evolve
 from service.domain.streams import invoice_stream, user_stream
 from service.records import decode
@@ -36,6 +36,8 @@ HANDLERS: Mapping[type[Command[Any]], Handler] = MappingProxyType(
         platform.CompleteRefund: platform.complete_refund,
         accounts.RegisterUser: accounts.register_user,
         accounts.TopUp: accounts.top_up,
+        accounts.DisableUser: accounts.disable_user,
+        accounts.EnableUser: accounts.enable_user,
     }
 )
 
@@ -50,11 +52,15 @@ class InvoiceService(Application):
     async def load_invoice(self, invoice: str) -> tuple[Invoice | None, int]:
         return await self.load(invoice_stream(invoice), evolve)
 
+    async def account(self, username: str) -> Account | None:
+        """The account as its stream tells it; None if there is no such account."""
+        account, _ = await self.load(user_stream(username), evolve_account)
+        return account
+
     async def user_role(self, username: str) -> str | None:
         """The role an account was registered with; None if there is no such account."""
-        registered, _ = await self.load(user_stream(username), latest)
-        assert registered is None or isinstance(registered, UserRegistered)
-        return registered.role if registered else None
+        account = await self.account(username)
+        return account.role if account else None
 
     async def user_exists(self, username: str) -> bool:
         return await self.store.stream_version(user_stream(username)) > 0

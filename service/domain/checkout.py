@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from service.domain import errors
+from service.domain.accounts import Account
 from service.domain.balance import Balance, decide_debit
 from service.domain.events import (
     BalanceDebited,
@@ -111,6 +112,7 @@ def decide_checkout(
     *,
     invoice: str,
     holders: Mapping[str, Invoice | None],
+    sellers: Mapping[str, Account | None],
     balance: Balance | None,
     now: datetime,
     expires_at: datetime,
@@ -119,12 +121,15 @@ def decide_checkout(
 
     ``holders`` gives, for each marketplace invoice number that was ever reserved, the state of
     the invoice that reserved it last (None if it cannot be read); ``balance`` is the buyer's,
-    read for a BALANCE checkout. The invariants, in the order the API reports them: each
-    commission at most its amount; the total the sum of the lines and more than 0; each number
-    once in the order; waybill numbers only for ONDELIVERY; no number held by another invoice
-    still PENDING or PAID; a BALANCE checkout covered by the balance.
+    read for a BALANCE checkout; ``sellers`` the account of each line's seller (None: no such
+    account). The invariants, in the order the API reports them: each commission at most its
+    amount; the total the sum of the lines and more than 0; each number once in the order;
+    waybill numbers only for ONDELIVERY; each seller an existing, enabled buyer-role account; no
+    number held by another invoice still PENDING or PAID; a BALANCE checkout covered by the
+    balance.
     """
     _refuse_malformed(order)
+    _refuse_unknown_sellers(order.lines, sellers)
     _refuse_taken_numbers(order.lines, holders, now)
     debit = None
     if order.source == BALANCE:
@@ -160,6 +165,20 @@ def _refuse_malformed(order: CheckoutOrder) -> None:
         raise errors.WaybillNotAllowed(
             errors={"transaction": ["Only ONDELIVERY checkouts carry waybill numbers."]}
         )
+
+
+def _refuse_unknown_sellers(
+    lines: tuple[TransactionLine, ...], sellers: Mapping[str, Account | None]
+) -> None:
+    """Refuse a seller who is not an existing, enabled buyer-role account, naming each line: a
+    seller's payout must go to an account someone can log in to and withdraw from."""
+    unknown: dict[str, Any] = {}
+    for index, line in enumerate(lines):
+        account = sellers.get(line.seller_username)
+        if account is None or not account.enabled or account.role != "buyer":
+            unknown[str(index)] = {"seller_username": ["No enabled buyer account of this name."]}
+    if unknown:
+        raise errors.SellerNotFound(errors={"transaction": unknown})
 
 
 def _refuse_taken_numbers(

@@ -63,6 +63,12 @@ class InvoiceOnmarketInUse(DomainError):
     message, code = "Invalid JSON Format", "INVOICE_ONMARKET_IN_USE"
 
 
+class SellerNotFound(DomainError):
+    # A line's seller is not an existing, enabled buyer-role account: a payout to it would go to
+    # money nobody can withdraw. ``errors`` names each such line, as a validation error does.
+    message, code = "Invalid JSON Format", "SELLER_NOT_FOUND"
+
+
 class BuyerMismatch(DomainError):
     message, code = "Invalid JSON Format", "BUYER_MISMATCH"
 

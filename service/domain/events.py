@@ -201,6 +201,24 @@ class UserRegistered:
     registered_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class UserDisabled:
+    """The account can no longer log in, and its tokens and Basic credentials are refused."""
+
+    username: str
+    disabled_by: str
+    disabled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserEnabled:
+    """A disabled account may log in again (its old tokens too, until they expire)."""
+
+    username: str
+    enabled_by: str
+    enabled_at: datetime
+
+
 Event = (
     InvoiceCreated
     | InvoicePaid
@@ -217,6 +235,8 @@ Event = (
     | OnmarketInvoiceReserved
     | IdempotentRequestRecorded
     | UserRegistered
+    | UserDisabled
+    | UserEnabled
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -237,5 +257,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         OnmarketInvoiceReserved,
         IdempotentRequestRecorded,
         UserRegistered,
+        UserDisabled,
+        UserEnabled,
     )
 }

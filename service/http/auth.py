@@ -5,6 +5,11 @@ nothing about which usernames exist; the reason is logged (never the secret). Pa
 (scrypt, about 50 ms of CPU) run off the event loop, an unknown user costs the same time as a
 wrong password, and a successful Basic login is remembered for a few minutes under a keyed hash
 of the credentials, so platform calls do not each pay for scrypt.
+
+A signature proves only that the service issued a token (or checked a password) once; every
+request also checks the account as it stands now: a token or Basic login of an account that no
+longer exists, is disabled, or now has another role or platform is refused. That check reads
+the users view by key through a cache whose entries live ``ACCOUNT_CACHE_SECONDS``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from service.security import (
     verify_password,
 )
 from service.views import ReadModel
+from service.views.read_model import UserRecord
 
 log = structlog.get_logger("service.auth")
 
@@ -44,6 +50,14 @@ DECOY_HASH = "scrypt$16384$8$1$KUbVAAvsJteGEz2vXfDocQ$3jms8MVIGMFRxrbUXrjh1Wtd3k
 BASIC_CACHE_SECONDS = 300.0
 BASIC_CACHE_SIZE = 4096
 TOKEN_CACHE_SIZE = 4096
+# How long an account's state read from the users view is trusted. Accounts are disabled by
+# another process (``python -m service users disable``), so no in-process event can invalidate
+# the entry; checking the account's stream version instead would cost the same lookup by key as
+# reading its row. A short time to live bounds the staleness: a disabled account's tokens are
+# refused within half a second, while a buyer's burst of requests reads the row at most twice a
+# second (a cache hit is a dict lookup; a miss is a ~10 µs lookup by key on the loop's thread).
+ACCOUNT_CACHE_SECONDS = 0.5
+ACCOUNT_CACHE_SIZE = 4096
 # Password checks running at once. Each scrypt takes 16 MiB and a core for ~50 ms: a burst of
 # logins (or of wrong passwords) waits its turn instead of growing memory without bound.
 CONCURRENT_PASSWORD_CHECKS = 2
@@ -78,6 +92,8 @@ class Authenticator:
         # (a platform's burst after a restart) share one scrypt.
         self._checking: dict[bytes, asyncio.Task[Actor]] = {}
         self._hashing = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
+        # Accounts as read lately from the users view, with the monotonic time they go stale.
+        self._accounts: OrderedDict[str, tuple[UserRecord | None, float]] = OrderedDict()
 
     async def login(self, username: str, password: str) -> tuple[str, datetime]:
         """A signed token for valid credentials; ``Auth Error`` otherwise."""
@@ -86,8 +102,9 @@ class Authenticator:
         claims = TokenClaims(actor.username, actor.role, actor.platform, expires_at)
         return issue_token(claims, self._secret), expires_at
 
-    def bearer(self, request: web.Request) -> Actor:
-        """The actor of a ``Bearer`` token."""
+    async def bearer(self, request: web.Request) -> Actor:
+        """The actor of a ``Bearer`` token, if its account still exists, is enabled and has the
+        token's role and platform."""
         try:
             token = parse_bearer(request.headers.get("Authorization"))
             now = self._clock()
@@ -98,8 +115,13 @@ class Authenticator:
         except (CredentialsError, TokenError) as error:
             log.warning("bearer refused", reason=str(error))
             raise auth_error() from None
+        actor = Actor(claims.username, claims.role, claims.platform)
+        refusal = self._refusal(actor, await self._account(claims.username))
+        if refusal is not None:
+            log.warning("bearer refused", username=claims.username, reason=refusal)
+            raise auth_error()
         request[USERNAME] = claims.username
-        return Actor(claims.username, claims.role, claims.platform)
+        return actor
 
     async def basic(self, request: web.Request) -> Actor:
         """The actor of ``Basic`` credentials."""
@@ -114,8 +136,38 @@ class Authenticator:
             actor = cached[0]
         else:
             actor = await self._check_once(key, username, password)
+        # Remembered credentials are only a password check saved: the account may have been
+        # disabled since.
+        refusal = self._refusal(actor, await self._account(username))
+        if refusal is not None:
+            log.warning("login refused", username=username, reason=refusal)
+            raise auth_error()
         request[USERNAME] = actor.username
         return actor
+
+    async def _account(self, username: str) -> UserRecord | None:
+        """The account as the users view shows it, at most ``ACCOUNT_CACHE_SECONDS`` old."""
+        cached = self._accounts.get(username)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        account = await self._views.user(username)
+        self._accounts[username] = (account, now + ACCOUNT_CACHE_SECONDS)
+        self._accounts.move_to_end(username)
+        if len(self._accounts) > ACCOUNT_CACHE_SIZE:
+            self._accounts.popitem(last=False)
+        return account
+
+    @staticmethod
+    def _refusal(actor: Actor, account: UserRecord | None) -> str | None:
+        """Why ``actor`` may not act as ``account`` stands now; None if it may."""
+        if account is None:
+            return "no such account"
+        if not account.enabled:
+            return "account disabled"
+        if (account.role, account.platform) != (actor.role, actor.platform):
+            return "the account's role does not match"
+        return None
 
     async def _check_once(self, key: bytes, username: str, password: str) -> Actor:
         checking = self._checking.get(key)
@@ -135,6 +187,9 @@ class Authenticator:
             valid = await asyncio.to_thread(verify_password, password, stored)
         if user is None or not valid:
             log.warning("login refused", username=username, reason="unknown user or wrong password")
+            raise auth_error()
+        if not user.enabled:  # checked after scrypt: a disabled account answers as slowly
+            log.warning("login refused", username=username, reason="account disabled")
             raise auth_error()
         return Actor(username, user.role, user.platform)
 

@@ -90,7 +90,7 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post("/payment-checkout")
 async def checkout(request: web.Request) -> web.Response:
-    actor = request.app[AUTH].bearer(request)
+    actor = await request.app[AUTH].bearer(request)
     require_role(actor, "buyer")
     body = await json_object(request)
     key = _idempotency_key(request)
@@ -128,7 +128,7 @@ def _request_hash(body: dict[str, Any]) -> str:
 
 @routes.get("/invoice/detail")
 async def detail(request: web.Request) -> web.Response:
-    actor = request.app[AUTH].bearer(request)
+    actor = await request.app[AUTH].bearer(request)
     query = load_query(schemas.DetailQuerySchema, request)
     found = await _visible_invoice(request, actor, query)
     state = found.state
@@ -148,7 +148,7 @@ async def detail(request: web.Request) -> web.Response:
 
 @routes.get("/invoice/history")
 async def history(request: web.Request) -> web.Response:
-    actor = request.app[AUTH].bearer(request)
+    actor = await request.app[AUTH].bearer(request)
     query = load_query(schemas.HistoryQuerySchema, request)
     state = (await _visible_invoice(request, actor, query)).state
     stream = request.app[STORE].read_stream(invoice_stream(state.invoice))
@@ -184,7 +184,7 @@ async def _log_if_hidden(views: ReadModel, query: dict[str, str]) -> None:
 
 @routes.get("/balance")
 async def balance(request: web.Request) -> web.Response:
-    actor = request.app[AUTH].bearer(request)
+    actor = await request.app[AUTH].bearer(request)
     limit = load_query(schemas.BalanceQuerySchema, request)["limit"]
     views = request.app[READ_MODEL]
     buyer_balance, seller_balance = await views.balances(actor.username)

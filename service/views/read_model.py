@@ -58,6 +58,7 @@ class UserRecord:
     role: str
     platform: str | None
     password_hash: str
+    enabled: bool = True
 
 
 class ReadModel(Protocol):
@@ -103,7 +104,8 @@ class ReadModel(Protocol):
         ...
 
     async def user(self, username: str) -> UserRecord | None:
-        """The account of ``username``, if there is one."""
+        """The account of ``username``, if there is one (a lookup by key: cheap enough to ask
+        on every authenticated request)."""
         ...
 
     async def due_invoices(self, now: datetime, limit: int) -> list[str]:

@@ -25,15 +25,21 @@ from aiohttp.test_utils import TestClient
 
 from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
+from service.application import Context, RegisterUser
 from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
+from service.security import hash_password
 from service.views.sqlite import all_projectors
 from tests.credentials import basic, bearer
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
 from tests.sqlviews import sql_store
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+# The sellers of checkout_body's lines, in turn: seller1 and the seed's two are development
+# accounts, the others are made in the template (a checkout's sellers must be accounts).
+EXTRA_SELLERS = ("seller2", "seller3")
+SELLERS = ("seller1", *EXTRA_SELLERS, "testing123", "testing12345")
 ROLES = {username: (role, platform) for username, role, platform in DEV_ACCOUNTS}
 
 
@@ -57,7 +63,11 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     async def create() -> None:
         async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
-            await ensure_dev_accounts(make_service(store, make_gateway(config), config))
+            service = make_service(store, make_gateway(config), config)
+            await ensure_dev_accounts(service)
+            for seller in EXTRA_SELLERS:  # a seller must be an account (password = username)
+                command = RegisterUser(seller, "buyer", None, hash_password(seller))
+                await service.handle(command, Context("test"))
 
     asyncio.run(create())
     return path
@@ -229,7 +239,7 @@ def checkout_body(
             "freight_charge": 5000,
             "insurance_amount": 100,
             "commission_onmarket": 1000,
-            "seller_username": "seller1" if i == 0 else f"seller{i + 1}",
+            "seller_username": SELLERS[i % len(SELLERS)],
             "invoice_onmarket": number,
         }
         for i, number in enumerate(numbers)

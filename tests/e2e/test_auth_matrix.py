@@ -36,7 +36,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from structlog.typing import EventDict
 
 from service.app import create_app
-from service.application import Context, RegisterUser, TopUp
+from service.application import Context, DisableUser, RegisterUser, TopUp
 from service.config import Config
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, hash_password, issue_token
@@ -49,12 +49,15 @@ Client = TestClient[web.Request, web.Application]
 VICTIM, INTRUDER = "mx-buyer", "mx-other"
 MARKET, DELIVERY, ADMIN = "mx-market", "mx-delivery", "mx-admin"
 NOBODY = "mx-nobody"
+GONE, GONE_MARKET = "mx-gone", "mx-gone-market"  # disabled accounts (users disable)
 ACCOUNTS: dict[str, tuple[str, str | None]] = {
     VICTIM: ("buyer", None),
     INTRUDER: ("buyer", None),
     MARKET: ("platform", "ONMARKET"),
     DELIVERY: ("platform", "ONDELIVERY"),
     ADMIN: ("admin", None),
+    GONE: ("buyer", None),
+    GONE_MARKET: ("platform", "ONMARKET"),
 }
 # Unlike the development accounts', these passwords are not the usernames (which may be logged).
 PASSWORDS = {name: f"{name.title()}-Pa55word!" for name in ACCOUNTS}
@@ -107,6 +110,8 @@ async def _build_world(database: Path) -> World:
         for username, (role, platform) in ACCOUNTS.items():
             hashed = await asyncio.to_thread(hash_password, PASSWORDS[username])
             await service.handle(RegisterUser(username, role, platform, hashed), Context("test"))
+        for username in (GONE, GONE_MARKET):
+            await service.handle(DisableUser(username), Context("test"))
         await service.handle(TopUp(ADMIN, VICTIM, VICTIM_BALANCE), Context("test"))
 
         market = await api.checkout(buyer=VICTIM, stores=1, invoice_onmarket=[MARKET_LINE])
@@ -457,6 +462,17 @@ def bearer_faults(owner: str) -> dict[str, tuple[CredentialsFn, str]]:
     def basic_instead(ctx: Ctx) -> Credentials:
         return basic(owner, PASSWORDS[owner])
 
+    def signed_for_nobody(ctx: Ctx) -> Credentials:
+        claims = TokenClaims(NOBODY, "buyer", None, ctx.now + timedelta(hours=1))
+        return bearer(issue_token(claims, ctx.secret))
+
+    def signed_with_another_role(ctx: Ctx) -> Credentials:
+        claims = TokenClaims(owner, "admin", None, ctx.now + timedelta(hours=1))
+        return bearer(issue_token(claims, ctx.secret))
+
+    def account_disabled(ctx: Ctx) -> Credentials:
+        return bearer(ctx.token(GONE))
+
     refused = "bearer refused"
     return {
         "no-credentials": (no_credentials, refused),
@@ -473,6 +489,9 @@ def bearer_faults(owner: str) -> dict[str, tuple[CredentialsFn, str]]:
         "tampered-role-admin": (role_changed, refused),
         "tampered-subject": (subject_changed, refused),
         "basic-instead": (basic_instead, refused),
+        "signed-for-missing-account": (signed_for_nobody, refused),
+        "signed-with-another-role": (signed_with_another_role, refused),
+        "account-disabled": (account_disabled, refused),
     }
 
 
@@ -521,6 +540,9 @@ def basic_faults(owner: str) -> dict[str, tuple[CredentialsFn, str]]:
     def bearer_instead(ctx: Ctx) -> Credentials:
         return bearer(ctx.token(owner))
 
+    def account_disabled(ctx: Ctx) -> Credentials:
+        return basic(GONE_MARKET, PASSWORDS[GONE_MARKET])
+
     malformed, login = "basic credentials refused", "login refused"
     return {
         "no-credentials": (no_credentials, malformed),
@@ -535,6 +557,7 @@ def basic_faults(owner: str) -> dict[str, tuple[CredentialsFn, str]]:
         "wrong-password": (wrong_password, login),
         "unknown-user": (unknown_user, login),
         "bearer-instead": (bearer_instead, malformed),
+        "account-disabled": (account_disabled, login),
     }
 
 
@@ -686,6 +709,7 @@ def build_cells() -> list[ParameterSet]:
         ("another-accounts-password", VICTIM, PASSWORDS[INTRUDER]),
         ("password-with-a-trailing-space", VICTIM, PASSWORDS[VICTIM] + " "),
         ("username-case", VICTIM.upper(), PASSWORDS[VICTIM]),
+        ("account-disabled", GONE, PASSWORDS[GONE]),
     ]
     for fault, username, password in logins:
         cell = Cell(

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from multidict import CIMultiDictProxy
 
+from service.application import Context, DisableUser
 from service.gateway.qris import parse_emv
-from service.http.keys import STORE
+from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, issue_token
 from tests.e2e.conftest import Api, FakeClock, checkout_body
 from tests.sqlviews import sql_store
@@ -309,6 +310,43 @@ async def test_seed_example_corrected_is_accepted(api: Api) -> None:
         "INV/ONM/20240124-002B0002",
     ]
     assert (await api.detail(answer.body["invoice"]))["amount"] == 40200
+
+
+SELLER_NOT_FOUND = {
+    "message": "Invalid JSON Format",
+    "code": "SELLER_NOT_FOUND",
+    "errors": {
+        "transaction": {"1": {"seller_username": ["No enabled buyer account of this name."]}}
+    },
+}
+
+
+@pytest.mark.parametrize("source", ["XENDIT", "BALANCE"])
+@pytest.mark.parametrize(
+    "seller",
+    [
+        pytest.param("nobody-sells-here", id="unknown"),
+        pytest.param("onmarket", id="platform-account"),
+        pytest.param("admin", id="admin-account"),
+        pytest.param("testing12345", id="disabled"),
+    ],
+)
+async def test_a_seller_who_is_not_an_enabled_buyer_account_is_refused_naming_the_line(
+    api: Api, seller: str, source: str
+) -> None:
+    """Payouts to nobody: the line's seller must be an existing, enabled buyer account, else
+    400 SELLER_NOT_FOUND naming the line, and nothing is written or paid."""
+    await api.top_up("usernew1", 100_000)
+    await api.client.app[SERVICE].handle(DisableUser("testing12345"), Context("cli:test"))
+    body = seed_example()
+    body["source"] = source
+    body["transaction"][1]["seller_username"] = seller
+    before = await snapshot(api)
+
+    answer = await post(api, body)
+
+    assert (answer.status, answer.body) == (400, SELLER_NOT_FOUND)
+    await assert_unchanged(api, before)
 
 
 async def test_total_of_exactly_the_cap_is_accepted(api: Api) -> None:

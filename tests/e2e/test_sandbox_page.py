@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 import segno
 
+from service.application import Context, RegisterUser
 from service.gateway.port import EXPIRED, PAID
 from service.gateway.qris import parse_emv
 from service.gateway.sandbox import SandboxGateway
-from service.http.keys import GATEWAY
+from service.http.keys import GATEWAY, SERVICE
+from service.security import hash_password
 from tests.e2e.conftest import Api, FakeClock, checkout_body
 
 BUYER = "usernew1"
@@ -312,6 +314,9 @@ async def test_everything_the_page_shows_is_escaped(api: Api) -> None:
     number = "<b onmouseover='x'>&amp;\"1</b>"
     body = checkout_body(invoice_onmarket=[number, "INV/ONM/ESC-2"])
     body["transaction"][0]["seller_username"] = seller
+    # A seller must be an account: one whose name holds markup (nothing in a name forbids it).
+    register = RegisterUser(seller, "buyer", None, hash_password("escaped-seller"))
+    await api.client.app[SERVICE].handle(register, Context("test"))
     created = await api.checkout(transaction=body["transaction"], total_amount=TOTAL)
 
     shown = await page(api, created["xendit_invoice"])

@@ -68,8 +68,16 @@ from hypothesis.stateful import (
 
 from eventstore.sqlite import SQLiteEventStore
 from service.app import DEV_ACCOUNTS, create_app, make_gateway, make_service
-from service.application import Command, CompleteRefund, Context, RegisterUser
+from service.application import (
+    Command,
+    CompleteRefund,
+    Context,
+    DisableUser,
+    EnableUser,
+    RegisterUser,
+)
 from service.config import load_config
+from service.http.auth import ACCOUNT_CACHE_SECONDS
 from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.presenters import api_time
 from service.security import verify_password
@@ -86,9 +94,16 @@ TTL = timedelta(hours=2)  # the configured invoice_ttl_seconds (the default)
 KEY_TTL = timedelta(hours=24)  # idempotency_ttl_seconds (the default)
 BUYERS = ("usernew1", "seller1", "buyer2")  # seller1 is a buyer account that also sells
 SELLERS = ("seller1", "seller2", "seller3")
+ONLY_SELLERS = ("seller2", "seller3")  # sellers that are not among the buyers: the ones disabled
 PLATFORMS = {"ONMARKET": "onmarket", "ONDELIVERY": "ondelivery", "ONTICKET": "onticket"}
 PREFIXES = {"ONMARKET": "OM", "ONDELIVERY": "OD", "ONTICKET": "OT"}
-USERS = (*DEV_ACCOUNTS, ("buyer2", "buyer", None))
+# Every buyer and seller has an account: tokens and sellers are checked against the accounts.
+USERS = (
+    *DEV_ACCOUNTS,
+    ("buyer2", "buyer", None),
+    ("seller2", "buyer", None),
+    ("seller3", "buyer", None),
+)
 GATEWAY_ACCOUNT = "gateway:xendit"
 TOPUP_ACCOUNT = "external:topup"
 UNKNOWN_NUMBER = "INV/NOT/OF-THIS-INVOICE"
@@ -122,6 +137,7 @@ NOT_PAID = refused("TRANSACTION IS NOT PAID", "TRANSACTION_NOT_PAID")
 FIELDS_REQUIRED = refused("Invalid JSON Format", "VALIDATION")
 BUYER_MISMATCH = refused("Invalid JSON Format", "BUYER_MISMATCH")
 NUMBER_IN_USE = refused("Invalid JSON Format", "INVOICE_ONMARKET_IN_USE")
+SELLER_NOT_FOUND = refused("Invalid JSON Format", "SELLER_NOT_FOUND")
 INSUFFICIENT_BALANCE = refused("Insufficient balance", "INSUFFICIENT_BALANCE")
 AMOUNT_MISMATCH = refused("Paid amount does not match the invoice", "PAID_AMOUNT_MISMATCH")
 PAYMENT_ID_REUSED = refused(
@@ -256,6 +272,7 @@ class Model:
         # What the sandbox took: gateway reference -> (payment id, amount), one payment each.
         self.sandbox_paid: dict[str, tuple[str, int]] = {}
         self.accounts: Counter[str] = Counter()
+        self.disabled: set[str] = set()  # accounts disabled by an operator
 
     def move(self, source: str, destination: str, amount: int) -> None:
         self.accounts[source] -= amount
@@ -279,6 +296,8 @@ class Model:
     def checkout_refusal(
         self, buyer: str, source: str, stores: list[Store], now: datetime
     ) -> Expected | None:
+        if any(store.seller in self.disabled for store in stores):
+            return SELLER_NOT_FOUND
         if any(self.holds(store.number, now) for store in stores):
             return NUMBER_IN_USE
         if source == "BALANCE" and self.balance(buyer) < sum(store.total for store in stores):
@@ -537,6 +556,9 @@ class InvoiceMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.model = Model()
         self.checkouts: list[SentCheckout] = []  # every checkout sent, to send again
+        # When each account was last disabled or enabled (the loop's time): a token may be
+        # answered from the authenticator's cache of the old state for ACCOUNT_CACHE_SECONDS.
+        self.switched: dict[str, float] = {}
         self.counter = 0
         self.loop = asyncio.new_event_loop()
         try:
@@ -744,6 +766,21 @@ class InvoiceMachine(RuleBasedStateMachine):
         if checkout.key is not None:
             self.model.keys[buyer, checkout.key] = KeptAnswer(body, answer, now + KEY_TTL)
         return multiple(name)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    @rule(seller=st.sampled_from(ONLY_SELLERS), disable=st.booleans())
+    def an_operator_disables_or_enables_a_seller(self, seller: str, disable: bool) -> None:
+        """As ``python -m service users disable|enable`` does: checkouts paying a disabled
+        seller are refused (SELLER_NOT_FOUND) from the next decision on."""
+        command = DisableUser(seller) if disable else EnableUser(seller)
+        changed = self.run(self.app[SERVICE].handle(command, Context("cli:stateful")))
+        assert changed == (disable != (seller in self.model.disabled))
+        if disable:
+            self.model.disabled.add(seller)
+        else:
+            self.model.disabled.discard(seller)
+        self.switched[seller] = self.loop.time()
 
     # -- payments ----------------------------------------------------------------------------
 
@@ -1090,7 +1127,14 @@ class InvoiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_balance_is_as_the_model_says(self) -> None:
-        users = sorted({*BUYERS, *SELLERS})
+        # A disabled account's token is refused, and for ACCOUNT_CACHE_SECONDS after a switch
+        # either answer is right: those accounts are checked at a later step.
+        settled = self.loop.time() - ACCOUNT_CACHE_SECONDS
+        users = sorted(
+            user
+            for user in {*BUYERS, *SELLERS}
+            if user not in self.model.disabled and self.switched.get(user, 0.0) < settled
+        )
         answers = self.run(self._balances(users))
         for user, (status, answer) in zip(users, answers, strict=True):
             assert status == 200, answer
@@ -1186,7 +1230,8 @@ def cheap_password_hash(password: str) -> str:
 
 
 def create_template(path: Path) -> None:
-    """A database with the development accounts and a third buyer, copied for each example."""
+    """A database with the development accounts, a third buyer and the sellers, copied for each
+    example."""
     config = load_config(None, {}, database=str(path))
 
     async def create() -> None:

@@ -8,6 +8,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 Client = TestClient[web.Request, web.Application]
+# Development accounts of the buyer role: a checkout's sellers must be accounts.
+SELLERS = ("seller1", "testing123", "testing12345")
 
 
 async def call(
@@ -27,7 +29,7 @@ def checkout_body(service: str, source: str, numbers: list[str], **line: Any) ->
             "freight_charge": 5000,
             "insurance_amount": 100,
             "commission_onmarket": 1000,
-            "seller_username": f"seller{i + 1}",
+            "seller_username": SELLERS[i % len(SELLERS)],
             "invoice_onmarket": number,
             **line,
         }

@@ -8,6 +8,7 @@ bounded timeouts. Databases the commands work on are populated by the real app o
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shutil
 import socket
@@ -320,6 +321,66 @@ def test_users_add_works_on_a_fresh_install(workdir: Path) -> None:
     result = run_cli(workdir, "users", "add", "--role", "admin", "root", stdin="root-password\n")
     assert result.returncode == 0, result.stderr
     assert scalar(workdir / "data" / "invoices.db", "SELECT role FROM users") == "admin"
+
+
+# -- users disable / enable ----------------------------------------------------------------------
+
+
+def user_events(database: Path, username: str) -> list[tuple[str, str]]:
+    """The type and recorded actor of each event of the account's stream, in order."""
+    conn = sqlite3.connect(database)
+    try:
+        rows = conn.execute(
+            "SELECT type, metadata FROM events WHERE stream_id = ? ORDER BY version",
+            (f"user-{username}",),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(kind, json.loads(metadata)["actor"]) for kind, metadata in rows]
+
+
+async def test_users_disable_and_enable_are_events_with_the_operator_and_gate_logins(
+    workdir: Path,
+) -> None:
+    """disable: an event naming the operator, no login; again: no event; enable: an event, the
+    login works again; the views still equal a replay."""
+    database = workdir / "data" / "invoices.db"
+    password = "carol-password"
+    added = run_cli(workdir, "users", "add", "--role", "buyer", "carol", stdin=password + "\n")
+    assert added.returncode == 0, added.stderr
+    operator = f"cli:{getpass.getuser()}"
+
+    disabled = run_cli(workdir, "users", "disable", "carol")
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.strip() == "account 'carol' disabled"
+    assert not await _can_log_in(database, "carol", password)
+    again = run_cli(workdir, "users", "disable", "carol")
+    assert again.returncode == 0, again.stderr
+    assert "already disabled" in again.stdout
+    assert scalar(database, "SELECT enabled FROM users WHERE username = 'carol'") == 0
+
+    enabled = run_cli(workdir, "users", "enable", "carol")
+    assert enabled.returncode == 0, enabled.stderr
+    assert await _can_log_in(database, "carol", password)
+    assert user_events(database, "carol") == [
+        ("UserRegistered", operator),
+        ("UserDisabled", operator),
+        ("UserEnabled", operator),
+    ]
+    verified = run_cli(workdir, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_users_disable_of_an_unknown_account_exits_1_and_writes_nothing(workdir: Path) -> None:
+    """A name nobody registered is a clear error, and the log stays as it was."""
+    run_cli(workdir, "users", "add", "--role", "admin", "root", stdin="root-password\n")
+    database = workdir / "data" / "invoices.db"
+    before = scalar(database, "SELECT COUNT(*) FROM events")
+    for action in ("disable", "enable"):
+        result = run_cli(workdir, "users", action, "nobody")
+        assert result.returncode == 1
+        assert "no user 'nobody'" in result.stderr
+    assert scalar(database, "SELECT COUNT(*) FROM events") == before
 
 
 # -- rebuild -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ its answer against what was done, or against the log itself.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +18,14 @@ import pytest
 from aiohttp import web
 
 from eventstore import RecordedEvent
+from eventstore.sqlite import SQLiteEventStore
 from service.app import create_app
+from service.application import Context, DisableUser, EnableUser
 from service.config import Config
-from service.http.keys import READ_MODEL, STORE
+from service.http.keys import READ_MODEL, SERVICE, STORE
+from service.storage.sqlite.views_check import compare_views_with_replay
 from service.views import LedgerEntry, ReadModel
+from service.views.sqlite import SQLiteReadModel, all_projectors
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, copy_of, e2e_config
 
 TTL = 2 * 3600  # the default invoice_ttl_seconds
@@ -279,6 +284,46 @@ async def test_a_user_is_found_with_role_platform_and_password_hash(api: Api) ->
     assert (platform.role, platform.platform) == ("platform", "ONMARKET")
     assert buyer.password_hash.startswith("scrypt$")
     assert await views.user("nobody") is None
+
+
+async def enabled(views: ReadModel, username: str) -> bool:
+    user = await views.user(username)
+    assert user is not None
+    return user.enabled
+
+
+async def test_a_disabled_user_is_found_disabled_and_enabled_again(api: Api) -> None:
+    """The users view follows UserDisabled and UserEnabled, and a rebuild gives the same."""
+    service, views = api.client.app[SERVICE], views_of(api)
+    assert await enabled(views, "seller1") is True
+
+    await service.handle(DisableUser("seller1"), Context("test"))
+    assert await enabled(views, "seller1") is False
+    await api.client.app[STORE].rebuild_projections()
+    assert await enabled(views, "seller1") is False
+
+    await service.handle(EnableUser("seller1"), Context("test"))
+    assert await enabled(views, "seller1") is True
+
+
+async def test_a_database_from_before_accounts_could_be_disabled_opens_all_enabled(
+    tmp_path: Path, template: Path
+) -> None:
+    """A users view without the enabled column (view:users at version 1) gains it on open,
+    every account enabled, and the views still equal a replay of the log."""
+    database = copy_of(template, tmp_path)
+    conn = sqlite3.connect(database, isolation_level=None)
+    try:
+        conn.execute("ALTER TABLE users DROP COLUMN enabled")
+        conn.execute("DELETE FROM schema_migrations WHERE component = 'view:users' AND version = 2")
+    finally:
+        conn.close()
+
+    async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
+        user = await SQLiteReadModel(store).user("usernew1")
+    assert user is not None
+    assert user.enabled is True
+    assert await compare_views_with_replay(database) == []
 
 
 # -- the workers' scans --------------------------------------------------------------------

@@ -26,7 +26,7 @@ from tests.credentials import basic, bearer
 from tests.sqlviews import sql_store
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
-BUYERS = ("usernew1", "seller1", "seller2")
+BUYERS = ("usernew1", "seller1", "testing123")  # development accounts (sellers must exist)
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Coroutine[Any, Any, Client]]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from service.domain import errors
+from service.domain.accounts import Account
 from service.domain.balance import Balance
 from service.domain.checkout import (
     CheckoutDecision,
@@ -29,6 +30,7 @@ from service.domain.events import (
     InvoicePaid,
     OnmarketInvoiceReserved,
     TransactionLine,
+    UserRegistered,
 )
 from service.domain.invoice import Invoice, evolve
 from service.domain.statuses import PAID, PENDING
@@ -56,10 +58,18 @@ def order(
     return CheckoutOrder(BUYER, service, source, amount, lines)
 
 
+def account(username: str, role: str = "buyer", platform: str | None = None) -> Account:
+    return Account(UserRegistered(username, role, platform, "scrypt$...", NOW))
+
+
+SELLERS = {name: account(name) for name in ("seller1", "seller2", "seller3")}
+
+
 def decide(
     checkout: CheckoutOrder,
     *,
     holders: dict[str, Invoice | None] | None = None,
+    sellers: dict[str, Account | None] | None = None,
     balance: Balance | None = None,
     now: datetime = NOW,
 ) -> CheckoutDecision:
@@ -67,6 +77,7 @@ def decide(
         checkout,
         invoice=INVOICE,
         holders=holders or {},
+        sellers=SELLERS if sellers is None else sellers,
         balance=balance,
         now=now,
         expires_at=EXPIRES,
@@ -268,3 +279,32 @@ def test_taken_numbers_are_reported_before_an_insufficient_balance() -> None:
 
 def test_a_gateway_checkout_does_not_look_at_the_balance() -> None:
     decide(order(), balance=None)
+
+
+@pytest.mark.parametrize(
+    "seller",
+    [
+        pytest.param(None, id="no-such-account"),
+        pytest.param(replace(account("seller2"), enabled=False), id="disabled"),
+        pytest.param(account("seller2", "platform", "ONMARKET"), id="platform-account"),
+        pytest.param(account("seller2", "admin"), id="admin-account"),
+    ],
+)
+def test_a_seller_who_is_not_an_enabled_buyer_account_is_refused_naming_the_line(
+    seller: Account | None,
+) -> None:
+    refused = refusal(order(), sellers={**SELLERS, "seller2": seller})
+
+    assert refused.code == "SELLER_NOT_FOUND"
+    assert refused.message == "Invalid JSON Format"
+    assert refused.errors == {
+        "transaction": {"1": {"seller_username": ["No enabled buyer account of this name."]}}
+    }
+
+
+def test_unknown_sellers_are_reported_before_taken_numbers() -> None:
+    refused = refusal(order(), sellers={}, holders={"OMK-001": holder()})
+
+    assert refused.code == "SELLER_NOT_FOUND"
+    assert refused.errors is not None
+    assert set(refused.errors["transaction"]) == {"0", "1"}

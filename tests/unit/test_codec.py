@@ -40,6 +40,8 @@ from service.domain.events import (
     RefundRequested,
     TransactionCompleted,
     TransactionLine,
+    UserDisabled,
+    UserEnabled,
     UserRegistered,
 )
 from service.domain.invoice import Invoice, evolve
@@ -112,6 +114,8 @@ SAMPLES: list[Event] = [
     ),
     UserRegistered("usernew1", "buyer", None, "scrypt$16384$8$1$c2FsdA$aGFzaA", AT),
     UserRegistered("onmarket", "platform", "ONMARKET", "scrypt$16384$8$1$c2FsdA$aGFzaA", AT),
+    UserDisabled("usernew1", "cli:operator", AT),
+    UserEnabled("usernew1", "cli:operator", AT + timedelta(minutes=5)),
 ]
 
 

@@ -41,6 +41,7 @@ _DOMAIN_ERRORS: tuple[type[errors.DomainError], ...] = (
     errors.NotPaid,
     errors.InsufficientBalance,
     errors.InvoiceOnmarketInUse,
+    errors.SellerNotFound,
     errors.BuyerMismatch,
     errors.PaidAmountMismatch,
     errors.Forbidden,
@@ -155,7 +156,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "Buyer accounts only. `total_amount` must equal Σ(amount + freight_charge +"
             " insurance_amount); `commission_onmarket` ≤ `amount`; each `invoice_onmarket` once"
             " per request and not part of another invoice that is PENDING or PAID"
-            " (`INVOICE_ONMARKET_IN_USE`). BALANCE checkouts are paid at once from the buyer's"
+            " (`INVOICE_ONMARKET_IN_USE`); each `seller_username` an existing, enabled buyer"
+            " account (`SELLER_NOT_FOUND`, naming the line). BALANCE checkouts are paid at once"
+            " from the buyer's"
             " balance (`INSUFFICIENT_BALANCE` otherwise).\n\n"
             "With `Idempotency-Key`, a repeat with the same key and body within 24 h answers the"
             " first answer again and changes nothing; the same key with another body is"
@@ -168,7 +171,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer_description="The invoice: its shape depends on `source`",
         errors=_errors(
             _BODY_ERRORS,
-            {400: ("INVOICE_ONMARKET_IN_USE", "INSUFFICIENT_BALANCE")},
+            {400: ("INVOICE_ONMARKET_IN_USE", "SELLER_NOT_FOUND", "INSUFFICIENT_BALANCE")},
             _ROLE,
             {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")},
             _ALWAYS,

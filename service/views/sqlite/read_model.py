@@ -119,13 +119,16 @@ class SQLiteReadModel:
     # -- accounts -------------------------------------------------------------------------------
 
     async def user(self, username: str) -> UserRecord | None:
-        rows = await self._store.query(
-            "SELECT role, platform, password_hash FROM users WHERE username = ?", (username,)
+        # A lookup by primary key, on the calling thread: every authenticated request checks
+        # its account (through the authenticator's short cache), so it must stay microseconds.
+        rows = await self._store.lookup(
+            "SELECT role, platform, password_hash, enabled FROM users WHERE username = ?",
+            (username,),
         )
         if not rows:
             return None
-        role, platform, password_hash = rows[0]
-        return UserRecord(username, role, platform, password_hash)
+        role, platform, password_hash, enabled = rows[0]
+        return UserRecord(username, role, platform, password_hash, bool(enabled))
 
     # -- the workers' scans ---------------------------------------------------------------------
 
