@@ -86,7 +86,7 @@ async def _checkout(app: Application, command: Checkout, context: Context) -> An
             stored = _answer_of(app, key_record, idempotency)
             if stored is not None:
                 return stored
-        sellers = await _read_sellers(tx, order)
+        sellers = await _read_sellers(app, order)
         balance = None
         if order.source == BALANCE:
             balance = await tx.load(balance_stream(order.username), evolve_balance)
@@ -156,13 +156,18 @@ async def _read_claims(
     return key_record, holders
 
 
-async def _read_sellers(tx: Attempt, order: CheckoutOrder) -> dict[str, Account | None]:
+async def _read_sellers(app: Application, order: CheckoutOrder) -> dict[str, Account | None]:
     """Each seller's account, from the log through the write model's cache (a lookup by key per
     seller once cached). A name is taken for good, so an account that exists cannot vanish; the
     one race left, a seller disabled while this checkout decides, is settled by commit order,
-    as if the checkout had committed just before the disable."""
+    as if the checkout had committed just before the disable.
+
+    Read without the stream's turn (``app.load``, not ``tx.load``): the checkout appends nothing
+    to a seller's stream, and every checkout of a popular seller taking that seller's turn, held
+    until its commit, would put all of them in one line (measured: half the checkouts a second
+    at 16 and 64 connections, all paying one seller)."""
     names = dict.fromkeys(line.seller_username for line in order.lines)
-    return {name: await tx.load(user_stream(name), evolve_account) for name in names}
+    return {name: (await app.load(user_stream(name), evolve_account))[0] for name in names}
 
 
 async def _stored_answer(

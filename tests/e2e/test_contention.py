@@ -24,6 +24,9 @@ from eventstore import ConcurrencyError, DuplicateEventError
 from service.app import create_app
 from service.application import Context, RegisterUser
 from service.config import Config
+from service.gateway.port import GatewayPayment, PaymentRequest
+from service.gateway.qris import Merchant
+from service.gateway.sandbox import SandboxGateway
 from service.http.keys import SERVICE, STORE
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, copy_of, e2e_config
 
@@ -203,3 +206,36 @@ async def test_identical_callbacks_at_two_processes_answer_one_paid(
         messages = Counter(answer["message"] for _, answer in answers)
         assert messages == {"PAID": 1, "DUPLICATE": 19}, (round_, answers)
     await api.assert_balanced()
+
+
+async def test_checkouts_paying_one_seller_do_not_wait_for_each_other(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """Checkouts only read their sellers' accounts: one held up at the gateway (after its
+    decision, before its append) does not hold up another checkout paying the same seller."""
+    held, release = asyncio.Event(), asyncio.Event()
+
+    class HeldOnce(SandboxGateway):
+        """The sandbox, whose first invoice waits until the test releases it."""
+
+        async def create_invoice(self, request: PaymentRequest) -> GatewayPayment:
+            if not held.is_set():
+                held.set()
+                await release.wait()
+            return await super().create_invoice(request)
+
+    merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
+    gateway = HeldOnce(config.public_base_url, merchant)
+    client = await aiohttp_client(create_app(config, clock=clock, gateway=gateway))
+    api = Api(client, config, clock)
+    first = asyncio.ensure_future(api.checkout(stores=1))  # one store: the first seller
+    await asyncio.wait_for(held.wait(), timeout=5)
+
+    try:
+        second = await asyncio.wait_for(api.checkout(stores=1, buyer="seller2"), timeout=5)
+    finally:
+        release.set()
+    created = await first
+
+    assert second["transaction"][0]["status"] == "PENDING"
+    assert created["invoice"] != second["invoice"]
