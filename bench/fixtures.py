@@ -36,6 +36,12 @@ class SetupFailed(RuntimeError):
     """A set-up request was refused: the benchmark cannot measure what it meant to."""
 
 
+def read_buyers(tag: str, reads: int) -> list[str]:
+    """The buyers of the invoices ``prepare`` creates for the detail reads (to be registered
+    before the service starts: a token must name an account)."""
+    return [f"hr{tag}b{i}" for i in range(reads)]
+
+
 async def register_buyers(database: Path, names: list[str]) -> None:
     """Buyer accounts ``names`` in a database no server has open."""
     config = load_config(None, environ={}, database=str(database))
@@ -108,7 +114,7 @@ async def prepare(
         # own scrypt (CPU, and 16 MiB in each worker thread, which the server's RSS keeps).
         await _limited(top_ups[:1])
         await _limited(top_ups[1:])
-        buyers = [f"hr{tag}b{i}" for i in range(reads)]
+        buyers = read_buyers(tag, reads)
         answers = await _limited(
             [
                 _send(

@@ -99,6 +99,8 @@ DETAIL_P99_MS = 5.0
 LARGE_VS_EMPTY = 1.2
 
 SCENARIOS = ("checkout", "life", "detail", "balance")
+# Registered buyers the checkout and life scenarios cycle through (see ``run``).
+CHECKOUT_BUYERS = 4096
 LABELS = {
     "bare_post": "bare POST /echo",
     "bare_get": "bare GET /detail",
@@ -587,6 +589,10 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
         f" synchronous={settings.synchronous}"
     )
 
+    # The buyers the checkout and life scenarios take turns with: registered accounts (a token
+    # must name one), each used about once every CHECKOUT_BUYERS / throughput seconds, longer
+    # than the service remembers an account, so a checkout finds no warm cache of its buyer.
+    pool = [f"hc{tag}b{i}" for i in range(CHECKOUT_BUYERS)]
     large: Server | None = None
     large_extra: dict[str, Any] = {}
     if settings.prefill:
@@ -614,6 +620,11 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
         copy = work / "large.db"
         copy_seconds = copy_database(prefill.path, copy)
         reads = sample_invoices(copy, settings.large_reads)
+        # Every token must name an account: the sampled invoices' buyers (the generated log
+        # has none) and the checkout buyers.
+        asyncio.run(
+            fixtures.register_buyers(copy, sorted({buyer for _, buyer in reads} | set(pool)))
+        )
         say(
             f"  copied it for this run in {copy_seconds:.1f}s; detail reads {len(reads):,}"
             " invoices spread over the whole log"
@@ -637,12 +648,12 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
             synchronous=settings.synchronous,
         )
         servers.append(large)
-        large_extra = {"token_secret": token_secret, "reads": reads}
+        large_extra = {"token_secret": token_secret, "reads": reads, "checkout_buyers": pool}
 
     empty_db = work / "empty.db"
     buyers = [f"hb{tag}buyer{i}" for i in range(settings.buyers)]
-    if "balance" in settings.scenarios:
-        asyncio.run(fixtures.register_buyers(empty_db, buyers))
+    read_buyers = fixtures.read_buyers(tag, settings.reads)
+    asyncio.run(fixtures.register_buyers(empty_db, [*buyers, *read_buyers, *pool]))
     empty = start_service(
         "service (empty)",
         empty_db,
@@ -689,7 +700,12 @@ def run(settings: Settings, work: Path, servers: list[Server], results: dict[str
         server.wait_ready()
         server.wait_settled(SETTLE_SECONDS)
 
-    empty_extra = {"token_secret": token_secret, "reads": reads, "buyers": buyers}
+    empty_extra = {
+        "token_secret": token_secret,
+        "reads": reads,
+        "buyers": buyers,
+        "checkout_buyers": pool,
+    }
     targets = {
         "bare": (bare, empty_extra),
         "floor": (floor, empty_extra),

@@ -12,9 +12,10 @@ server's peak memory and CPU are read from ``/proc``).
 
 Scenarios (bodies, tokens and names as a real client would send them):
 
-- ``checkout``: ``POST /payment-checkout``, XENDIT, two stores; a new buyer and new
-  ``invoice_onmarket`` numbers for every request (the tokens are signed here with the server's
-  ``token_secret``, as the service's own ``/auth`` would sign them).
+- ``checkout``: ``POST /payment-checkout``, XENDIT, two stores; new ``invoice_onmarket``
+  numbers for every request, the buyers taken in turn from ``checkout_buyers`` (registered
+  accounts), each request's token signed anew here with the server's ``token_secret``, as the
+  service's own ``/auth`` would sign it.
 - ``life``: a whole invoice life as one operation: checkout, ``POST /sandbox/invoices/{ref}/pay``
   (the sandbox then sends the gateway's callback to the service), and ``POST /invoice/done`` for
   each of the two stores (Basic ``onmarket``); each request's latency is recorded too.
@@ -197,9 +198,14 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
     scenario, tag, concurrency = spec["scenario"], spec["tag"], spec["concurrency"]
     reads: list[list[str]] = spec.get("reads") or []
     buyers: list[str] = spec.get("buyers") or []
+    # Registered buyers, taken in turn; each request's token is signed anew, as a new login's.
+    pool: list[str] = list(spec.get("checkout_buyers") or [])
+
+    def next_buyer(w: int, k: int) -> str:
+        return pool[(w + int(concurrency) * k) % len(pool)]
 
     async def checkout(client: Client, w: int, k: int) -> None:
-        headers = tokens.fresh(f"hb{tag}w{w}k{k}")
+        headers = tokens.fresh(next_buyer(w, k))
         body = checkout_body(f"INV/HB/{tag}/{w}/{k}", "XENDIT")
         await client.call(
             "checkout", "POST", "/payment-checkout", "/payment-checkout", body=body, headers=headers
@@ -207,7 +213,7 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
 
     def poster(path: str) -> Step:
         async def post(client: Client, w: int, k: int) -> None:
-            headers = tokens.fresh(f"hb{tag}w{w}k{k}")
+            headers = tokens.fresh(next_buyer(w, k))
             body = checkout_body(f"INV/HB/{tag}/{w}/{k}", "XENDIT")
             await client.call("post", "POST", path, path, body=body, headers=headers)
 
@@ -223,7 +229,7 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
                 "/payment-checkout",
                 "/payment-checkout",
                 body=checkout_body(prefix, "XENDIT"),
-                headers=tokens.fresh(f"hl{tag}w{w}k{k}"),
+                headers=tokens.fresh(next_buyer(w, k)),
             )
         )
         invoice, reference = answer["invoice"], answer["xendit_invoice"]
@@ -274,6 +280,8 @@ def make_step(spec: dict[str, Any], tokens: Tokens) -> Step:
     }
     if scenario in ("detail", "bare_get", "floor_get") and not reads:
         raise SystemExit(f"scenario {scenario} needs reads")
+    if scenario in ("checkout", "life", "bare_post", "floor_post") and not pool:
+        raise SystemExit(f"scenario {scenario} needs checkout_buyers")
     if scenario == "balance" and len(buyers) < concurrency:
         raise SystemExit("scenario balance needs at least one buyer per connection")
     return steps[scenario]
