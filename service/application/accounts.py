@@ -3,12 +3,15 @@ buyer's balance."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from eventstore import ANY
 from service.application.commands import Command, Context
 from service.application.handling import Application, Attempt
 from service.domain.accounts import (
+    Account,
     decide_disable,
     decide_enable,
     decide_registration,
@@ -16,6 +19,7 @@ from service.domain.accounts import (
     evolve_account,
 )
 from service.domain.balance import evolve_balance
+from service.domain.events import Event
 from service.domain.streams import balance_stream, user_stream
 
 
@@ -76,23 +80,25 @@ async def register_user(app: Application, command: RegisterUser, context: Contex
 
 
 async def disable_user(app: Application, command: DisableUser, context: Context) -> bool:
-    stream = user_stream(command.username)
-
-    async def attempt(tx: Attempt) -> bool:
-        account = await tx.load(stream, evolve_account)
-        events = decide_disable(account, context.actor, app.clock())
-        tx.append(stream, events, context.metadata())
-        return bool(events)
-
-    return await app.run(attempt)
+    return await _switch(app, command.username, decide_disable, context)
 
 
 async def enable_user(app: Application, command: EnableUser, context: Context) -> bool:
-    stream = user_stream(command.username)
+    return await _switch(app, command.username, decide_enable, context)
+
+
+async def _switch(
+    app: Application,
+    username: str,
+    decide: Callable[[Account | None, str, datetime], list[Event]],
+    context: Context,
+) -> bool:
+    """Disable or enable an account as ``decide`` says; whether anything changed."""
+    stream = user_stream(username)
 
     async def attempt(tx: Attempt) -> bool:
         account = await tx.load(stream, evolve_account)
-        events = decide_enable(account, context.actor, app.clock())
+        events = decide(account, context.actor, app.clock())
         tx.append(stream, events, context.metadata())
         return bool(events)
 
