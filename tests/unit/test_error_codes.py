@@ -146,7 +146,7 @@ def _docs_table_rows() -> list[str]:
 
 def test_the_docs_table_is_the_catalogue() -> None:
     """docs/api.md lists exactly the catalogue's codes with their statuses and endpoints
-    (regenerate with `python -m service.http.openapi.codes`)."""
+    (regenerate with `python -m service.http.openapi.operations`)."""
     rows = _docs_table_rows()
     codes = [re.findall(r"\| `([A-Z_]+)` \|", row)[0] for row in rows]
     assert codes == [entry.code for entry in CATALOGUE]

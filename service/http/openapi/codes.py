@@ -4,7 +4,7 @@ One code names one condition and answers one status everywhere. ``operations._er
 (at import) an operation that lists a code under another status than the catalogue's, the
 OpenAPI document's per-status ``enum`` is built from the operations' lists, and the table in
 docs/api.md is ``markdown_table(OPERATIONS)`` (tests/unit/test_error_codes.py checks it is
-current; ``python -m service.http.openapi.codes`` prints it).
+current; ``python -m service.http.openapi.operations`` prints it).
 """
 
 from __future__ import annotations
@@ -215,9 +215,3 @@ def markdown_table(
     operations: Mapping[tuple[str, str], Mapping[int, tuple[str, ...]]],
 ) -> str:
     return "\n".join((*TABLE_HEADER, *markdown_rows(operations)))
-
-
-if __name__ == "__main__":  # pragma: no cover - prints the table for docs/api.md
-    from service.http.openapi.operations import OPERATIONS
-
-    print(markdown_table({key: op.errors for key, op in OPERATIONS.items()}))

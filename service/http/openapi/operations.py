@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import Schema
 
 from service.http import schemas
-from service.http.openapi.codes import check_listed
+from service.http.openapi.codes import check_listed, markdown_table
 
 BEARER, BASIC, CALLBACK_TOKEN = "bearer", "basic", "callbackToken"
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -305,3 +305,7 @@ Every answer carries `X-Request-ID`: the request's own, if it sent one of 1 to 1
 
 The development-only `/sandbox/*` routes (the simulated gateway's payment page and buttons) \
 are not part of this document: see docs/api.md."""
+
+
+if __name__ == "__main__":  # pragma: no cover - prints docs/api.md's table of error codes
+    print(markdown_table({key: operation.errors for key, operation in OPERATIONS.items()}))
