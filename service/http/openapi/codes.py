@@ -55,7 +55,13 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         " object (`errors` names each)",
         (SANDBOX_PAY,),
     ),
-    ErrorCode("MALFORMED_JSON", 400, "Invalid JSON Format", "The body is not valid JSON"),
+    ErrorCode(
+        "MALFORMED_JSON",
+        400,
+        "Invalid JSON Format",
+        "The body is not valid JSON, or repeats a key",
+        (SANDBOX_PAY,),
+    ),
     _domain(
         errors.InvoiceOnmarketInUse,
         400,
@@ -69,7 +75,6 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         errors.InvoiceNotFound,
         400,
         "No such invoice, or one the caller may not see (answered alike)",
-        (SANDBOX_PAY,),
     ),
     _domain(errors.TransactionNotFound, 400, "No such store transaction in the invoice"),
     _domain(errors.ExpiredInvoice, 400, "The invoice expired unpaid"),
