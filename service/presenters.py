@@ -61,10 +61,15 @@ def checkout_answer(created: InvoiceCreated, status: str) -> dict[str, Any]:
 
 
 def invoice_detail(
-    seq: int, state: Invoice, now: datetime, times: TimeFormat = api_time
+    seq: int,
+    state: Invoice,
+    status_history: list[dict[str, Any]],
+    now: datetime,
+    times: TimeFormat = api_time,
 ) -> dict[str, Any]:
-    """What GET /invoice/detail answers: the seed's fields plus each store's transaction
-    (``times``: the app's ``API_TIMES`` on the read path, which remembers)."""
+    """What GET /invoice/detail answers: the seed's fields plus each store's transaction and
+    the status history as shown at ``now`` (``times``: the app's ``API_TIMES`` on the read
+    path, which remembers)."""
     created = state.created
     return {
         "id": str(seq),
@@ -93,6 +98,7 @@ def invoice_detail(
             }
             for t in state.transactions
         ],
+        "status_history": status_history,
     }
 
 

@@ -20,6 +20,7 @@ from service.domain.accounts import Account, evolve_account
 from service.domain.invoice import Invoice, evolve
 from service.domain.streams import invoice_stream, user_stream
 from service.records import decode
+from service.views.status_history import StatusHistory, record_change
 
 T = TypeVar("T")
 Handler = Callable[[Application, Any, Context], Awaitable[Any]]
@@ -67,18 +68,31 @@ class InvoiceService(Application):
 
     async def invoice_as_of(
         self, invoice: str, *, at: datetime | None = None, position: int | None = None
-    ) -> tuple[Invoice, datetime] | None:
+    ) -> tuple[Invoice, StatusHistory, datetime] | None:
         """The invoice as it stood at time ``at`` or just after log position ``position``, by
-        replaying its stream with the same ``evolve`` as the live view; None before it existed.
-        Also returns the moment to show it at: ``at``, or the commit time of ``position``."""
+        replaying its stream with the same ``evolve`` as the live view, with its status history
+        up to then; None before it existed. Also returns the moment to show it at: ``at``, or
+        the commit time of ``position``."""
         moment = at if position is None else await self.views.commit_time(position)
         state: Invoice | None = None
+        history: StatusHistory = []
         async for recorded in self.store.read_stream(invoice_stream(invoice)):
             if (at is not None and recorded.recorded_at > at) or (
                 position is not None and recorded.position > position
             ):
                 break
-            state = evolve(state, decode(recorded))
+            before, state = state, evolve(state, decode(recorded))
+            record_change(history, before, state, recorded)
         if state is None or moment is None:
             return None
-        return state, moment
+        return state, history, moment
+
+    async def status_history(self, invoice: str) -> StatusHistory:
+        """The invoice's whole status history from its stream: for a view row written before
+        the view kept it (until ``python -m service rebuild``)."""
+        state: Invoice | None = None
+        history: StatusHistory = []
+        async for recorded in self.store.read_stream(invoice_stream(invoice)):
+            before, state = state, evolve(state, decode(recorded))
+            record_change(history, before, state, recorded)
+        return history

@@ -44,6 +44,7 @@ from service.http.keys import (
 from service.http.middleware import ApiError, json_response
 from service.presenters import api_time, history_entry, invoice_detail
 from service.views import ReadModel, VisibleInvoice
+from service.views.status_history import shown_at
 
 log = structlog.get_logger("service.http")
 routes = web.RouteTableDef()
@@ -131,18 +132,23 @@ async def detail(request: web.Request) -> web.Response:
     actor = await request.app[AUTH].bearer(request)
     query = load_query(schemas.DetailQuerySchema, request)
     found = await _visible_invoice(request, actor, query)
-    state = found.state
+    state, history = found.state, found.status_history
     if "as_of" in query or "as_of_position" in query:
         past = await request.app[SERVICE].invoice_as_of(
             state.invoice, at=query.get("as_of"), position=query.get("as_of_position")
         )
         if past is None:  # it did not exist yet
             raise InvoiceNotFound()
-        state, now = past
+        state, history, now = past
     else:
         now = request.app[CLOCK]()
+    if history is None:  # a view row from before the history was kept, not yet rebuilt
+        history = await request.app[SERVICE].status_history(state.invoice)
     return answer(
-        invoice_detail(found.seq, state, now, request.app[API_TIMES]), schemas.DetailAnswer
+        invoice_detail(
+            found.seq, state, shown_at(history, state, now), now, request.app[API_TIMES]
+        ),
+        schemas.DetailAnswer,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.domain.invoice import Invoice
 
@@ -32,10 +32,13 @@ class Viewer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class VisibleInvoice:
-    """An invoice a viewer may see: its creation number (the API's ``id``) and its state."""
+    """An invoice a viewer may see: its creation number (the API's ``id``), its state and its
+    status history (``service.views.status_history``; None in a view row written before the
+    history was kept, until a rebuild: the caller then folds it from the invoice's stream)."""
 
     seq: int
     state: Invoice
+    status_history: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -1106,6 +1107,12 @@ class InvoiceMachine(RuleBasedStateMachine):
             assert status == 200, detail
             shown = (detail["status"], [t["status"] for t in detail["transaction"]])
             assert shown == (invoice.shown(now), invoice.shown_stores(now)), (name, detail)
+            # The status history starts PENDING, changes at each entry, and ends where the
+            # status is (an expiry not yet recorded included).
+            history = [entry["status"] for entry in detail["status_history"]]
+            assert history[0] == "PENDING", detail
+            assert history[-1] == detail["status"], detail
+            assert all(a != b for a, b in itertools.pairwise(history)), detail
             assert detail["amount"] == invoice.total, detail
             assert detail["src"] == invoice.source, detail
             assert detail["username"] == invoice.buyer

@@ -56,6 +56,7 @@ from service.storage.sqlite.backup import backup_database
 from service.storage.sqlite.views_check import VIEW_TABLES, compare_views_with_replay
 from service.views.invoice_state import decode_state
 from service.views.sqlite import SQLiteReadModel, all_projectors
+from service.views.status_history import decode_history
 from service.workers.expiry import expire_due
 from service.workers.refunds import NAME as REFUND_WORKER
 
@@ -376,10 +377,12 @@ async def scenario(folder: Path, commands: list[Op], page_size: int = 1000) -> s
         assert scalar(live, "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries") == 0
 
         head = await store.head_position()
-        for invoice, state_text in await store.query("SELECT invoice, state FROM invoice_view"):
+        rows = await store.query("SELECT invoice, state, status_history FROM invoice_view")
+        for invoice, state_text, history_text in rows:
             as_of = await service.invoice_as_of(invoice, position=head)
             assert as_of is not None
             assert as_of[0] == decode_state(state_text), invoice
+            assert as_of[1] == decode_history(history_text), invoice
         return {event.type async for event in store.read_all()}
 
 

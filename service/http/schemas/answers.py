@@ -127,6 +127,16 @@ class DetailTransactionAnswer(Schema):
     status = _one_of(*TRANSACTION_STATUSES, required=True)
 
 
+class StatusChangeAnswer(Schema):
+    status = _one_of(*INVOICE_STATUSES, required=True)
+    at = _time(required=True, metadata=_doc("When the invoice reached this status."))
+    actor = fields.String(
+        required=True,
+        allow_none=True,
+        metadata=_doc("Who: a user, a platform account, `gateway`, or `system:…`."),
+    )
+
+
 class DetailAnswer(Schema):
     """An invoice as the buyer sees it (the seed's fields plus each store's transaction)."""
 
@@ -144,6 +154,14 @@ class DetailAnswer(Schema):
     createdAt = _time(required=True)
     updatedAt = _time(required=True)
     transaction = fields.List(fields.Nested(DetailTransactionAnswer), required=True)
+    status_history = fields.List(
+        fields.Nested(StatusChangeAnswer),
+        required=True,
+        metadata=_doc(
+            "Each status the invoice reached, oldest first; a PENDING invoice past its expiry"
+            " ends with EXPIRED at `expired_at` by `system:expiry`, as its `status` says."
+        ),
+    )
 
 
 class HistoryEventAnswer(Schema):

@@ -18,6 +18,12 @@ from service.domain.invoice import Invoice, evolve
 from service.domain.streams import INVOICE_STREAM_PREFIX
 from service.records import decode
 from service.views.invoice_state import decode_state, encode_state
+from service.views.status_history import (
+    StatusHistory,
+    decode_history,
+    encode_history,
+    record_change,
+)
 
 MIGRATIONS = (
     Migration(
@@ -44,6 +50,10 @@ MIGRATIONS = (
         );
         """,
     ),
+    # Each status the invoice reached, when and by whom (``service.views.status_history``).
+    # Rows written before it hold NULL until ``python -m service rebuild``: the detail then
+    # reads the history from the invoice's stream instead.
+    Migration(2, "status history", "ALTER TABLE invoice_view ADD COLUMN status_history TEXT;"),
 )
 
 Decoded = tuple[RecordedEvent, Event]
@@ -83,14 +93,20 @@ class InvoiceView:
             elif invoice not in created:
                 earlier.add(invoice)
             last[invoice] = recorded
-        states = _load_states(conn, earlier)
-        for invoice, _, event in events:
-            states[invoice] = evolve(states.get(invoice), event)
-        _insert(conn, [(states[invoice], last[invoice]) for invoice in created])
+        states, histories = _load_states(conn, earlier)
+        for invoice, recorded, event in events:
+            before = states.get(invoice)
+            states[invoice] = after = evolve(before, event)
+            history = histories.get(invoice)
+            if history is not None or before is None:  # NULL in an old row: left for a rebuild
+                history = histories.setdefault(invoice, [])
+                record_change(history, before, after, recorded)
+        _insert(conn, [(states[invoice], histories[invoice], last[invoice]) for invoice in created])
         changed = [
             (
                 state.status,
                 encode_state(state),
+                _history_text(histories.get(invoice)),
                 last[invoice].version,
                 last[invoice].position,
                 invoice,
@@ -100,33 +116,48 @@ class InvoiceView:
         ]
         if changed:
             conn.executemany(
-                "UPDATE invoice_view SET status = ?, state = ?, version = ?, position = ?"
+                "UPDATE invoice_view SET status = ?, state = ?, status_history = ?, version = ?,"
+                " position = ?"
                 " WHERE invoice = ?",
                 changed,
             )
 
 
-def _load_states(conn: sqlite3.Connection, invoices: set[str]) -> dict[str, Invoice]:
+def _history_text(history: StatusHistory | None) -> str | None:
+    return None if history is None else encode_history(history)
+
+
+def _load_states(
+    conn: sqlite3.Connection, invoices: set[str]
+) -> tuple[dict[str, Invoice], dict[str, StatusHistory]]:
+    """The stored states of ``invoices``, and the status histories of those that have one."""
     states: dict[str, Invoice] = {}
+    histories: dict[str, StatusHistory] = {}
     names = sorted(invoices)
     for start in range(0, len(names), 500):  # within SQLite's limit of bound parameters
         chunk = names[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT invoice, state FROM invoice_view WHERE invoice IN ({marks})", chunk
+            f"SELECT invoice, state, status_history FROM invoice_view WHERE invoice IN ({marks})",
+            chunk,
         ).fetchall()
-        states.update((invoice, decode_state(state)) for invoice, state in rows)
-    return states
+        for invoice, state, history in rows:
+            states[invoice] = decode_state(state)
+            if history is not None:
+                histories[invoice] = decode_history(history)
+    return states, histories
 
 
-def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) -> None:
+def _insert(
+    conn: sqlite3.Connection, new: list[tuple[Invoice, StatusHistory, RecordedEvent]]
+) -> None:
     """Insert new invoices in creation order, numbering them as SQLite would (max + 1), so a
     replay gives every invoice the same ``seq``."""
     if not new:
         return
     (last_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM invoice_view").fetchone()
     rows, waybills = [], []
-    for seq, (state, last) in enumerate(new, start=last_seq + 1):
+    for seq, (state, history, last) in enumerate(new, start=last_seq + 1):
         created = state.created
         rows.append(
             (
@@ -138,6 +169,7 @@ def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) 
                 format_time(created.expired_at),
                 created.gateway_reference,
                 encode_state(state),
+                encode_history(history),
                 last.version,
                 last.position,
             )
@@ -146,7 +178,8 @@ def _insert(conn: sqlite3.Connection, new: list[tuple[Invoice, RecordedEvent]]) 
         waybills += [(number, seq) for number in sorted(numbers)]
     conn.executemany(
         "INSERT INTO invoice_view (seq, invoice, username, service, status, expired_at,"
-        " gateway_reference, state, version, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " gateway_reference, state, status_history, version, position)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     if waybills:

@@ -17,6 +17,7 @@ from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.views.invoice_state import decode_state
 from service.views.read_model import LedgerEntry, UserRecord, Viewer, VisibleInvoice
+from service.views.status_history import decode_history
 
 # Decoded states remembered per read model, by their stored text (see ``_state``).
 STATE_CACHE_SIZE = 2048
@@ -45,7 +46,7 @@ class SQLiteReadModel:
 
     async def invoice(self, invoice_id: str, viewer: Viewer) -> VisibleInvoice | None:
         where, params = _visibility(viewer)
-        sql = f"SELECT seq, state FROM invoice_view v WHERE invoice = ? {where}"
+        sql = f"SELECT seq, state, status_history FROM invoice_view v WHERE invoice = ? {where}"
         return self._visible(await self._store.lookup(sql, (invoice_id, *params)))
 
     async def invoice_by_waybill(
@@ -53,7 +54,8 @@ class SQLiteReadModel:
     ) -> VisibleInvoice | None:
         where, params = _visibility(viewer)
         sql = (
-            "SELECT v.seq, v.state FROM invoice_waybills w JOIN invoice_view v ON v.seq = w.seq"
+            "SELECT v.seq, v.state, v.status_history"
+            " FROM invoice_waybills w JOIN invoice_view v ON v.seq = w.seq"
             f" WHERE w.waybill_number = ? {where} ORDER BY v.seq DESC LIMIT 1"
         )
         return self._visible(await self._store.query(sql, (waybill_number, *params)))
@@ -61,8 +63,10 @@ class SQLiteReadModel:
     def _visible(self, rows: list[Any]) -> VisibleInvoice | None:
         if not rows:
             return None
-        seq, text = rows[0]
-        return VisibleInvoice(seq, self._state(text))
+        seq, text, history = rows[0]
+        return VisibleInvoice(
+            seq, self._state(text), None if history is None else decode_history(history)
+        )
 
     async def invoice_exists(self, invoice_id: str) -> bool:
         sql = "SELECT 1 FROM invoice_view WHERE invoice = ?"
