@@ -189,7 +189,8 @@ async def test_as_of_a_middle_point_shows_the_history_up_to_it(api: Api) -> None
 
 
 async def test_a_view_row_from_before_the_history_reads_it_from_the_log(api: Api) -> None:
-    """A row written before the view kept the history (NULL until a rebuild) still answers it."""
+    """A row without its history (as before migration 2, until the next open fills it) still
+    answers it, read from the invoice's events."""
     created, _ = await checkout(api, stores=1)
     invoice = created["invoice"]
     await pay(api, invoice, 15100, "pay-sh-6")
@@ -197,7 +198,7 @@ async def test_a_view_row_from_before_the_history_reads_it_from_the_log(api: Api
     with contextlib.closing(sqlite3.connect(api.config.database, timeout=5)) as conn, conn:
         conn.execute("UPDATE invoice_view SET status_history = NULL WHERE invoice = ?", (invoice,))
     assert await detail(api, invoice) == live
-    await platform(api, "done", invoice_id=invoice)  # the row stays NULL: left for a rebuild
+    await platform(api, "done", invoice_id=invoice)  # the row stays NULL until the next open
     assert changes(await detail(api, invoice)) == [
         ("PENDING", BUYER),
         ("PAID", "gateway"),

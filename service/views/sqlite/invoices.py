@@ -12,10 +12,12 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import Migration, RecordedEvent, apply_migrations
+from eventstore.records import decode_rows
+from eventstore.sqlite.schema import EVENT_COLUMNS
 from service.domain.codec import format_time
 from service.domain.events import Event, InvoiceCreated
 from service.domain.invoice import Invoice, evolve
-from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.domain.streams import INVOICE_STREAM_PREFIX, invoice_stream
 from service.records import decode
 from service.views.invoice_state import decode_state, encode_state
 from service.views.status_history import (
@@ -74,6 +76,7 @@ class InvoiceView:
 
     def setup(self, conn: sqlite3.Connection) -> None:
         apply_migrations(conn, "view:invoices", MIGRATIONS)
+        _fill_missing_histories(conn)
 
     def reset(self, conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM invoice_waybills")
@@ -186,3 +189,33 @@ def _insert(
         conn.executemany(
             "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)", waybills
         )
+
+
+def _fill_missing_histories(conn: sqlite3.Connection) -> None:
+    """Rows written before the view kept the status history (migration 2) have none: fold it from
+    each such invoice's events, once, at the first open after the upgrade, in one transaction,
+    so the view equals a replay again (``verify``) without a rebuild. A database from before
+    holds only these rows; after this, every row is written with its history."""
+    missing = [row[0] for row in conn.execute(_MISSING_HISTORIES)]
+    if not missing:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for invoice in missing:
+            rows = conn.execute(_INVOICE_EVENTS, (invoice_stream(invoice),)).fetchall()
+            history: StatusHistory = []
+            state: Invoice | None = None
+            for recorded in decode_rows(rows):
+                after = evolve(state, decode(recorded))
+                record_change(history, state, after, recorded)
+                state = after
+            conn.execute(_SET_HISTORY, (encode_history(history), invoice))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+_MISSING_HISTORIES = "SELECT invoice FROM invoice_view WHERE status_history IS NULL"
+_INVOICE_EVENTS = f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version"
+_SET_HISTORY = "UPDATE invoice_view SET status_history = ? WHERE invoice = ?"
