@@ -26,7 +26,8 @@ def test_a_completion_stating_the_transactions_total_or_nothing_is_decided(
 ) -> None:
     """No amount, or amount + freight + insurance: the transaction is completed as ever."""
     events = complete_stating(amount)
-    assert len(events) == 1 and isinstance(events[0], TransactionCompleted)
+    assert len(events) == 1
+    assert isinstance(events[0], TransactionCompleted)
 
 
 @pytest.mark.parametrize(
