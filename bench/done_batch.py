@@ -95,7 +95,8 @@ async def measure(base_url: str, token_secret: str, rounds: int) -> list[tuple[f
     connector = aiohttp.TCPConnector(limit=1)
     async with aiohttp.ClientSession(base_url, connector=connector) as session:
         admin = {"Authorization": ADMIN_AUTH, **JSON_HEADERS}
-        amount = 40200 * ITEMS * rounds
+        # Each round's 2 x ITEMS transactions are ITEMS invoices of 40,200; and the warm-up's 2.
+        amount = 40200 * (ITEMS * rounds + 2)
         await post(session, "/balance/topup", admin, {"username": BUYER, "amount": amount})
         # A warm-up: the platform's Basic login (scrypt) once, and both paths once.
         warm = await paid_transactions(session, tokens, "warm", 4)
