@@ -5,6 +5,7 @@ request refused only for a malformed body or another platform; Idempotency-Key a
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from service.config import Config
@@ -20,6 +21,7 @@ from tests.e2e.test_platform_actions import (
     slow_refunds_api,
     store_total,
 )
+from tests.e2e.test_races import ROUNDS, ROUNDS_TO_SEE_BOTH_SIDES
 
 SUCCESS = ("success", None, "TRANSACTION IS COMPLETED")
 
@@ -236,3 +238,40 @@ async def test_an_idempotent_retry_answers_the_first_answer_and_changes_nothing(
     again = await batch(api, items)
     assert outcomes(again)[0][1] == "TRANSACTION_ALREADY_COMPLETED"
     await api.assert_balanced()
+
+
+async def test_a_batch_racing_single_dones_of_its_transactions_completes_each_once(
+    api: Api,
+) -> None:
+    """A batch and single dones of the same two transactions, sent at once, ROUNDS times:
+    each transaction has exactly one winner, the loser ALREADY COMPLETED; the seller is paid
+    once per transaction and the ledger sums to zero."""
+    await api.platform("done", expect=403, invoice_id="warm-up")  # scrypt once, before racing
+    batch_wins = 0
+    for _ in range(ROUNDS):
+        detail = await paid_invoice(api, stores=2)
+        items = [item(detail, 0), item(detail, 1)]
+        before = await api.accounts()
+        batched, *singles = await asyncio.gather(
+            batch(api, items),
+            *(
+                api.client.post(
+                    "/invoice/done",
+                    json={"platform": "ONMARKET", **one},
+                    headers=api.basic("onmarket"),
+                )
+                for one in items
+            ),
+        )
+        for result, single in zip(batched["results"], singles, strict=True):
+            answer = await single.json()
+            won_single = single.status == 200
+            assert (result["status"] == "success") != won_single, (result, answer)
+            loser = answer if result["status"] == "success" else result
+            assert loser["code"] == "TRANSACTION_ALREADY_COMPLETED"
+            batch_wins += result["status"] == "success"
+        after = await api.accounts()
+        paid = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+        assert paid["seller:seller1"] + paid["seller:seller2"] == 14000 + 24000
+        await api.assert_balanced()
+    assert batch_wins > 0 or ROUNDS < ROUNDS_TO_SEE_BOTH_SIDES
