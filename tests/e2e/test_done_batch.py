@@ -275,3 +275,22 @@ async def test_a_batch_racing_single_dones_of_its_transactions_completes_each_on
         assert paid["seller:seller1"] + paid["seller:seller2"] == 14000 + 24000
         await api.assert_balanced()
     assert batch_wins > 0 or ROUNDS < ROUNDS_TO_SEE_BOTH_SIDES
+
+
+async def test_twin_batches_with_one_key_sent_at_once_answer_alike(api: Api) -> None:
+    """The same keyed batch sent twice at once: both get the same answer (the one recorded
+    first), and each transaction is completed once."""
+    for round_ in range(10):
+        detail = await paid_invoice(api)
+        key = {"Idempotency-Key": f"twin-{round_}"}
+        items = [item(detail, 0), item(detail, 1)]
+        before = await api.accounts()
+        first, second = await asyncio.gather(
+            batch(api, items, headers=key), batch(api, items, headers=key)
+        )
+        assert first == second
+        assert await batch(api, items, headers=key) == first
+        after = await api.accounts()
+        assert after["seller:seller1"] - before.get("seller:seller1", 0) == 14000
+        assert after["seller:seller2"] - before.get("seller:seller2", 0) == 24000
+        await api.assert_balanced()
