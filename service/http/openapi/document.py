@@ -21,12 +21,12 @@ from marshmallow import Schema, fields
 
 from service.http import schemas
 from service.http.middleware import REQUEST_ID_HEADER
+from service.http.openapi.codes import ERROR_MESSAGES
 from service.http.openapi.operations import (
     BASIC,
     BEARER,
     CALLBACK_TOKEN,
     DESCRIPTION,
-    ERROR_MESSAGES,
     IDEMPOTENCY_KEY,
     OPERATIONS,
     STATUS_TEXT,

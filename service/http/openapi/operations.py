@@ -2,8 +2,8 @@
 
 ``OPERATIONS`` holds, for every documented (method, path): summary, description, credentials,
 query and header parameters, the request and answer schemas, and every status the endpoint can
-answer with the error codes behind it; ``ERROR_MESSAGES`` is the catalogue of every code an
-answer can carry, with its message. ``document.py`` turns these into the document.
+answer with the error codes behind it (each under the status ``codes.CATALOGUE`` gives it).
+``document.py`` turns these into the document.
 """
 
 from __future__ import annotations
@@ -14,57 +14,11 @@ from typing import Any
 
 from marshmallow import Schema
 
-from service.application import (
-    Conflict,
-    IdempotencyKeyReused,
-    NotABuyer,
-    PaymentIdReused,
-    UserNotFound,
-)
-from service.domain import errors
-from service.gateway.port import GatewayRejected, GatewayUnavailable
 from service.http import schemas
+from service.http.openapi.codes import check_listed, markdown_table
 
 BEARER, BASIC, CALLBACK_TOKEN = "bearer", "basic", "callbackToken"
 IDEMPOTENCY_KEY = "Idempotency-Key"
-
-# -- the error catalogue: every code an answer can carry, and its message -------------------------
-
-_DOMAIN_ERRORS: tuple[type[errors.DomainError], ...] = (
-    errors.InvoiceNotFound,
-    errors.TransactionNotFound,
-    errors.ExpiredInvoice,
-    errors.AlreadyCanceled,
-    errors.AlreadyRefunded,
-    errors.RefundInProcess,
-    errors.AlreadyCompleted,
-    errors.NotPaid,
-    errors.InsufficientBalance,
-    errors.InvoiceOnmarketInUse,
-    errors.SellerNotFound,
-    errors.BuyerMismatch,
-    errors.PaidAmountMismatch,
-    errors.AmountMismatch,
-    errors.Forbidden,
-    Conflict,
-    IdempotencyKeyReused,
-    PaymentIdReused,
-    UserNotFound,
-    NotABuyer,
-)
-
-ERROR_MESSAGES: dict[str, str] = {
-    "VALIDATION": "Invalid JSON Format",
-    "MALFORMED_JSON": "Invalid JSON Format",
-    "AUTH_ERROR": "Auth Error",
-    "PAYLOAD_TOO_LARGE": "Request body is too large",
-    "UNSUPPORTED_MEDIA_TYPE": "Content-Type must be application/json",
-    "REQUEST_TIMEOUT": "Request Timeout",
-    "INTERNAL": "INTERNAL SERVER ERROR",
-    **{error.code: error.message for error in _DOMAIN_ERRORS},
-    GatewayUnavailable.code: GatewayUnavailable.message,
-    GatewayRejected.code: GatewayRejected.message,
-}
 
 STATUS_TEXT = {
     400: "Bad request",
@@ -101,10 +55,12 @@ _PLATFORM_REFUSALS = (
 
 
 def _errors(*tables: Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
-    """Merge status → codes tables, keeping each code once."""
+    """Merge status → codes tables, keeping each code once; each code under its catalogued
+    status (``codes.CATALOGUE``), or the import fails."""
     merged: dict[int, tuple[str, ...]] = {}
     for table in tables:
         for status, codes in table.items():
+            check_listed(status, codes)  # one code, one status: the catalogue's
             merged[status] = tuple(dict.fromkeys((*merged.get(status, ()), *codes)))
     return dict(sorted(merged.items()))
 
@@ -373,3 +329,7 @@ Every answer carries `X-Request-ID`: the request's own, if it sent one of 1 to 1
 
 The development-only `/sandbox/*` routes (the simulated gateway's payment page and buttons) \
 are not part of this document: see docs/api.md."""
+
+
+if __name__ == "__main__":  # pragma: no cover - prints docs/api.md's table of error codes
+    print(markdown_table({key: operation.errors for key, operation in OPERATIONS.items()}))
