@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python bench/append.py || status=1; \
 	$(BIN)/python bench/rebuild.py || status=1; \
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
+	$(BIN)/python -m bench.done_batch || status=1; \
 	exit $$status
 
 clean:

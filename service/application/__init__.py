@@ -11,7 +11,12 @@ from service.application.commands import Actor, Command, Context
 from service.application.errors import Conflict, IdempotencyKeyReused, PaymentIdReused
 from service.application.ids import new_invoice_id, payment_event_id
 from service.application.payments import ExpireByGateway, ExpireIfDue, Reconcile, RecordPayment
-from service.application.platform import CancelTransaction, CompleteRefund, CompleteTransaction
+from service.application.platform import (
+    CancelTransaction,
+    CompleteBatch,
+    CompleteRefund,
+    CompleteTransaction,
+)
 from service.application.service import InvoiceService
 from service.domain.checkout import CheckoutOrder
 from service.domain.errors import NotABuyer, UserExists, UserNotFound
@@ -22,6 +27,7 @@ __all__ = [
     "Checkout",
     "CheckoutOrder",
     "Command",
+    "CompleteBatch",
     "CompleteRefund",
     "CompleteTransaction",
     "Conflict",

@@ -83,7 +83,7 @@ async def _checkout(app: Application, command: Checkout, context: Context) -> An
     async def attempt(tx: Attempt) -> Answer:
         key_record, holders = await _read_claims(app, tx, command)
         if idempotency is not None:
-            stored = _answer_of(app, key_record, idempotency)
+            stored = answer_of(app, key_record, idempotency)
             if stored is not None:
                 return stored
         sellers = await _read_sellers(app, order)
@@ -175,10 +175,10 @@ async def _stored_answer(
 ) -> Answer | None:
     recorded, _ = await app.load(idempotency_stream(username, idempotency.key), latest)
     assert recorded is None or isinstance(recorded, IdempotentRequestRecorded)
-    return _answer_of(app, recorded, idempotency)
+    return answer_of(app, recorded, idempotency)
 
 
-def _answer_of(
+def answer_of(
     app: Application, recorded: IdempotentRequestRecorded | None, idempotency: Idempotency
 ) -> Answer | None:
     """The first answer to a repeat of a key still remembered; 409 for another request."""

@@ -5,20 +5,27 @@ requested refund.
 A platform acts on its own service's invoices only. That is decided on the invoice id's prefix
 before anything is read, so another service's invoice is refused the same whether it exists or
 not, and a platform cannot probe the others'.
+
+A batch of completions (``CompleteBatch``) is each item's ``CompleteTransaction`` carried out on
+its own, all at once, so the items' appends share the store's group commits; one item's
+refusal is that item's result and changes nothing of the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from eventstore import Checkpoint, RecordedEvent
+from service.application.checkout import Idempotency, answer_of
 from service.application.commands import Actor, Command, Context
-from service.application.handling import Application, Attempt
+from service.application.handling import Application, Attempt, latest
 from service.domain import errors
 from service.domain.balance import credit_refund, evolve_balance
-from service.domain.events import Event, InvoiceCanceled
+from service.domain.events import Event, IdempotentRequestRecorded, InvoiceCanceled
 from service.domain.invoice import (
     Invoice,
     decide_cancel,
@@ -27,7 +34,7 @@ from service.domain.invoice import (
     evolve,
 )
 from service.domain.services import belongs_to
-from service.domain.streams import balance_stream, invoice_stream
+from service.domain.streams import balance_stream, idempotency_stream, invoice_stream
 
 log = structlog.get_logger("service.application")
 
@@ -50,6 +57,17 @@ class CompleteTransaction(Command[None]):
     actor: Actor
     invoice: str
     invoice_onmarket: str | None = None
+    amount: int | None = None  # if given, must be the transaction's total (AMOUNT_MISMATCH)
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteBatch(Command[dict[str, Any]]):
+    """Complete each of ``items`` on its own; answers ``{"results": [...]}`` in their order. A
+    repeat with the same ``idempotency`` key and request answers what the first did."""
+
+    actor: Actor
+    items: tuple[CompleteTransaction, ...]
+    idempotency: Idempotency | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +129,60 @@ async def complete(app: Application, command: CompleteTransaction, context: Cont
             invoice_onmarket=command.invoice_onmarket,
             by=command.actor.username,
             now=app.clock(),
+            amount=command.amount,
         )
         tx.append(invoice_stream(command.invoice), events, context.metadata())
 
     await app.run(attempt)
+
+
+async def complete_batch(
+    app: Application, command: CompleteBatch, context: Context
+) -> dict[str, Any]:
+    idempotency, username = command.idempotency, command.actor.username
+    if idempotency is not None:
+        recorded, _ = await app.load(idempotency_stream(username, idempotency.key), latest)
+        assert recorded is None or isinstance(recorded, IdempotentRequestRecorded)
+        stored = answer_of(app, recorded, idempotency)
+        if stored is not None:
+            return stored[1]
+    # Concurrently: each item waits only for its own invoice's turn (a duplicate item for the
+    # first's, then decides on what the first appended), and their appends commit together.
+    results = await asyncio.gather(*(_complete_item(app, item, context) for item in command.items))
+    answer: dict[str, Any] = {"results": list(results)}
+    if idempotency is None:
+        return answer
+    now = app.clock()
+
+    async def record(tx: Attempt) -> dict[str, Any]:
+        # A twin with the same key that recorded first wins: its answer is the answer. (Its
+        # items and these were the same completions, so each was carried out once either way.)
+        stream = idempotency_stream(username, idempotency.key)
+        recorded = await tx.load(stream, latest)
+        assert recorded is None or isinstance(recorded, IdempotentRequestRecorded)
+        stored = answer_of(app, recorded, idempotency)
+        if stored is not None:
+            return stored[1]
+        expires_at = now + app.idempotency_ttl
+        event = IdempotentRequestRecorded(
+            username, idempotency.key, idempotency.request_hash, 200, answer, expires_at
+        )
+        tx.append(stream, [event], context.metadata())
+        return answer
+
+    return await app.run(record)
+
+
+async def _complete_item(
+    app: Application, item: CompleteTransaction, context: Context
+) -> dict[str, Any]:
+    """One item's result: what ``/invoice/done`` would have answered for it."""
+    result = {"invoice_id": item.invoice, "invoice_onmarket": item.invoice_onmarket}
+    try:
+        await complete(app, item, context)
+    except errors.DomainError as error:
+        return {**result, "status": "failed", "code": error.code, "message": error.message}
+    return {**result, "status": "success", "code": None, "message": "TRANSACTION IS COMPLETED"}
 
 
 async def _platform_invoice(tx: Attempt, actor: Actor, invoice: str) -> Invoice:

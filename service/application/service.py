@@ -34,6 +34,7 @@ HANDLERS: Mapping[type[Command[Any]], Handler] = MappingProxyType(
         payments.Reconcile: payments.reconcile,
         platform.CancelTransaction: platform.cancel,
         platform.CompleteTransaction: platform.complete,
+        platform.CompleteBatch: platform.complete_batch,
         platform.CompleteRefund: platform.complete_refund,
         accounts.RegisterUser: accounts.register_user,
         accounts.TopUp: accounts.top_up,

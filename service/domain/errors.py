@@ -55,6 +55,11 @@ class NotPaid(DomainError):
     message, code = "TRANSACTION IS NOT PAID", "TRANSACTION_NOT_PAID"
 
 
+class AmountMismatch(DomainError):
+    # A batch item's stated amount is not the transaction's amount + freight + insurance.
+    message, code = "AMOUNT DOES NOT MATCH THE TRANSACTION", "AMOUNT_MISMATCH"
+
+
 class InsufficientBalance(DomainError):
     message, code = "Insufficient balance", "INSUFFICIENT_BALANCE"
 

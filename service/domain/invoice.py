@@ -309,9 +309,18 @@ def decide_cancel(
 
 
 def decide_completion(
-    state: Invoice, *, invoice_onmarket: str | None, by: str, now: datetime
+    state: Invoice,
+    *,
+    invoice_onmarket: str | None,
+    by: str,
+    now: datetime,
+    amount: int | None = None,
 ) -> list[Event]:
-    """Complete one PAID transaction: the seller, commission and insurance are paid out."""
+    """Complete one PAID transaction: the seller, commission and insurance are paid out.
+
+    ``amount``, when the platform states it, must be what the transaction pays out in all
+    (amount + freight + insurance): a platform whose books disagree with ours is refused
+    rather than paid out on our numbers."""
     status = state.status_at(now)
     if status == EXPIRED:
         raise errors.ExpiredInvoice()
@@ -322,6 +331,8 @@ def decide_completion(
         raise errors.NotPaid()
     _refuse_unless_paid(transaction.status)
     line = transaction.line
+    if amount is not None and amount != line.total:
+        raise errors.AmountMismatch(f"The transaction pays out {line.total}, not {amount}.")
     return [
         TransactionCompleted(
             state.invoice,

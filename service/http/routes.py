@@ -17,6 +17,7 @@ from service.application import (
     CancelTransaction,
     Checkout,
     CheckoutOrder,
+    CompleteBatch,
     CompleteTransaction,
     Context,
     ExpireByGateway,
@@ -250,6 +251,24 @@ async def done(request: web.Request) -> web.Response:
     command = CompleteTransaction(actor, body["invoice_id"], body["invoice_onmarket"])
     await request.app[SERVICE].handle(command, context(request, actor.username))
     return answer({"message": "TRANSACTION IS COMPLETED"}, schemas.DoneAnswer)
+
+
+@routes.post("/invoice/done/batch")
+async def done_batch(request: web.Request) -> web.Response:
+    actor = await _platform_actor(request)
+    raw = await json_object(request)
+    key = _idempotency_key(request)
+    body = load(schemas.DoneBatchSchema, raw, request)
+    _same_platform(actor, body)
+    idempotency = Idempotency(key, _request_hash(raw)) if key is not None else None
+    items = tuple(
+        CompleteTransaction(actor, item["invoice_id"], item["invoice_onmarket"], item["amount"])
+        for item in body["items"]
+    )
+    result = await request.app[SERVICE].handle(
+        CompleteBatch(actor, items, idempotency), context(request, actor.username)
+    )
+    return answer(result, schemas.DoneBatchAnswer)
 
 
 # -- admins ---------------------------------------------------------------------------------------

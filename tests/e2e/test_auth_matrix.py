@@ -320,6 +320,11 @@ def done_request(ctx: Ctx, platform: str = "ONMARKET") -> Request:
     )
 
 
+def batch_request(ctx: Ctx, platform: str = "ONMARKET") -> Request:
+    item = {"invoice_id": ctx.world.market_invoice, "invoice_onmarket": MARKET_LINE}
+    return "POST", "/invoice/done/batch", {}, {"platform": platform, "items": [item]}
+
+
 def topup_request(ctx: Ctx, username: str = VICTIM) -> Request:
     return "POST", "/balance/topup", {}, {"username": username, "amount": 1000}
 
@@ -364,6 +369,7 @@ BEARER_ENDPOINTS: dict[str, EndpointFn] = {
 BASIC_ENDPOINTS: dict[str, tuple[EndpointFn, str]] = {
     "cancel": (cancel_request, MARKET),
     "done": (done_request, MARKET),
+    "batch": (batch_request, MARKET),
     "topup": (topup_request, ADMIN),
 }
 CALLBACK_ENDPOINTS: dict[str, EndpointFn] = {
@@ -678,7 +684,12 @@ def build_cells() -> list[ParameterSet]:
             add(f"{endpoint}.{fault}", cell)
 
     # Basic endpoints: valid credentials of an account that may not do this.
-    for endpoint, request in (("cancel", cancel_request), ("done", done_request)):
+    platform_endpoints = (
+        ("cancel", cancel_request),
+        ("done", done_request),
+        ("batch", batch_request),
+    )
+    for endpoint, request in platform_endpoints:
 
         def on(platform: str, request: Callable[..., Request] = request) -> EndpointFn:
             return lambda ctx: request(ctx, platform)
@@ -691,6 +702,8 @@ def build_cells() -> list[ParameterSet]:
             ("claims-another-platform", request, DELIVERY),
         ]
         for fault, platform_request, account in platform_cases:
+            if endpoint == "batch" and fault == "another-service":
+                continue  # another service's invoice fails alone, as an item (test_done_batch)
             cell = Cell(platform_request, as_basic(account), 403, FORBIDDEN, caller=account)
             add(f"{endpoint}.{fault}", cell)
     topup_cases: list[tuple[str, EndpointFn, str]] = [

@@ -111,6 +111,7 @@ async def test_every_operation_states_its_credentials_errors_and_headers(api: Ap
         "/balance": [{"bearer": []}],
         "/invoice/cancel": [{"basic": []}],
         "/invoice/done": [{"basic": []}],
+        "/invoice/done/batch": [{"basic": []}],
         "/balance/topup": [{"basic": []}],
         "/callback/xendit/invoice": [{"callbackToken": []}],
         "/callback/xendit/qr": [{"callbackToken": []}],

@@ -174,6 +174,20 @@ def base_requests(server: Server) -> dict[tuple[str, str], list[dict[str, Any]]]
                 }
             }
         ],
+        ("post", "/invoice/done/batch"): [
+            {
+                "body": {
+                    "platform": "ONMARKET",
+                    "items": [
+                        {
+                            "invoice_id": paid["invoice"],
+                            "invoice_onmarket": paid["invoice_onmarket"][0],
+                            "amount": 15100,
+                        }
+                    ],
+                }
+            }
+        ],
         ("post", "/balance/topup"): [{"body": {"username": "seller1", "amount": 5}}],
         ("post", "/callback/xendit/invoice"): [
             {
@@ -278,6 +292,7 @@ class Steering:
             steer = {
                 "/invoice/cancel": self._platform,
                 "/invoice/done": self._platform,
+                "/invoice/done/batch": self._batch,
                 "/callback/xendit/invoice": self._invoice_callback,
                 "/callback/xendit/qr": self._qr_callback,
                 "/balance/topup": self._top_up,
@@ -320,6 +335,16 @@ class Steering:
         if not 0 < total <= MAX_AMOUNT:
             return body
         return {**body, "transaction": fixed, "total_amount": total}
+
+    @staticmethod
+    def _batch(body: dict[str, Any], invoice: dict[str, Any], number: str) -> dict[str, Any]:
+        """A batch whose items name a seeded transaction, the generated items' other fields
+        kept."""
+        items = body.get("items")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return body
+        named = {"invoice_id": invoice["invoice"], "invoice_onmarket": number}
+        return {**body, "platform": "ONMARKET", "items": [{**item, **named} for item in items]}
 
     @staticmethod
     def _platform(body: dict[str, Any], invoice: dict[str, Any], number: str) -> dict[str, Any]:

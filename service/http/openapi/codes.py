@@ -89,6 +89,13 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         400,
         "A gateway callback with no paid amount, or 0",
     ),
+    _domain(
+        errors.AmountMismatch,
+        400,
+        "A batch item's `amount` is not the transaction's amount + freight_charge +"
+        " insurance_amount (that item's result, in the batch's 200 answer)",
+        ("POST /invoice/done/batch",),
+    ),
     _domain(UserNotFound, 400, "No account of that username"),
     _domain(NotABuyer, 400, "A top-up of an account that is not a buyer"),
     ErrorCode(

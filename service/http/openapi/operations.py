@@ -211,6 +211,30 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             _BODY_ERRORS, {400: _PLATFORM_REFUSALS}, _ROLE, {409: ("CONFLICT",)}, _ALWAYS
         ),
     ),
+    ("post", "/invoice/done/batch"): Operation(
+        tag="platforms",
+        summary="Complete up to 100 PAID transactions, each on its own",
+        description=(
+            "Platform accounts only, for their own service. Each item is completed exactly as"
+            " `/invoice/done` would complete it, on its own: a refused item is that item's result"
+            " (`status` `failed`, its `code` and `message`) and changes nothing of the others."
+            " Results come in the order of the items. `amount`, when given, must equal the"
+            " transaction's amount + freight_charge + insurance_amount (`AMOUNT_MISMATCH`);"
+            " another service's invoice fails alone (`FORBIDDEN`). Item codes: "
+            + ", ".join(
+                f"`{code}`"
+                for code in (*_PLATFORM_REFUSALS, "AMOUNT_MISMATCH", "FORBIDDEN", "CONFLICT")
+            )
+            + ".\n\nWith `Idempotency-Key`, a repeat with the same key and body within 24 h"
+            " answers the first answer again and changes nothing; the same key with another body"
+            " is `409 IDEMPOTENCY_KEY_REUSED`."
+        ),
+        security=BASIC,
+        body=schemas.DoneBatchSchema,
+        headers=(IDEMPOTENCY_KEY,),
+        answer=schemas.DoneBatchAnswer,
+        errors=_errors(_BODY_ERRORS, _ROLE, {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")}, _ALWAYS),
+    ),
     ("post", "/balance/topup"): Operation(
         tag="admins",
         summary="Credit a buyer's balance",

@@ -213,6 +213,24 @@ class DoneAnswer(MessageAnswer):
     message = _one_of("TRANSACTION IS COMPLETED", required=True)
 
 
+class BatchResultAnswer(Schema):
+    """One item's result: what /invoice/done would have answered for it."""
+
+    invoice_id = fields.String(required=True)
+    invoice_onmarket = fields.String(required=True, allow_none=True)
+    status = _one_of("success", "failed", required=True)
+    code = fields.String(
+        required=True, allow_none=True, metadata=_doc("The refusal's code; null on success.")
+    )
+    message = fields.String(required=True)
+
+
+class DoneBatchAnswer(Schema):
+    """Each item's result, in the order of the items."""
+
+    results = fields.List(fields.Nested(BatchResultAnswer), required=True)
+
+
 class CallbackAnswer(MessageAnswer):
     message = _one_of(
         "PAID",

@@ -266,6 +266,54 @@ class PlatformActionSchema(StrictSchema):
     )
 
 
+MAX_BATCH_ITEMS = 100
+
+
+class BatchItemSchema(StrictSchema):
+    """One transaction of /invoice/done/batch."""
+
+    invoice_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
+    invoice_onmarket = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_NAME,
+        metadata=_doc("The store's transaction; may be left out when the invoice has only one."),
+    )
+    amount = Money(
+        load_default=None,
+        allow_none=True,
+        metadata=_doc(
+            "If given, must equal the transaction's amount + freight_charge + insurance_amount"
+            " (else this item fails with AMOUNT_MISMATCH)."
+        ),
+    )
+
+
+class DoneBatchSchema(StrictSchema):
+    """The body of /invoice/done/batch: 1 to 100 transactions to complete, each on its own."""
+
+    platform = fields.String(
+        required=True,
+        validate=validate.OneOf(SERVICES),
+        metadata=_doc("Must be the calling account's own service."),
+    )
+    items = fields.List(
+        fields.Nested(BatchItemSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_ITEMS),
+    )
+
+    @pre_load
+    def refuse_too_many_items(self, data: Any, **kwargs: Any) -> Any:
+        """Counted before any item is loaded, as a checkout's transactions are."""
+        items = data.get("items") if isinstance(data, dict) else None
+        if isinstance(items, list) and len(items) > MAX_BATCH_ITEMS:
+            raise ValidationError(
+                f"Length must be between 1 and {MAX_BATCH_ITEMS}; got {len(items)}.", "items"
+            )
+        return data
+
+
 class CancelSchema(PlatformActionSchema):
     """The body of /invoice/cancel."""
 
