@@ -34,6 +34,11 @@ from service.http.schemas.answers import (
     TransactionStatusAnswer,
     XenditCheckoutAnswer,
 )
+from service.http.schemas.callbacks import (
+    InvoiceCallbackSchema,
+    QrCallbackSchema,
+    QrPaymentDataSchema,
+)
 from service.http.schemas.requests import (
     MAX_AMOUNT,
     MAX_BATCH_ITEMS,
@@ -50,11 +55,8 @@ from service.http.schemas.requests import (
     DoneBatchSchema,
     FullMatch,
     HistoryQuerySchema,
-    InvoiceCallbackSchema,
     Money,
     PlatformActionSchema,
-    QrCallbackSchema,
-    QrPaymentDataSchema,
     StrictSchema,
     TopUpSchema,
     TransactionSchema,

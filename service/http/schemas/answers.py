@@ -13,14 +13,10 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from service.domain.services import SERVICE_PREFIXES, SERVICES, SOURCES
 from service.domain.statuses import INVOICE_STATUSES, TRANSACTION_STATUSES
-from service.http.schemas.requests import FullMatch
+from service.http.schemas.requests import FullMatch, doc
 
 API_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 INVOICE_ID = rf"^({'|'.join(SERVICE_PREFIXES.values())})[0-9A-Za-z]{{13}}$"
-
-
-def _doc(description: str) -> dict[str, Any]:
-    return {"description": description}
 
 
 def _time(**kwargs: Any) -> fields.String:
@@ -40,17 +36,17 @@ class ErrorAnswer(MessageAnswer):
     """Every error: the documented message, a stable code, and for validation errors the bad
     fields (nested for transactions: {"transaction": {"0": {"amount": [...]}}})."""
 
-    message = fields.String(required=True, metadata=_doc("The documented message."))
+    message = fields.String(required=True, metadata=doc("The documented message."))
     code = fields.String(
         required=True,
         validate=FullMatch(r"^[A-Z][A-Z0-9_]*$"),
-        metadata=_doc("Stable and machine-readable: match on this."),
+        metadata=doc("Stable and machine-readable: match on this."),
     )
-    errors = fields.Dict(metadata=_doc("Each bad field and what is wrong with it."))
+    errors = fields.Dict(metadata=doc("Each bad field and what is wrong with it."))
 
 
 class TokenAnswer(Schema):
-    token = fields.String(required=True, metadata=_doc("Send as `Authorization: Bearer <token>`."))
+    token = fields.String(required=True, metadata=doc("Send as `Authorization: Bearer <token>`."))
     expired_at = _time(required=True)
 
 
@@ -129,22 +125,22 @@ class DetailTransactionAnswer(Schema):
 
 class StatusChangeAnswer(Schema):
     status = _one_of(*INVOICE_STATUSES, required=True)
-    at = _time(required=True, metadata=_doc("When the invoice reached this status."))
+    at = _time(required=True, metadata=doc("When the invoice reached this status."))
     actor = fields.String(
         required=True,
         allow_none=True,
-        metadata=_doc("Who: a user, a platform account, `gateway`, or `system:…`."),
+        metadata=doc("Who: a user, a platform account, `gateway`, or `system:…`."),
     )
 
 
 class DetailAnswer(Schema):
     """An invoice as the buyer sees it (the seed's fields plus each store's transaction)."""
 
-    id = fields.String(required=True, metadata=_doc("The invoice's sequence number."))
-    username = fields.String(required=True, metadata=_doc("The buyer."))
+    id = fields.String(required=True, metadata=doc("The invoice's sequence number."))
+    username = fields.String(required=True, metadata=doc("The buyer."))
     type = _one_of(*(f"{service} CHECKOUT" for service in SERVICES), required=True)
     amount = fields.Integer(required=True)
-    xendit_invoice = fields.String(required=True, metadata=_doc("The gateway's reference."))
+    xendit_invoice = fields.String(required=True, metadata=doc("The gateway's reference."))
     invoice = fields.String(required=True, validate=validate.Regexp(INVOICE_ID))
     status = _one_of(*INVOICE_STATUSES, required=True)
     src = _one_of(*SOURCES, required=True)
@@ -157,7 +153,7 @@ class DetailAnswer(Schema):
     status_history = fields.List(
         fields.Nested(StatusChangeAnswer),
         required=True,
-        metadata=_doc(
+        metadata=doc(
             "Each status the invoice reached, oldest first; a PENDING invoice past its expiry"
             " ends with EXPIRED at `expired_at` by `system:expiry`, as its `status` says."
         ),
@@ -165,9 +161,9 @@ class DetailAnswer(Schema):
 
 
 class HistoryEventAnswer(Schema):
-    position = fields.Integer(required=True, metadata=_doc("The event's position in the log."))
-    version = fields.Integer(required=True, metadata=_doc("The event's version in its invoice."))
-    type = fields.String(required=True, metadata=_doc("InvoiceCreated, InvoicePaid, …"))
+    position = fields.Integer(required=True, metadata=doc("The event's position in the log."))
+    version = fields.Integer(required=True, metadata=doc("The event's version in its invoice."))
+    type = fields.String(required=True, metadata=doc("InvoiceCreated, InvoicePaid, …"))
     data = fields.Dict(required=True)
     recorded_at = _time(required=True)
     actor = fields.String(required=True, allow_none=True)
@@ -184,7 +180,7 @@ class HistoryAnswer(Schema):
 class LedgerEntryAnswer(Schema):
     position = fields.Integer(required=True)
     account = fields.String(required=True)
-    amount = fields.Integer(required=True, metadata=_doc("Negative for a debit."))
+    amount = fields.Integer(required=True, metadata=doc("Negative for a debit."))
     type = fields.String(required=True)
     invoice = fields.String(required=True, allow_none=True)
     recorded_at = _time(required=True)
@@ -194,15 +190,15 @@ class BalanceAnswer(Schema):
     """The caller's balances and their ledger entries, newest first."""
 
     username = fields.String(required=True)
-    balance = fields.Integer(required=True, metadata=_doc("buyer:<username>, spendable."))
-    seller_balance = fields.Integer(required=True, metadata=_doc("seller:<username>."))
+    balance = fields.Integer(required=True, metadata=doc("buyer:<username>, spendable."))
+    seller_balance = fields.Integer(required=True, metadata=doc("seller:<username>."))
     entries = fields.List(fields.Nested(LedgerEntryAnswer), required=True)
 
 
 class TopUpAnswer(MessageAnswer):
     message = _one_of("BALANCE TOPPED UP", required=True)
     username = fields.String(required=True)
-    balance = fields.Integer(required=True, metadata=_doc("The new balance."))
+    balance = fields.Integer(required=True, metadata=doc("The new balance."))
 
 
 class CancelAnswer(MessageAnswer):
@@ -220,7 +216,7 @@ class BatchResultAnswer(Schema):
     invoice_onmarket = fields.String(required=True, allow_none=True)
     status = _one_of("success", "failed", required=True)
     code = fields.String(
-        required=True, allow_none=True, metadata=_doc("The refusal's code; null on success.")
+        required=True, allow_none=True, metadata=doc("The refusal's code; null on success.")
     )
     message = fields.String(required=True)
 
@@ -240,7 +236,7 @@ class CallbackAnswer(MessageAnswer):
         "EXPIRED",
         "IGNORED",
         required=True,
-        metadata=_doc(
+        metadata=doc(
             "PAID: the invoice is paid; CREDITED: a late or second payment, kept as the"
             " buyer's balance; AMOUNT_MISMATCH_CREDITED: a paid amount other than the"
             " invoice's, kept as the buyer's balance, the invoice still PENDING; DUPLICATE:"
@@ -252,4 +248,4 @@ class CallbackAnswer(MessageAnswer):
 
 class HealthAnswer(Schema):
     status = _one_of("ok", required=True)
-    head_position = fields.Integer(required=True, metadata=_doc("The log's last position."))
+    head_position = fields.Integer(required=True, metadata=doc("The log's last position."))

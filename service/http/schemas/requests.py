@@ -1,11 +1,11 @@
-"""What the API reads (marshmallow): request bodies, queries, and the gateway's callbacks.
+"""What the API reads (marshmallow): request bodies and queries (the gateway's callbacks are in
+``callbacks``), and the field types they share.
 
 Requests refuse unknown fields, and money is a strict integer: booleans, floats, numeric strings
 and negatives are refused, and no amount may exceed 10^12. The OpenAPI document
 (``service/http/openapi/``) is generated from these classes, so each constraint is written
 once, as a validator that both refuses bad input and documents the rule; ``metadata``
-descriptions become the document's. The gateway's callbacks let unknown fields through, as
-Xendit adds some.
+descriptions become the document's.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ class FullMatch(validate.Regexp):
 
 
 # A list, not validate.And, so that the OpenAPI generator sees each rule.
-_NAME = (
+NAME = (
     validate.Length(min=1, max=100),
     FullMatch(r"^[\x20-\x7e]+$", error="Must be printable ASCII text."),
 )
 
 
-def _in_utc_range(moment: datetime) -> None:
+def in_utc_range(moment: datetime) -> None:
     """A time must also exist in UTC (0001-01-01 +01:00 does not)."""
     try:
         moment.astimezone(UTC)
@@ -135,24 +135,24 @@ class QueryInteger(fields.Integer):
         return super()._validated(value)
 
 
-def _doc(description: str) -> dict[str, Any]:
+def doc(description: str) -> dict[str, Any]:
     return {"description": description}
 
 
 class TransactionSchema(StrictSchema):
     """One store's part of a checkout."""
 
-    amount = Money(required=True, metadata=_doc("The goods' price, IDR."))
-    freight_charge = Money(required=True, metadata=_doc("Shipping, IDR."))
-    insurance_amount = Money(load_default=0, metadata=_doc("Insurance, IDR; 0 when left out."))
+    amount = Money(required=True, metadata=doc("The goods' price, IDR."))
+    freight_charge = Money(required=True, metadata=doc("Shipping, IDR."))
+    insurance_amount = Money(load_default=0, metadata=doc("Insurance, IDR; 0 when left out."))
     commission_onmarket = Money(
-        required=True, metadata=_doc("The marketplace's commission, IDR; at most `amount`.")
+        required=True, metadata=doc("The marketplace's commission, IDR; at most `amount`.")
     )
-    seller_username = fields.String(required=True, validate=_NAME, metadata=_doc("The seller."))
+    seller_username = fields.String(required=True, validate=NAME, metadata=doc("The seller."))
     invoice_onmarket = fields.String(
         required=True,
-        validate=_NAME,
-        metadata=_doc(
+        validate=NAME,
+        metadata=doc(
             "The marketplace's invoice number for this store: once per checkout, and not part"
             " of another invoice that is PENDING or PAID."
         ),
@@ -160,8 +160,8 @@ class TransactionSchema(StrictSchema):
     waybill_number = fields.String(
         load_default=None,
         allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The shipment's waybill number (ONDELIVERY checkouts only)."),
+        validate=NAME,
+        metadata=doc("The shipment's waybill number (ONDELIVERY checkouts only)."),
     )
 
     @validates_schema
@@ -189,19 +189,19 @@ class CheckoutSchema(StrictSchema):
 
     total_amount = Money(
         required=True,
-        metadata=_doc(
+        metadata=doc(
             "Σ(amount + freight_charge + insurance_amount) of the transactions; more than 0."
         ),
     )
     service = fields.String(
         required=True,
         validate=validate.OneOf(SERVICES),
-        metadata=_doc("The platform; also the invoice id's prefix (OM, OD, OT)."),
+        metadata=doc("The platform; also the invoice id's prefix (OM, OD, OT)."),
     )
     source = fields.String(
         required=True,
         validate=validate.OneOf(SOURCES),
-        metadata=_doc(
+        metadata=doc(
             "XENDIT: a payment page; QRIS: a QR code; BALANCE: paid at once from the balance."
         ),
     )
@@ -255,14 +255,14 @@ class PlatformActionSchema(StrictSchema):
     platform = fields.String(
         required=True,
         validate=validate.OneOf(SERVICES),
-        metadata=_doc("Must be the calling account's own service."),
+        metadata=doc("Must be the calling account's own service."),
     )
-    invoice_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
+    invoice_id = fields.String(required=True, validate=NAME, metadata=doc("Our invoice id."))
     invoice_onmarket = fields.String(
         load_default=None,
         allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The store's transaction; may be left out when the invoice has only one."),
+        validate=NAME,
+        metadata=doc("The store's transaction; may be left out when the invoice has only one."),
     )
 
 
@@ -272,17 +272,17 @@ MAX_BATCH_ITEMS = 100
 class BatchItemSchema(StrictSchema):
     """One transaction of /invoice/done/batch."""
 
-    invoice_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
+    invoice_id = fields.String(required=True, validate=NAME, metadata=doc("Our invoice id."))
     invoice_onmarket = fields.String(
         load_default=None,
         allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The store's transaction; may be left out when the invoice has only one."),
+        validate=NAME,
+        metadata=doc("The store's transaction; may be left out when the invoice has only one."),
     )
     amount = Money(
         load_default=None,
         allow_none=True,
-        metadata=_doc(
+        metadata=doc(
             "If given, must equal the transaction's amount + freight_charge + insurance_amount"
             " (else this item fails with AMOUNT_MISMATCH)."
         ),
@@ -295,7 +295,7 @@ class DoneBatchSchema(StrictSchema):
     platform = fields.String(
         required=True,
         validate=validate.OneOf(SERVICES),
-        metadata=_doc("Must be the calling account's own service."),
+        metadata=doc("Must be the calling account's own service."),
     )
     items = fields.List(
         fields.Nested(BatchItemSchema),
@@ -320,14 +320,14 @@ class CancelSchema(PlatformActionSchema):
     invoice_onmarket = fields.String(
         load_default=None,
         allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The store's transaction to refund; required when the invoice is PAID."),
+        validate=NAME,
+        metadata=doc("The store's transaction to refund; required when the invoice is PAID."),
     )
     buyer_username = fields.String(
         load_default=None,
         allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The invoice's buyer; required when the invoice is PAID."),
+        validate=NAME,
+        metadata=doc("The invoice's buyer; required when the invoice is PAID."),
     )
 
 
@@ -341,28 +341,28 @@ class AuthSchema(StrictSchema):
 class TopUpSchema(StrictSchema):
     """A credit to a buyer's balance."""
 
-    username = fields.String(required=True, validate=_NAME, metadata=_doc("A buyer account."))
-    amount = Money(required=True, validate=validate.Range(min=1), metadata=_doc("IDR."))
+    username = fields.String(required=True, validate=NAME, metadata=doc("A buyer account."))
+    amount = Money(required=True, validate=validate.Range(min=1), metadata=doc("IDR."))
 
 
 class DetailQuerySchema(StrictSchema):
     invoice = fields.String(
-        validate=_NAME, metadata=_doc("The invoice id; exactly one of this and waybill_number.")
+        validate=NAME, metadata=doc("The invoice id; exactly one of this and waybill_number.")
     )
     waybill_number = fields.String(
-        validate=_NAME,
-        metadata=_doc("The newest visible invoice with this waybill; exactly one of the two."),
+        validate=NAME,
+        metadata=doc("The newest visible invoice with this waybill; exactly one of the two."),
     )
     as_of = fields.AwareDateTime(
-        validate=_in_utc_range,
-        metadata=_doc(
+        validate=in_utc_range,
+        metadata=doc(
             "The invoice as it stood at this time (ISO 8601 with a timezone), replayed from"
             " the log; not together with as_of_position."
         ),
     )
     as_of_position = QueryInteger(
         validate=validate.Range(min=0, max=MAX_POSITION),
-        metadata=_doc("The invoice as it stood just after this log position."),
+        metadata=doc("The invoice as it stood just after this log position."),
     )
 
     @validates_schema
@@ -374,63 +374,12 @@ class DetailQuerySchema(StrictSchema):
 
 
 class HistoryQuerySchema(StrictSchema):
-    invoice = fields.String(required=True, validate=_NAME, metadata=_doc("The invoice id."))
+    invoice = fields.String(required=True, validate=NAME, metadata=doc("The invoice id."))
 
 
 class BalanceQuerySchema(StrictSchema):
     limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=500),
-        metadata=_doc("How many ledger entries, newest first."),
+        metadata=doc("How many ledger entries, newest first."),
     )
-
-
-# -- callbacks from the gateway ------------------------------------------------------------------
-
-
-class InvoiceCallbackSchema(Schema):
-    """Xendit's invoice callback; fields we do not use are let through, as Xendit adds some."""
-
-    class Meta:
-        unknown = "exclude"
-
-    id = fields.String(required=True, validate=_NAME, metadata=_doc("The gateway's invoice id."))
-    payment_id = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=_NAME,
-        metadata=_doc("The payment's id (payments are deduplicated by it; by `id` when absent)."),
-    )
-    external_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
-    status = fields.String(
-        required=True,
-        metadata=_doc("PAID (or SETTLED) pays, EXPIRED expires; any other is IGNORED."),
-    )
-    paid_amount = Money(load_default=None, allow_none=True)
-    amount = Money(load_default=None, allow_none=True, metadata=_doc("Used if no paid_amount."))
-    paid_at = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
-    payment_method = fields.String(load_default="UNKNOWN", allow_none=True)
-    payment_channel = fields.String(load_default="UNKNOWN", allow_none=True)
-
-
-class QrPaymentDataSchema(Schema):
-    class Meta:
-        unknown = "exclude"
-
-    id = fields.String(required=True, validate=_NAME, metadata=_doc("The payment's id."))
-    qr_id = fields.String(required=True, validate=_NAME)
-    reference_id = fields.String(required=True, validate=_NAME, metadata=_doc("Our invoice id."))
-    amount = Money(required=True)
-    status = fields.String(required=True, metadata=_doc("SUCCEEDED pays; any other is IGNORED."))
-    created = fields.AwareDateTime(load_default=None, allow_none=True, validate=_in_utc_range)
-    channel_code = fields.String(load_default="QRIS", allow_none=True)
-
-
-class QrCallbackSchema(Schema):
-    """Xendit's QR code payment callback."""
-
-    class Meta:
-        unknown = "exclude"
-
-    event = fields.String(required=True, metadata=_doc("qr.payment"))
-    data = fields.Nested(QrPaymentDataSchema, required=True)
