@@ -135,6 +135,16 @@ class QueryInteger(fields.Integer):
         return super()._validated(value)
 
 
+def refuse_long_list(data: Any, name: str, most: int) -> Any:
+    """``data`` as it is, unless its list ``name`` holds more than ``most`` items: refused by
+    its length before any item is loaded (the same message the field's own length check
+    gives)."""
+    items = data.get(name) if isinstance(data, dict) else None
+    if isinstance(items, list) and len(items) > most:
+        raise ValidationError(f"Length must be between 1 and {most}; got {len(items)}.", name)
+    return data
+
+
 def doc(description: str) -> dict[str, Any]:
     return {"description": description}
 
@@ -215,13 +225,7 @@ class CheckoutSchema(StrictSchema):
     def refuse_too_many_transactions(self, data: Any, **kwargs: Any) -> Any:
         """Counted before any item is loaded: 100,000 transactions must not cost seconds of
         the event loop and an answer naming each bad one."""
-        lines = data.get("transaction") if isinstance(data, dict) else None
-        if isinstance(lines, list) and len(lines) > MAX_TRANSACTIONS:
-            raise ValidationError(
-                f"Length must be between 1 and {MAX_TRANSACTIONS}; got {len(lines)}.",
-                "transaction",
-            )
-        return data
+        return refuse_long_list(data, "transaction", MAX_TRANSACTIONS)
 
     @validates_schema
     def consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -306,12 +310,7 @@ class DoneBatchSchema(StrictSchema):
     @pre_load
     def refuse_too_many_items(self, data: Any, **kwargs: Any) -> Any:
         """Counted before any item is loaded, as a checkout's transactions are."""
-        items = data.get("items") if isinstance(data, dict) else None
-        if isinstance(items, list) and len(items) > MAX_BATCH_ITEMS:
-            raise ValidationError(
-                f"Length must be between 1 and {MAX_BATCH_ITEMS}; got {len(items)}.", "items"
-            )
-        return data
+        return refuse_long_list(data, "items", MAX_BATCH_ITEMS)
 
 
 class CancelSchema(PlatformActionSchema):
