@@ -104,16 +104,19 @@ async def read_known(conn: asyncpg.Connection, operations: Sequence[AppendOperat
     ids = [event_id for op in operations for event_id in op.event_ids()]
     if not streams:
         return Known({}, {})
+    # One index probe per stream and per id, whatever the log's length: with ``= ANY`` the
+    # planner may scan the whole table for a few dozen new streams.
     versions = await conn.fetch(
-        "SELECT stream_id, MAX(version) FROM events WHERE stream_id = ANY($1::text[])"
-        " GROUP BY stream_id",
+        "SELECT s.id, (SELECT MAX(e.version) FROM events e WHERE e.stream_id = s.id)"
+        " FROM unnest($1::text[]) AS s(id)",
         streams,
     )
     stored = await conn.fetch(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY($1::text[])", ids
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN (SELECT unnest($1::text[]))",
+        ids,
     )
     return Known(
-        {row[0]: int(row[1]) for row in versions},
+        {row[0]: int(row[1]) for row in versions if row[1] is not None},
         {event.event_id: event for event in decode_rows(stored)},
     )
 

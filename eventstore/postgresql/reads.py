@@ -25,9 +25,11 @@ _STREAM_PAGE = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2"
     " ORDER BY version LIMIT $3"
 )
+# One index probe per stream, however long the log (``= ANY`` may be planned as a scan).
 _LAST_EVENTS = (
-    f"SELECT DISTINCT ON (stream_id) {EVENT_COLUMNS} FROM events"
-    " WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version DESC"
+    f"SELECT e.* FROM unnest($1::text[]) AS s(id) CROSS JOIN LATERAL"
+    f" (SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = s.id"
+    " ORDER BY version DESC LIMIT 1) AS e"
 )
 
 

@@ -106,10 +106,13 @@ EVENTSTORE_MIGRATIONS: Sequence[Migration] = (
               FROM unnest(p_ids, p_streams, p_versions, p_types, p_data, p_metadata, hashes)
                    WITH ORDINALITY AS u(id, stream, version, type, data, metadata, hash, n);
             -- Versions are contiguous per stream: version n needs n - 1, whoever wrote it.
+            -- A scalar subquery, so that it stays an index probe per event: NOT EXISTS may be
+            -- planned as an anti-join over the whole table, under the lock.
             IF EXISTS (SELECT 1 FROM unnest(p_streams, p_versions) AS u(stream, version)
-                       WHERE u.version > 1 AND NOT EXISTS (
-                           SELECT 1 FROM events e
-                            WHERE e.stream_id = u.stream AND e.version = u.version - 1)) THEN
+                       WHERE u.version > 1 AND (
+                           SELECT e.position FROM events e
+                            WHERE e.stream_id = u.stream AND e.version = u.version - 1
+                       ) IS NULL) THEN
                 RAISE EXCEPTION 'stream version gap' USING ERRCODE = 'EV003';
             END IF;
             FOR i IN 1 .. coalesce(array_length(p_checkpoint_names, 1), 0) LOOP
