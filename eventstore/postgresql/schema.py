@@ -180,7 +180,7 @@ async def apply_migrations(
     for migration in sorted(migrations, key=lambda m: m.version):
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-            await conn.execute(_CREATE_MIGRATIONS_TABLE)
+            await _create_migrations_table(conn)
             recorded = await _refuse_unknown(conn, component, known)
             if migration.version not in recorded:
                 await conn.execute(migration.sql)  # several statements: the simple protocol
@@ -196,9 +196,17 @@ async def apply_migrations(
     if not migrations:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-            await conn.execute(_CREATE_MIGRATIONS_TABLE)
+            await _create_migrations_table(conn)
             await _refuse_unknown(conn, component, known)
     return applied
+
+
+async def _create_migrations_table(conn: asyncpg.Connection) -> None:
+    """Create ``schema_migrations`` unless it exists. Looked up first: ``CREATE TABLE IF NOT
+    EXISTS`` needs the right to create tables even when there is nothing to create, which a
+    service's role that may only read and append does not have."""
+    if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        await conn.execute(_CREATE_MIGRATIONS_TABLE)
 
 
 async def _refuse_unknown(conn: asyncpg.Connection, component: str, known: set[int]) -> set[int]:

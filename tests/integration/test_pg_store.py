@@ -20,9 +20,9 @@ from eventstore import (
     StoreWriteError,
     verify_store,
 )
-from eventstore.postgresql import Migration, apply_migrations
+from eventstore.postgresql import Migration, PostgreSQLEventStore, apply_migrations
 from eventstore.sqlite import SQLiteEventStore
-from tests.contract.backends.postgresql import PostgreSQLBackend
+from tests.contract.backends.postgresql import PostgreSQLBackend, admin_statement
 
 
 @pytest.fixture
@@ -209,3 +209,33 @@ async def test_the_writer_closes_with_the_appends_queued(pg: PostgreSQLBackend) 
     assert [len(recorded) for recorded in await asyncio.gather(*pending)] == [1] * 20
     async with await pg.open() as reopened:
         assert await reopened.head_position() == 20
+
+
+async def test_a_role_without_update_rights_serves_and_cannot_change_the_log(
+    pg: PostgreSQLBackend,
+) -> None:
+    """The setup docs/design.md advises: migrate as the owner, serve as a role that may only
+    read and append. The store opens, appends and moves checkpoints as that role, and the
+    database refuses the role's UPDATE even with the triggers gone."""
+    async with await pg.open() as store:  # the owner migrates
+        await store.append("s", events(1), NO_STREAM)
+    role = f"service_{pg.database}"
+    pg.rows(f"CREATE ROLE {role} LOGIN")
+    try:
+        pg.rows(f"GRANT SELECT, INSERT ON events TO {role}")
+        pg.rows(f"GRANT SELECT, INSERT, UPDATE ON checkpoints, schema_migrations TO {role}")
+        as_role = pg.location.replace("postgres@", f"{role}@", 1)
+        async with await PostgreSQLEventStore.open(as_role) as store:
+            await store.append("s", events(1), 1, checkpoint=Checkpoint("worker", 1))
+            assert await store.load_checkpoint("worker") == 1
+            assert (await store.verify()).ok
+        pg.tamper()  # the guards dropped: the role's rights still refuse the change
+        conn = await asyncpg.connect(as_role)
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("UPDATE events SET data = '{}'")
+        finally:
+            await conn.close()
+    finally:
+        pg.dispose()  # the role owns nothing once the database is gone
+        admin_statement(f"DROP ROLE {role}")

@@ -76,27 +76,25 @@ async def admin_connection() -> asyncpg.Connection:
 def create_database() -> str:
     """A new, empty database of a unique name; its name."""
     name = f"es_{uuid.uuid4().hex}"
-
-    async def create() -> None:
-        admin = await admin_connection()
-        try:
-            await admin.execute(f"CREATE DATABASE {name}")
-        finally:
-            await admin.close()
-
-    run(create)
+    admin_statement(f"CREATE DATABASE {name}")
     return name
 
 
 def drop_database(name: str) -> None:
-    async def drop() -> None:
+    admin_statement(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def admin_statement(statement: str) -> None:
+    """Run one statement on the admin connection (databases, roles)."""
+
+    async def execute() -> None:
         admin = await admin_connection()
         try:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.execute(statement)
         finally:
             await admin.close()
 
-    run(drop)
+    run(execute)
 
 
 class PostgreSQLTotals(TotalsRules):
