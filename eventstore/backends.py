@@ -79,5 +79,6 @@ def _url_backend(location: str) -> ModuleType | None:
     if module is None:
         raise UnsupportedLocation(
             f"{scheme}:// event stores are not yet supported; give the path of an SQLite file"
+            " or a postgresql:// URL"
         )
     return importlib.import_module(module)
