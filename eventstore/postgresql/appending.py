@@ -228,11 +228,11 @@ async def _together(
         if planned:
             rows = [row for _, decided in planned for row in decided.rows]
             checkpoints = [
-                operations[index].checkpoint
+                checkpoint
                 for index, _ in planned
-                if operations[index].checkpoint is not None
+                if (checkpoint := operations[index].checkpoint) is not None
             ]
-            recorded = await insert(conn, rows, checkpoints, now_text)  # type: ignore[arg-type]
+            recorded = await insert(conn, rows, checkpoints, now_text)
             if recorded:
                 for projector in projectors:
                     await projector.apply(conn, recorded)
@@ -266,7 +266,7 @@ async def _isolated(
                     for projector in projectors:
                         await projector.apply(conn, recorded)
                 return Outcome(result=operation.split(recorded))
-        except (asyncpg.UniqueViolationError, asyncpg.PostgresError) as error:
+        except asyncpg.PostgresError as error:
             if isinstance(error, asyncpg.UniqueViolationError) or error.sqlstate == VERSION_GAP:
                 raced = error  # another process wrote the version or id meanwhile: look again
                 continue

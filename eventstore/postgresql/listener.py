@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from eventstore.errors import EventStoreError
 from eventstore.postgresql.schema import NOTIFY_CHANNEL
 
 
@@ -43,7 +44,10 @@ class Listener:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # Any failure to connect or to listen is retried: the listener is only a hint.
+            with contextlib.suppress(
+                OSError, EventStoreError, asyncpg.PostgresError, asyncpg.InterfaceError
+            ):
                 await self._listen()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._retry)

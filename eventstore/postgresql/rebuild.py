@@ -6,6 +6,7 @@ commits, since views are emptied with their ``reset`` (a ``DELETE``), not ``TRUN
 would lock readers out. The log is read through a server-side cursor in pages of ``page_size``
 of the events some projector reads (``Projector.reads``), so memory stays flat however long the
 log; each page goes to the projector's own replayer if it makes one, else to its ``apply``.
+A projector's ``tables`` are not used here: every view is emptied by its ``reset``.
 """
 
 from __future__ import annotations

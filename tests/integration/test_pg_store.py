@@ -4,7 +4,7 @@ checkpoints across processes, wake-ups, the hash chain shared with SQLite, and r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,9 @@ from eventstore import (
     NO_STREAM,
     Checkpoint,
     CheckpointConflict,
+    EventSelection,
     NewEvent,
+    RecordedEvent,
     SchemaTooNewError,
     StoreWriteError,
     verify_store,
@@ -239,3 +241,59 @@ async def test_a_role_without_update_rights_serves_and_cannot_change_the_log(
     finally:
         pg.dispose()  # the role owns nothing once the database is gone
         admin_statement(f"DROP ROLE {role}")
+
+
+class CountingReplayer:
+    """A replayer that sums in memory and writes once, at ``finish``."""
+
+    def __init__(self, pages: list[int]) -> None:
+        self.pages = pages
+        self.count = 0
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        self.pages.append(len(events))
+        self.count += len(events)
+
+    async def finish(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("INSERT INTO counted VALUES ($1)", self.count)
+
+
+class Counted:
+    """A view of how many ``Wanted`` events there are, replayed by its own replayer."""
+
+    name = "counted"
+    reads = EventSelection(types=frozenset({"Wanted"}))
+
+    def __init__(self) -> None:
+        self.pages: list[int] = []
+
+    async def setup(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS counted (n BIGINT NOT NULL)")
+
+    async def reset(self, conn: asyncpg.Connection) -> None:
+        await conn.execute("DELETE FROM counted")
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        wanted = sum(event.type == "Wanted" for event in events)
+        if wanted:
+            await conn.execute("INSERT INTO counted VALUES ($1)", wanted)
+
+    def replayer(self) -> CountingReplayer:
+        return CountingReplayer(self.pages)
+
+
+async def test_a_rebuild_gives_the_selected_events_to_the_replayer_in_pages_then_finishes(
+    pg: PostgreSQLBackend,
+) -> None:
+    """An AsyncProjector's replayer gets only the events it reads, a page at a time through the
+    cursor, and its finish once, in the rebuild's transaction."""
+    view = Counted()
+    async with await pg.open(projectors=[view], page_size=3) as store:
+        for i in range(10):
+            await store.append(f"s{i}", [NewEvent("Wanted" if i % 2 else "Other", {})], NO_STREAM)
+        assert pg.rows("SELECT sum(n)::int FROM counted") == [(5,)]
+
+        assert await store.rebuild_projections() == 10
+
+    assert view.pages == [3, 2]
+    assert pg.rows("SELECT n FROM counted") == [(5,)]
