@@ -11,8 +11,9 @@ the same connection, and the transaction commits.
 The database has the last word: ``UNIQUE (stream_id, version)``, the unique event id and the
 function's own checks refuse what another process wrote in between. If anything of the batch
 fails (such a race, a checkpoint that cannot move, a projector that raises), the transaction is
-rolled back and run again with each append in a savepoint of its own, checked afresh, so a
-failure fails only its own caller, as SQLite's writer isolates them.
+rolled back and run again with each append in a savepoint of its own, checked afresh (and, if
+another process wrote between that check and the lock, once more with the lock taken first), so
+a failure fails only its own caller, as SQLite's writer isolates them.
 """
 
 from __future__ import annotations
@@ -23,15 +24,11 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from eventstore.errors import (
-    CheckpointConflict,
-    ConcurrencyError,
-    DuplicateEventError,
-    StoreWriteError,
-)
+from eventstore.errors import CheckpointConflict, ConcurrencyError, DuplicateEventError
 from eventstore.model import Checkpoint, RecordedEvent
 from eventstore.postgresql.projection import PostgreSQLProjector
 from eventstore.postgresql.schema import (
+    APPEND_LOCK,
     CHECKPOINT_CONFLICT,
     CHECKPOINT_PAST_END,
     EVENT_COLUMNS,
@@ -39,10 +36,6 @@ from eventstore.postgresql.schema import (
 )
 from eventstore.records import EncodedStream, decode_rows
 from eventstore.versions import ANY
-
-# Times an append is checked again after another process won a race for its version (ANY) or
-# an id; an exact expected version fails at once instead (ConcurrencyError).
-RACE_RETRIES = 5
 
 Row = tuple[str, str, int, str, str, str]  # event id, stream, version, type, data, metadata
 
@@ -252,11 +245,16 @@ async def _isolated(
     now_text: str,
     projectors: Sequence[PostgreSQLProjector],
 ) -> Outcome:
-    """Run one append in a savepoint, checked afresh; its failure rolls back only itself."""
-    raced: Exception = StoreWriteError("the append lost every race for its versions")
-    for _ in range(RACE_RETRIES):
+    """Run one append in a savepoint, checked afresh; its failure rolls back only itself.
+
+    If another process wrote one of its streams or ids between the check and the lock, it is
+    checked once more with the lock taken first: nobody can write in between then, so the
+    second decision is final (a retry, a conflict, or written)."""
+    for lock_first in (False, True):
         try:
             async with conn.transaction():
+                if lock_first:
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
                 decided = plan(operation, await read_known(conn, [operation]), Batch())
                 if decided.stored is not None:
                     return Outcome(result=decided.stored)
@@ -267,13 +265,13 @@ async def _isolated(
                         await projector.apply(conn, recorded)
                 return Outcome(result=operation.split(recorded))
         except asyncpg.PostgresError as error:
-            if isinstance(error, asyncpg.UniqueViolationError) or error.sqlstate == VERSION_GAP:
-                raced = error  # another process wrote the version or id meanwhile: look again
-                continue
+            raced = isinstance(error, asyncpg.UniqueViolationError) or error.sqlstate == VERSION_GAP
+            if raced and not lock_first:
+                continue  # another process wrote the version or id meanwhile: look again
             return Outcome(error=_explain(error, operation.checkpoint))
         except Exception as error:
             return Outcome(error=error)
-    return Outcome(error=raced)
+    raise AssertionError("unreachable: the locked attempt always returns")
 
 
 def _explain(error: asyncpg.PostgresError, checkpoint: Checkpoint | None) -> Exception:

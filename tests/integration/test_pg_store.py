@@ -12,9 +12,11 @@ import asyncpg
 import pytest
 
 from eventstore import (
+    ANY,
     NO_STREAM,
     Checkpoint,
     CheckpointConflict,
+    ConcurrencyError,
     EventSelection,
     NewEvent,
     RecordedEvent,
@@ -297,3 +299,39 @@ async def test_a_rebuild_gives_the_selected_events_to_the_replayer_in_pages_then
 
     assert view.pages == [3, 2]
     assert pg.rows("SELECT n FROM counted") == [(5,)]
+
+
+async def test_stores_racing_on_one_stream_keep_versions_and_positions_whole(
+    pg: PostgreSQLBackend,
+) -> None:
+    """Three stores (as three processes) race on one stream, with exact versions and with ANY:
+    each exact version is won once, every ANY append lands, and the log stays gap-free and
+    verifies."""
+    stores = [await pg.open() for _ in range(3)]
+    won: list[int] = []
+
+    async def contender(store: PostgreSQLEventStore, name: int) -> None:
+        while (version := await store.stream_version("contested")) < 15:
+            try:
+                await store.append("contested", [NewEvent("Won", {"by": name})], version)
+            except ConcurrencyError:
+                continue
+            won.append(version + 1)
+
+    async def any_writer(store: PostgreSQLEventStore) -> None:
+        for _ in range(5):
+            await store.append("shared", events(1), ANY)
+
+    try:
+        await asyncio.gather(
+            *(contender(stores[n % 3], n) for n in range(9)),
+            *(any_writer(store) for store in stores),
+        )
+        reader = stores[0]
+        assert sorted(won) == list(range(1, 16))
+        assert [e.version async for e in reader.read_stream("shared")] == list(range(1, 16))
+        assert [e.position async for e in reader.read_all()] == list(range(1, 31))
+        assert (await reader.verify()).ok
+    finally:
+        for store in stores:
+            await store.close()
