@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from eventstore.errors import EventStoreError
 from eventstore.model import VerifyReport
 from eventstore.postgresql.projection import PostgreSQLProjector, PostgreSQLReplayer
 from eventstore.postgresql.schema import GUARD_TRIGGERS, Migration, apply_migrations
@@ -31,7 +32,10 @@ async def open_url(url: str, *, projectors: Any = (), **options: Any) -> Postgre
 async def verify_url(url: str) -> VerifyReport:
     """Walk the hash chain of the log at ``url`` on a connection of its own, read-only: nothing
     is migrated or created, so a restored backup can be checked as it is."""
-    conn = await asyncpg.connect(url)
+    try:
+        conn = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise EventStoreError(f"cannot open event store at {url!r}: {error}") from error
     try:
         return await verify_log(conn, VERIFY_PAGE)
     finally:

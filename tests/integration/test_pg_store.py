@@ -18,6 +18,7 @@ from eventstore import (
     CheckpointConflict,
     ConcurrencyError,
     EventSelection,
+    EventStoreError,
     NewEvent,
     RecordedEvent,
     SchemaTooNewError,
@@ -172,6 +173,16 @@ async def test_a_log_copied_between_backends_has_the_same_hashes(
 
     assert [e.hash for e in on_pg] == [e.hash for e in on_sqlite]
     assert (await verify_store(pg.location)).ok
+
+
+async def test_a_missing_database_is_named_when_opened_or_verified(pg: PostgreSQLBackend) -> None:
+    """The store does not create databases: one that does not exist is a clear error."""
+    missing = pg.location + "_missing"
+
+    with pytest.raises(EventStoreError, match="_missing"):
+        await verify_store(missing)
+    with pytest.raises(EventStoreError, match="_missing"):
+        await PostgreSQLEventStore.open(missing)
 
 
 async def test_verify_url_creates_nothing(pg: PostgreSQLBackend) -> None:
