@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from eventstore import NO_STREAM, EventStore, NewEvent, RecordedEvent
+from eventstore import NO_STREAM, ConcurrencyError, EventStore, NewEvent, RecordedEvent
 from eventstore.postgresql import PostgreSQLEventStore
 from eventstore.postgresql.schema import APPEND_LOCK
 from tests.contract.backends.postgresql import PostgreSQLBackend, PostgreSQLTotals
@@ -117,3 +117,30 @@ async def test_a_subscriber_waits_for_an_open_append_instead_of_skipping_it(
         assert isinstance(results[0], ValueError)
         assert [(e.stream_id, e.position) for e in seen] == [("second", 1), ("sentinel", 2)]
     assert (await reader.verify()).ok
+
+
+async def test_the_lock_is_taken_last_so_conflicts_and_retries_never_wait_for_it(
+    stores: Stores,
+) -> None:
+    """While one append holds the log's lock, another process's append that conflicts, and
+    its retry of an append already stored, are answered at once: every check comes before
+    the lock."""
+    held, totals, other, reader = stores
+    (stored,) = await other.append("taken", [NewEvent("E", {})], NO_STREAM)
+    async with asyncio.timeout(20):
+        totals.pause.clear()
+        first = asyncio.create_task(
+            held.append("first", [NewEvent("Added", {"amount": 1})], NO_STREAM)
+        )
+        await until(lambda: holding(reader, granted=True))
+
+        with pytest.raises(ConcurrencyError):
+            await other.append("taken", [NewEvent("E", {})], NO_STREAM)
+        retried = await other.append(
+            "taken", [NewEvent(stored.type, {}, event_id=stored.event_id)], NO_STREAM
+        )
+        assert retried == [stored]
+        assert not first.done()  # all of that while the lock was held
+
+        totals.pause.set()
+        await first
