@@ -46,6 +46,7 @@ fuzz: install
 bench: install
 	status=0; \
 	$(BIN)/python bench/append.py || status=1; \
+	$(BIN)/python -m bench.pg_append || status=1; \
 	$(BIN)/python bench/rebuild.py || status=1; \
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
 	$(BIN)/python -m bench.done_batch || status=1; \

@@ -35,13 +35,21 @@ from eventstore.model import (
     StreamAppend,
     VerifyReport,
 )
-from eventstore.projections import EventSelection, Projector, Replayer
+from eventstore.projections import (
+    AsyncProjector,
+    AsyncReplayer,
+    EventSelection,
+    Projector,
+    Replayer,
+)
 from eventstore.sqlite.schema import Migration, apply_migrations
 from eventstore.versions import ANY, NO_STREAM
 
 __all__ = [
     "ANY",
     "NO_STREAM",
+    "AsyncProjector",
+    "AsyncReplayer",
     "Checkpoint",
     "CheckpointConflict",
     "ConcurrencyError",

@@ -19,10 +19,12 @@ from typing import Any, Final
 from eventstore.errors import UnsupportedLocation
 from eventstore.interface import EventStore
 from eventstore.model import VerifyReport
-from eventstore.projections import Projector
+from eventstore.projections import AsyncProjector, Projector
 
-# URL scheme -> the module of its backend. PostgreSQL comes next ("postgresql").
-URL_BACKENDS: Final[Mapping[str, str]] = MappingProxyType({})
+# URL scheme -> the module of its backend.
+URL_BACKENDS: Final[Mapping[str, str]] = MappingProxyType(
+    {"postgresql": "eventstore.postgresql", "postgres": "eventstore.postgresql"}
+)
 
 # Events read at a time when a whole log is verified from outside a running store.
 VERIFY_PAGE = 10_000
@@ -31,17 +33,23 @@ VERIFY_PAGE = 10_000
 async def open_store(
     location: str | os.PathLike[str],
     *,
-    projectors: Sequence[Projector[Any]] = (),
+    projectors: Sequence[Projector[Any]] | Sequence[AsyncProjector[Any]] = (),
     **options: Any,
 ) -> EventStore:
-    """Open (creating if needed) the store at ``location`` with ``projectors`` of its backend;
-    ``options`` are that backend's own (``SQLiteEventStore.open``'s for a file)."""
+    """Open (creating if needed) the store at ``location`` with ``projectors`` of its backend
+    (``Projector``s for SQLite, ``AsyncProjector``s for PostgreSQL); ``options`` are that
+    backend's own (``SQLiteEventStore.open``'s for a file, ``PostgreSQLEventStore.open``'s for
+    a ``postgresql://`` URL, whose database must exist)."""
     text = os.fspath(location)
     backend = _url_backend(text)
     if backend is None:
         from eventstore.sqlite.store import SQLiteEventStore
 
-        return await SQLiteEventStore.open(text, projectors=projectors, **options)
+        return await SQLiteEventStore.open(
+            text,
+            projectors=projectors,  # type: ignore[arg-type]
+            **options,
+        )
     store: EventStore = await backend.open_url(text, projectors=projectors, **options)
     return store
 
@@ -71,5 +79,6 @@ def _url_backend(location: str) -> ModuleType | None:
     if module is None:
         raise UnsupportedLocation(
             f"{scheme}:// event stores are not yet supported; give the path of an SQLite file"
+            " or a postgresql:// URL"
         )
     return importlib.import_module(module)

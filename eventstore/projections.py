@@ -8,9 +8,11 @@ over the whole log with the very same code (or the projector's own ``replayer``,
 
 A projector is written for one backend: ``Projector[C]`` receives that backend's connection
 type ``C`` (``sqlite3.Connection`` for ``eventstore.sqlite``), and a store takes only projectors
-of its own backend. A view kept on two backends is two small classes, usually sharing the code
-that turns events into rows; adding a backend adds projectors, it does not change the SQLite
-ones.
+of its own backend. A backend whose driver is asynchronous takes ``AsyncProjector[C]``
+(``asyncpg.Connection`` for ``eventstore.postgresql``): the same three calls with the same
+meaning, as coroutines, and an ``AsyncReplayer`` for its ``replayer()``. A view kept on two
+backends is two small classes, usually sharing the code that turns events into rows; adding a
+backend adds projectors, it does not change the SQLite ones.
 
 Three optional attributes make a rebuild cheaper; a projector without them is replayed every event
 through its ``apply``:
@@ -61,6 +63,32 @@ class Replayer(Protocol[C_contra]):
     ``finish(conn)``, if it has one, once after the last page, in the same transaction."""
 
     def apply(self, conn: C_contra, events: Sequence[RecordedEvent]) -> None:
+        """Fold a page of the log into the view."""
+
+
+class AsyncProjector(Protocol[C_contra]):
+    """A ``Projector`` of a backend whose driver is asynchronous: the same calls, awaited, with
+    the same optional ``reads``, ``tables`` and ``replayer()`` (which makes an
+    ``AsyncReplayer``)."""
+
+    name: str
+
+    async def setup(self, conn: C_contra) -> None:
+        """Bring the view's tables up to date; runs at every open, before the first append, on
+        a connection outside any transaction (so that it can apply its own migrations)."""
+
+    async def reset(self, conn: C_contra) -> None:
+        """Remove every row of the view, before a rebuild replays the log into it."""
+
+    async def apply(self, conn: C_contra, events: Sequence[RecordedEvent]) -> None:
+        """Fold committed-to-be events into the view; raising fails the append that made them."""
+
+
+class AsyncReplayer(Protocol[C_contra]):
+    """An ``AsyncProjector``'s ``Replayer``: ``await apply`` for each page, then ``await
+    finish(conn)``, if it has one, once after the last page, in the same transaction."""
+
+    async def apply(self, conn: C_contra, events: Sequence[RecordedEvent]) -> None:
         """Fold a page of the log into the view."""
 
 

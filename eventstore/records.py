@@ -159,7 +159,7 @@ def decode_row(row: tuple[Any, ...]) -> RecordedEvent:
     return RecordedEvent._make(row)
 
 
-def decode_rows(rows: Iterable[tuple[Any, ...]]) -> list[RecordedEvent]:
+def decode_rows(rows: Iterable[Iterable[Any]]) -> list[RecordedEvent]:
     """``decode_row`` of each row, without a Python call per row (a replay makes one for every
     event of the log): each row becomes the event's tuple in C."""
     new = tuple.__new__

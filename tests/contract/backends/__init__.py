@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from eventstore import (
     NO_STREAM,
+    AsyncProjector,
     EventSelection,
     EventStore,
     NewEvent,
@@ -79,6 +80,11 @@ class Backend(Protocol):
         sample views below), ``page_size``, ``clock`` and ``poll_interval``."""
         ...
 
+    def dispose(self) -> None:
+        """Remove the database, once the test's stores are closed (a no-op for a file in the
+        test's folder)."""
+        ...
+
     def stored_text(self, position: int) -> tuple[str, str, str]:
         """The data, metadata and time of the event at ``position``, as the database holds them."""
         ...
@@ -93,7 +99,7 @@ class Backend(Protocol):
         the guards in place (so it must raise ``refused``, saying "append-only")."""
         ...
 
-    def totals_view(self) -> TotalsView:
+    def totals_view(self) -> TotalsView | AsyncTotalsView:
         """A new ``totals`` view for this backend."""
         ...
 
@@ -105,7 +111,7 @@ class Backend(Protocol):
         """Delete every row of the ``totals`` view behind the store's back."""
         ...
 
-    def offered_view(self) -> Projector[Any]:
+    def offered_view(self) -> Projector[Any] | AsyncProjector[Any]:
         """A new ``offered`` view for this backend."""
         ...
 
@@ -116,6 +122,12 @@ class Backend(Protocol):
 
 class TotalsView(Projector[Any], Protocol):
     """A backend's ``totals`` view: a projector with ``TotalsRules.pause``."""
+
+    pause: threading.Event
+
+
+class AsyncTotalsView(AsyncProjector[Any], Protocol):
+    """A ``totals`` view of a backend with asynchronous projectors."""
 
     pause: threading.Event
 

@@ -68,6 +68,9 @@ class SQLiteBackend:
     async def open(self, **options: Any) -> EventStore:
         return await SQLiteEventStore.open(self.path, **options)
 
+    def dispose(self) -> None:
+        pass  # the file goes with the test's folder
+
     def stored_text(self, position: int) -> tuple[str, str, str]:
         ((data, metadata, recorded_at),) = self._rows(
             "SELECT data, metadata, recorded_at FROM events WHERE position = ?", position

@@ -1,0 +1,301 @@
+"""The PostgreSQL event store: ``eventstore.EventStore`` on one PostgreSQL database, for several
+processes and nodes at once.
+
+Writes go through one :class:`GroupCommitWriter` per store (its own connection); reads use a
+pool of their own (``pool``, which a read model kept in the same database may use too); a
+:class:`Listener` on one more connection turns other processes' commits into wake-ups.
+Everything a caller passes is validated and serialised before it is queued, so a bad event fails
+alone and early, and nothing is written. Every connection of the store ends a transaction left
+idle for ``idle_timeout`` seconds (PostgreSQL's ``idle_in_transaction_session_timeout``), so a
+stuck client cannot hold the log's lock or its snapshot for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+
+from eventstore.errors import EventStoreError, StoreClosedError
+from eventstore.interface import Progress
+from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
+from eventstore.postgresql.appending import AppendOperation
+from eventstore.postgresql.listener import Listener
+from eventstore.postgresql.projection import PostgreSQLProjector
+from eventstore.postgresql.reads import LogReads
+from eventstore.postgresql.rebuild import RebuildOperation
+from eventstore.postgresql.schema import EVENTSTORE_MIGRATIONS, apply_migrations
+from eventstore.postgresql.verification import verify_log
+from eventstore.postgresql.writer import GroupCommitWriter
+from eventstore.records import encode_appends, encode_stream
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PostgreSQLEventStore:
+    """An append-only log of events in one PostgreSQL database. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        projectors: Sequence[PostgreSQLProjector],
+        clock: Callable[[], datetime],
+        max_batch: int,
+        page_size: int,
+        poll_interval: float,
+        readers: int,
+        idle_timeout: float,
+    ) -> None:
+        self.url = url
+        self._projectors = tuple(projectors)
+        self._page_size = page_size
+        self._poll_interval = poll_interval
+        self._readers = readers
+        self._settings = {
+            "idle_in_transaction_session_timeout": str(int(idle_timeout * 1000)),
+            "application_name": "eventstore",
+        }
+        self._pool: asyncpg.Pool | None = None
+        self._reads: LogReads | None = None
+        self._head_position = 0
+        self._committed = asyncio.Event()
+        self._closed = False
+        self._writer = GroupCommitWriter(
+            self._connect,
+            clock=clock,
+            max_batch=max_batch,
+            projectors=self._projectors,
+            on_commit=self._note_commit,
+        )
+        self._listener = Listener(self._connect, self._note_commit, poll_interval)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        projectors: Sequence[PostgreSQLProjector] = (),
+        readers: int = 4,
+        max_batch: int = 512,
+        page_size: int = 250,
+        poll_interval: float = 0.5,
+        idle_timeout: float = 60.0,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> PostgreSQLEventStore:
+        """Open the store in the database at ``url`` (``postgresql://user@host:port/db``) and
+        bring its schema up to date; the database itself must exist.
+
+        ``readers`` is the size of the reader pool; ``max_batch`` the most appends one
+        transaction takes; ``page_size`` how many events a read or a rebuild takes at a time;
+        ``poll_interval`` how often subscriptions look for other processes' commits when no
+        notice woke them; ``idle_timeout`` the seconds after which PostgreSQL ends a transaction
+        of one of the store's connections left idle.
+        """
+        if readers < 1 or max_batch < 1 or page_size < 1:
+            raise ValueError("readers, max_batch and page_size must be at least 1")
+        if poll_interval <= 0 or idle_timeout <= 0:
+            raise ValueError("poll_interval and idle_timeout must be positive")
+        store = cls(
+            url,
+            projectors=projectors,
+            clock=clock,
+            max_batch=max_batch,
+            page_size=page_size,
+            poll_interval=poll_interval,
+            readers=readers,
+            idle_timeout=idle_timeout,
+        )
+        await store._open()
+        return store
+
+    async def _open(self) -> None:
+        self._head_position = await self._writer.start(self._prepare)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self._readers, server_settings=self._settings
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self._reads = LogReads(self._pool, self._page_size)
+        self._listener.start()
+
+    async def _connect(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(self.url, server_settings=self._settings)
+        except (OSError, asyncpg.PostgresError) as error:
+            raise EventStoreError(f"cannot open event store at {self.url!r}: {error}") from error
+
+    async def _prepare(self, conn: asyncpg.Connection) -> int:
+        """Migrate, set the views up; return the head position."""
+        await apply_migrations(conn, "eventstore", EVENTSTORE_MIGRATIONS)
+        for projector in self._projectors:
+            await projector.setup(conn)
+        return int(await conn.fetchval("SELECT COALESCE(MAX(position), 0) FROM events"))
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The reader pool: for a read model's queries on views kept in the same database."""
+        if self._pool is None or self._closed:
+            raise StoreClosedError("the event store is closed")
+        return self._pool
+
+    async def close(self) -> None:
+        """Finish queued appends, end subscriptions, and close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._committed.set()  # wake subscriptions so they see the store is closed
+        await self._writer.close()
+        await self._listener.close()
+        if self._reads is not None:
+            self._reads.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+        *,
+        checkpoint: Checkpoint | None = None,
+    ) -> list[RecordedEvent]:
+        """Append ``events`` to one stream if it is at ``expected_version`` (see
+        ``EventStore.append``)."""
+        operation = AppendOperation(
+            [encode_stream(stream_id, expected_version, events)], checkpoint
+        )
+        (recorded,) = await self._submit(operation)
+        return recorded  # type: ignore[no-any-return]
+
+    async def append_streams(
+        self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
+    ) -> list[list[RecordedEvent]]:
+        """Append to several streams in one all-or-nothing transaction."""
+        operation = AppendOperation(encode_appends(appends), checkpoint)
+        return await self._submit(operation)  # type: ignore[no-any-return]
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
+        await self.append_streams([], checkpoint=Checkpoint(name, position))
+
+    async def rebuild_projections(self, progress: Progress | None = None) -> int:
+        """Empty every inline view and replay the whole log into it, in one transaction under
+        the log's lock; return the events replayed."""
+        operation = RebuildOperation(self._projectors, self._page_size, progress)
+        replayed: int = await self._submit(operation)
+        return replayed
+
+    async def checkpointed(self) -> None:
+        """Nothing to wait for: a rebuild's rows are in place once it commits."""
+
+    async def _submit(self, operation: Any) -> Any:
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        return await self._writer.submit(operation)
+
+    def _note_commit(self, head_position: int) -> None:
+        self._head_position = max(self._head_position, head_position)
+        self._committed.set()
+        self._committed = asyncio.Event()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _log(self) -> LogReads:
+        if self._reads is None or self._closed:
+            raise StoreClosedError("the event store is closed")
+        return self._reads
+
+    def read_stream(self, stream_id: str, after_version: int = 0) -> AsyncIterator[RecordedEvent]:
+        """The events of one stream after ``after_version``, oldest first, in pages."""
+        return self._log().read_stream(stream_id, after_version)
+
+    async def stream_tail(
+        self, stream_id: str, after_version: int, limit: int = 100
+    ) -> list[RecordedEvent]:
+        """At most ``limit`` events of one stream after ``after_version``: one index range."""
+        return await self._log().stream_tail(stream_id, after_version, limit)
+
+    def read_all(
+        self, after_position: int = 0, *, types: Collection[str] | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after_position`` in commit order, in pages; with ``types``,
+        only events of those types."""
+        return self._log().read_range(after_position, None, types)
+
+    async def subscribe(
+        self,
+        name: str,
+        after_position: int | None = None,
+        *,
+        types: Collection[str] | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield events as they commit, in position order, never skipping one (see
+        ``EventStore.subscribe``). Other processes' commits wake it by their notice, or are
+        found by polling every ``poll_interval`` seconds."""
+        try:
+            position = (
+                await self.load_checkpoint(name) if after_position is None else after_position
+            )
+            while not self._closed:
+                # Up to the head as one statement saw it: every position up to there is
+                # committed (positions are taken under the log's lock and committed in their
+                # order), so the range is complete and the next pass starts after it.
+                head = await self.head_position()
+                if head > position:
+                    async for event in self._log().read_range(position, head, types):
+                        yield event
+                    position = head
+                committed = self._committed
+                if self._head_position <= position and not self._closed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(committed.wait(), self._poll_interval)
+        except StoreClosedError:
+            return
+
+    async def load_checkpoint(self, name: str) -> int:
+        """The stored position of checkpoint ``name``; 0 if it was never saved."""
+        return await self._log().load_checkpoint(name)
+
+    async def last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
+        """The last event of each stream in ``stream_ids`` that exists, in one query per
+        ``LAST_EVENTS_CHUNK`` streams."""
+        return await self._log().last_events(stream_ids)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The version of a stream: the number of events in it (0 if it does not exist)."""
+        return await self._log().stream_version(stream_id)
+
+    async def head_position(self) -> int:
+        """The position of the last committed event; 0 for an empty log."""
+        return await self._log().head_position()
+
+    async def verify(self) -> VerifyReport:
+        """Walk the hash chain from the first event on one snapshot; report the first position
+        that fails, or a missing guard."""
+        async with self.pool.acquire() as conn:
+            return await verify_log(conn, self._page_size)
