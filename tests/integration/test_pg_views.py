@@ -13,14 +13,15 @@ per transaction, all in one; reset and replayed; replayed by the ledger's replay
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -341,6 +342,16 @@ async def test_postgresql_views_answer_every_question_as_sqlite_views_do(
 
     assert differences(recorded.answers, got) == []
     assert got == recorded.answers
+    # Equal times may still differ in zone; both answer UTC times, as the API writes them.
+    assert {t.tzinfo for t in times_in(got)} == {t.tzinfo for t in times_in(recorded.answers)}
+    assert {t.tzinfo for t in times_in(got)} == {UTC}
+
+
+def times_in(answers: Answers) -> list[datetime]:
+    """The times among the answers: commit times, and the ledger entries' ``recorded_at``."""
+    times = [a for q, a in answers.items() if q[0] == "commit_time" and a is not None]
+    entries = [e for q, a in answers.items() if q[0] == "ledger_entries" for e in a]
+    return times + [entry.recorded_at for entry in entries]
 
 
 async def test_the_log_made_every_kind_of_answer(recorded: Recorded) -> None:
@@ -443,3 +454,72 @@ async def test_concurrent_opens_migrate_once(db: Database) -> None:
 
     async with db.connect() as conn:
         assert await _count(conn, "view_migrations") == 3  # one row per component
+
+
+async def test_readers_go_on_reading_the_old_rows_while_a_rebuild_resets_the_views(
+    recorded: Recorded, db: Database
+) -> None:
+    """A rebuild's reset (not yet committed) neither empties the views for readers nor makes
+    them wait: they read the rows as they were until the rebuild commits."""
+    views = await open_views(db, recorded.log)
+    await in_pages(db, recorded.log)
+    invoice = next(q[1] for q, a in recorded.answers.items() if q[0] == "invoice" and a)
+    admin = Reader("admin", "admin")
+    before = await views.invoice(invoice, admin)
+    assert before is not None
+
+    async with db.connect() as conn, conn.transaction():
+        for projector in all_projectors():
+            await projector.reset(conn)
+        async with asyncio.timeout(5):
+            assert await views.invoice(invoice, admin) == before
+            assert await views.balances("usernew1") == recorded.answers["balances", "usernew1"]
+            assert await views.user("seller1") == recorded.answers["user", "seller1"]
+
+
+class RecordingPool:
+    """The read model's pool, noting every statement sent through it with its arguments."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.statements: dict[str, tuple[Any, ...]] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self.pool, name)
+
+        async def call(sql: str, *args: Any) -> Any:
+            self.statements.setdefault(sql, args)
+            return await method(sql, *args)
+
+        return call
+
+
+async def test_every_question_is_answered_from_an_index(recorded: Recorded, db: Database) -> None:
+    """No statement of the read model scans a whole table when sequential scans are made a last
+    resort: each has an index to use, however large the views grow."""
+    await open_views(db, recorded.log)
+    await in_pages(db, recorded.log)
+    pool = RecordingPool(db.pool)
+    await ask_everything(PostgreSQLReadModel(cast(asyncpg.Pool, pool)), recorded.log, recorded.now)
+    assert len(pool.statements) >= 12  # one or more for each question
+
+    whole_scans = {}
+    async with db.connect() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        for sql, args in pool.statements.items():
+            plan = orjson.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+            scans = list(whole_table_scans(plan[0]["Plan"]))
+            if scans:
+                whole_scans[sql] = scans
+    assert whole_scans == {}
+
+
+def whole_table_scans(node: dict[str, Any]) -> Iterator[str]:
+    """The plan's scans that read a whole table or index (no condition bounds them)."""
+    kind = node["Node Type"]
+    if kind == "Seq Scan" or (
+        kind.startswith(("Index", "Bitmap Index")) and "Index Cond" not in node
+    ):
+        yield f"{kind} on {node.get('Relation Name') or node.get('Index Name')}"
+    for child in node.get("Plans", []):
+        yield from whole_table_scans(child)

@@ -82,7 +82,10 @@ class InvoiceView:
         await apply_migrations(conn, "view:invoices", MIGRATIONS)
 
     async def reset(self, conn: asyncpg.Connection) -> None:
-        await conn.execute("TRUNCATE invoice_waybills, invoice_view")
+        # DELETE, not TRUNCATE: TRUNCATE would lock every reader out until the rebuild commits;
+        # a DELETE lets them read the old rows meanwhile.
+        await conn.execute("DELETE FROM invoice_waybills")
+        await conn.execute("DELETE FROM invoice_view")
 
     async def fold(self, conn: asyncpg.Connection, events: Sequence[InvoiceEvent]) -> None:
         """Fold events of invoice streams into each invoice's state (``InvoiceFold``)."""

@@ -65,7 +65,9 @@ class LedgerView:
         await apply_migrations(conn, "view:ledger", MIGRATIONS)
 
     async def reset(self, conn: asyncpg.Connection) -> None:
-        await conn.execute("TRUNCATE ledger_entries, account_balances")
+        # DELETE, not TRUNCATE, as the invoice view's reset: readers go on meanwhile.
+        await conn.execute("DELETE FROM ledger_entries")
+        await conn.execute("DELETE FROM account_balances")
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         changes = balance_changes(await _insert_entries(conn, events))

@@ -85,13 +85,7 @@ class PostgreSQLReadModel:
         return balances.get(accounts[0], 0), balances.get(accounts[1], 0)
 
     async def ledger_entries(self, username: str, limit: int) -> list[LedgerEntry]:
-        rows = await self._pool.fetch(
-            "SELECT position, account, amount, event_type, invoice, recorded_at"
-            " FROM ledger_entries WHERE account = ANY($1::text[])"
-            " ORDER BY position DESC, line DESC LIMIT $2",
-            [buyer(username), seller(username)],
-            limit,
-        )
+        rows = await self._pool.fetch(_LEDGER_ENTRIES, buyer(username), seller(username), limit)
         return [LedgerEntry(*row) for row in rows]
 
     # -- the log --------------------------------------------------------------------------------
@@ -140,6 +134,20 @@ class PostgreSQLReadModel:
             since,
         )
         return [invoice for (invoice,) in rows]
+
+
+# Each account's newest entries from its own index range, then the newest of both: asked as
+# ``account = ANY(…) ORDER BY position DESC``, the planner walks the whole ledger backwards by
+# position, filtering, until it has ``limit`` entries of this user.
+_LEDGER_ENTRY = (
+    "SELECT position, line, account, amount, event_type, invoice, recorded_at FROM ledger_entries"
+    " WHERE account = {} ORDER BY position DESC, line DESC LIMIT $3"
+)
+_LEDGER_ENTRIES = (
+    "SELECT position, account, amount, event_type, invoice, recorded_at"
+    f" FROM (({_LEDGER_ENTRY.format('$1')}) UNION ALL ({_LEDGER_ENTRY.format('$2')})) AS entries"
+    " ORDER BY position DESC, line DESC LIMIT $3"
+)
 
 
 def _visibility(viewer: Viewer, parameter: int) -> tuple[str, tuple[Any, ...]]:
