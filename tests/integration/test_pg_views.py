@@ -13,6 +13,7 @@ per transaction, all in one; reset and replayed; replayed by the ledger's replay
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -523,3 +524,27 @@ def whole_table_scans(node: dict[str, Any]) -> Iterator[str]:
         yield f"{kind} on {node.get('Relation Name') or node.get('Index Name')}"
     for child in node.get("Plans", []):
         yield from whole_table_scans(child)
+
+
+async def test_a_role_that_may_not_create_tables_opens_a_migrated_database(db: Database) -> None:
+    """The service may run as a role without the right to create tables (its schema made by
+    another): opening a database whose views are up to date creates nothing, so it works."""
+    async with db.connect() as conn:
+        for projector in all_projectors():
+            await projector.setup(conn)
+        role = f"pgviews_service_{uuid.uuid4().hex[:12]}"
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        try:
+            await conn.execute(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"')
+            await conn.execute(f'GRANT SELECT ON view_migrations TO "{role}"')
+            service = await asyncpg.connect(db.url, user=role)
+            try:
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await service.execute("CREATE TABLE nothing_here (id int)")
+                for projector in all_projectors():
+                    await projector.setup(service)
+            finally:
+                await service.close()
+        finally:
+            await conn.execute(f'DROP OWNED BY "{role}"')
+            await conn.execute(f'DROP ROLE "{role}"')

@@ -35,9 +35,12 @@ async def apply_migrations(
 ) -> list[int]:
     """Apply the migrations of ``component`` not yet recorded; return the versions applied.
     ``conn`` must be outside any transaction: each migration is one of its own."""
-    async with conn.transaction():
-        await conn.execute(_LOCK)  # two processes must not both create the table
-        await conn.execute(_CREATE_TABLE)
+    # Looked up first: CREATE TABLE IF NOT EXISTS needs the right to create tables even when
+    # there is nothing to create, which a service's role that only reads and appends lacks.
+    if await conn.fetchval("SELECT to_regclass('view_migrations')") is None:
+        async with conn.transaction():
+            await conn.execute(_LOCK)  # two processes must not both create the table
+            await conn.execute(_CREATE_TABLE)
     known = {migration.version for migration in migrations}
     await _refuse_unknown(conn, component, known)
     applied: list[int] = []
