@@ -1,10 +1,11 @@
 """The read side's interface: every question the service asks of its views, by name.
 
 Handlers, workers, the authenticator and the CLI ask these and nothing else; no SQL (nor any
-other backend's query text) leaves the backend's implementation (``service.views.sqlite``). A
-backend implements ``ReadModel`` over its own views; what is visible to whom (an admin sees
-every invoice, a platform the invoices of its service, a buyer their own) is the
-implementation's job, so every backend applies the same rules in its own queries.
+other backend's query text) leaves the backend's implementation (``service.views.sqlite``,
+``service.views.postgresql``). A backend implements ``ReadModel`` over its own views; what is
+visible to whom (an admin sees every invoice, a platform the invoices of its service, a buyer
+their own) is the implementation's job, so every backend applies the same rules in its own
+queries.
 """
 
 from __future__ import annotations

@@ -11,20 +11,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import EventSelection, Projector, RecordedEvent
-from service.domain.streams import INVOICE_STREAM_PREFIX
-from service.records import decode
-from service.views.sqlite.invoices import InvoiceView, invoice_event
+from eventstore import Projector, RecordedEvent
+from service.views.rows import INVOICE_AND_USER_READS, invoice_and_user_events
+from service.views.sqlite.invoices import InvoiceView
 from service.views.sqlite.ledger import LedgerView
 from service.views.sqlite.read_model import SQLiteReadModel
-from service.views.sqlite.users import USER_EVENTS, UsersView
+from service.views.sqlite.users import UsersView
 
 
 class InvoiceAndUserViews:
     """The invoice view and the users view as one projector, so each event is decoded once."""
 
     name = "invoice-and-user-views"
-    reads = EventSelection(types=USER_EVENTS, stream_prefixes=(INVOICE_STREAM_PREFIX,))
+    reads = INVOICE_AND_USER_READS
     tables = InvoiceView.tables + UsersView.tables
 
     def __init__(self) -> None:
@@ -39,13 +38,7 @@ class InvoiceAndUserViews:
         self.users.reset(conn)
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        # Only what a view reads: reservations, balances and idempotency records are skipped.
-        invoices, users = [], []
-        for recorded in events:
-            if recorded.stream_id.startswith(INVOICE_STREAM_PREFIX):
-                invoices.append(invoice_event(recorded))
-            elif recorded.type in USER_EVENTS:
-                users.append((recorded, decode(recorded)))
+        invoices, users = invoice_and_user_events(events)
         self.invoices.fold(conn, invoices)
         if users:
             self.users.apply_decoded(conn, users)

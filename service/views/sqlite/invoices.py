@@ -11,21 +11,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import Migration, RecordedEvent, apply_migrations
+from eventstore import Migration, apply_migrations
 from eventstore.records import decode_rows
 from eventstore.sqlite.schema import EVENT_COLUMNS
-from service.domain.codec import format_time
-from service.domain.events import Event, InvoiceCreated
 from service.domain.invoice import Invoice, evolve
-from service.domain.streams import INVOICE_STREAM_PREFIX, invoice_stream
+from service.domain.streams import invoice_stream
 from service.records import decode
-from service.views.invoice_state import decode_state, encode_state
-from service.views.status_history import (
-    StatusHistory,
-    decode_history,
-    encode_history,
-    record_change,
-)
+from service.views.rows import InvoiceEvent, InvoiceFold
+from service.views.status_history import StatusHistory, encode_history, record_change
 
 MIGRATIONS = (
     Migration(
@@ -58,15 +51,6 @@ MIGRATIONS = (
     Migration(2, "status history", "ALTER TABLE invoice_view ADD COLUMN status_history TEXT;"),
 )
 
-Decoded = tuple[RecordedEvent, Event]
-InvoiceEvent = tuple[str, RecordedEvent, Event]  # (invoice, recorded, event) of an invoice stream
-
-
-def invoice_event(recorded: RecordedEvent) -> InvoiceEvent:
-    """An event of an invoice stream as ``InvoiceView.fold`` takes it: its invoice, the
-    recorded event and the domain event."""
-    return recorded.stream_id[len(INVOICE_STREAM_PREFIX) :], recorded, decode(recorded)
-
 
 class InvoiceView:
     """Inline projector of invoice streams into ``invoice_view``."""
@@ -83,40 +67,26 @@ class InvoiceView:
         conn.execute("DELETE FROM invoice_view")
 
     def fold(self, conn: sqlite3.Connection, events: Sequence[InvoiceEvent]) -> None:
-        """Fold events of invoice streams into each invoice's state, reading and writing each
-        invoice once per call (a live append brings a few events; a rebuild, a page of them)."""
+        """Fold events of invoice streams into each invoice's state (``InvoiceFold``)."""
         if not events:
             return
-        created: dict[str, None] = {}  # invoices created in this call, in creation order
-        earlier: set[str] = set()  # invoices created before it: their states are in the view
-        last: dict[str, RecordedEvent] = {}
-        for invoice, recorded, event in events:
-            if type(event) is InvoiceCreated:
-                created[invoice] = None
-            elif invoice not in created:
-                earlier.add(invoice)
-            last[invoice] = recorded
-        states, histories = _load_states(conn, earlier)
-        for invoice, recorded, event in events:
-            before = states.get(invoice)
-            states[invoice] = after = evolve(before, event)
-            history = histories.get(invoice)
-            if history is not None or before is None:  # NULL in an old row: left for a rebuild
-                history = histories.setdefault(invoice, [])
-                record_change(history, before, after, recorded)
-        _insert(conn, [(states[invoice], histories[invoice], last[invoice]) for invoice in created])
-        changed = [
-            (
-                state.status,
-                encode_state(state),
-                _history_text(histories.get(invoice)),
-                last[invoice].version,
-                last[invoice].position,
-                invoice,
+        batch = InvoiceFold(events)
+        _load_states(conn, batch)
+        batch.fold()
+        (last_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM invoice_view").fetchone()
+        rows, waybills = batch.new_rows(last_seq)
+        if rows:
+            conn.executemany(
+                "INSERT INTO invoice_view (seq, invoice, username, service, status, expired_at,"
+                " gateway_reference, state, status_history, version, position)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-            for invoice, state in states.items()
-            if invoice in earlier
-        ]
+        if waybills:
+            conn.executemany(
+                "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)", waybills
+            )
+        changed = batch.changed_rows()
         if changed:
             conn.executemany(
                 "UPDATE invoice_view SET status = ?, state = ?, status_history = ?, version = ?,"
@@ -126,17 +96,9 @@ class InvoiceView:
             )
 
 
-def _history_text(history: StatusHistory | None) -> str | None:
-    return None if history is None else encode_history(history)
-
-
-def _load_states(
-    conn: sqlite3.Connection, invoices: set[str]
-) -> tuple[dict[str, Invoice], dict[str, StatusHistory]]:
-    """The stored states of ``invoices``, and the status histories of those that have one."""
-    states: dict[str, Invoice] = {}
-    histories: dict[str, StatusHistory] = {}
-    names = sorted(invoices)
+def _load_states(conn: sqlite3.Connection, batch: InvoiceFold) -> None:
+    """The stored states and status histories of the batch's earlier invoices."""
+    names = sorted(batch.earlier)
     for start in range(0, len(names), 500):  # within SQLite's limit of bound parameters
         chunk = names[start : start + 500]
         marks = ",".join("?" * len(chunk))
@@ -145,50 +107,7 @@ def _load_states(
             chunk,
         ).fetchall()
         for invoice, state, history in rows:
-            states[invoice] = decode_state(state)
-            if history is not None:
-                histories[invoice] = decode_history(history)
-    return states, histories
-
-
-def _insert(
-    conn: sqlite3.Connection, new: list[tuple[Invoice, StatusHistory, RecordedEvent]]
-) -> None:
-    """Insert new invoices in creation order, numbering them as SQLite would (max + 1), so a
-    replay gives every invoice the same ``seq``."""
-    if not new:
-        return
-    (last_seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM invoice_view").fetchone()
-    rows, waybills = [], []
-    for seq, (state, history, last) in enumerate(new, start=last_seq + 1):
-        created = state.created
-        rows.append(
-            (
-                seq,
-                created.invoice,
-                created.username,
-                created.service,
-                state.status,
-                format_time(created.expired_at),
-                created.gateway_reference,
-                encode_state(state),
-                encode_history(history),
-                last.version,
-                last.position,
-            )
-        )
-        numbers = {line.waybill_number for line in created.transactions if line.waybill_number}
-        waybills += [(number, seq) for number in sorted(numbers)]
-    conn.executemany(
-        "INSERT INTO invoice_view (seq, invoice, username, service, status, expired_at,"
-        " gateway_reference, state, status_history, version, position)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
-    if waybills:
-        conn.executemany(
-            "INSERT INTO invoice_waybills (waybill_number, seq) VALUES (?, ?)", waybills
-        )
+            batch.load(invoice, state, history)
 
 
 def _fill_missing_histories(conn: sqlite3.Connection) -> None:

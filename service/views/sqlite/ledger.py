@@ -9,9 +9,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from eventstore import EventSelection, Migration, RecordedEvent, apply_migrations
-from service.domain.ledger import postings
-from service.records import decode
+from eventstore import Migration, RecordedEvent, apply_migrations
+from service.views.rows import LEDGER_READS, Entry, balance_changes, ledger_lines
 
 MIGRATIONS = (
     Migration(
@@ -37,18 +36,10 @@ MIGRATIONS = (
     ),
 )
 
-# Event types that can move money; the rest are skipped without decoding them.
-# (position, line, account, amount, event_type, invoice, recorded_at): a row of ledger_entries.
-Entry = tuple[int, int, str, int, str, str | None, str]
-
-MONEY_EVENTS = frozenset(
-    {"BalanceToppedUp", "BalanceDebited", "BalanceCredited", "InvoicePaid", "TransactionCompleted"}
-)
-
 
 class LedgerView:
     name = "ledger"
-    reads = EventSelection(types=MONEY_EVENTS)
+    reads = LEDGER_READS
     tables = ("ledger_entries", "account_balances")
 
     def setup(self, conn: sqlite3.Connection) -> None:
@@ -59,14 +50,12 @@ class LedgerView:
         conn.execute("DELETE FROM account_balances")
 
     def apply(self, conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> None:
-        changes: dict[str, int] = {}
-        for _, _, account, amount, *_ in _insert_entries(conn, events):
-            changes[account] = changes.get(account, 0) + amount
+        changes = balance_changes(_insert_entries(conn, events))
         if changes:
             conn.executemany(
                 "INSERT INTO account_balances (account, balance) VALUES (?, ?)"
                 " ON CONFLICT (account) DO UPDATE SET balance = balance + excluded.balance",
-                sorted(changes.items()),
+                changes,
             )
 
     def replayer(self) -> LedgerReplay:
@@ -92,19 +81,8 @@ class LedgerReplay:
 
 
 def _insert_entries(conn: sqlite3.Connection, events: Sequence[RecordedEvent]) -> list[Entry]:
-    """Insert the ledger lines of ``events``; return them. Only money events are decoded."""
-    entries: list[Entry] = []
-    for recorded in events:
-        if recorded.type not in MONEY_EVENTS:
-            continue
-        event = decode(recorded)
-        invoice = getattr(event, "invoice", None)
-        # The log's own text: the store writes every time as format_time does.
-        recorded_at = recorded.recorded_at_text
-        for line, (account, amount) in enumerate(postings(event)):
-            entries.append(
-                (recorded.position, line, account, amount, recorded.type, invoice, recorded_at)
-            )
+    """Insert the ledger lines of ``events``; return them."""
+    entries = ledger_lines(events)
     if entries:
         conn.executemany("INSERT INTO ledger_entries VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
     return entries

@@ -7,9 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from eventstore import Migration, apply_migrations
-from service.domain.codec import format_time
-from service.domain.events import UserDisabled, UserEnabled, UserRegistered
-from service.views.sqlite.invoices import Decoded
+from service.views.rows import Decoded, user_changes
 
 MIGRATIONS = (
     Migration(
@@ -35,9 +33,6 @@ MIGRATIONS = (
 )
 
 
-USER_EVENTS = frozenset({"UserRegistered", "UserDisabled", "UserEnabled"})
-
-
 class UsersView:
     name = "users"
     tables = ("users",)
@@ -49,21 +44,12 @@ class UsersView:
         conn.execute("DELETE FROM users")
 
     def apply_decoded(self, conn: sqlite3.Connection, events: Sequence[Decoded]) -> None:
-        for _, event in events:
-            if isinstance(event, UserRegistered):
+        for change, row in user_changes(events):
+            if change == "register":
                 conn.execute(
                     "INSERT INTO users (username, role, platform, password_hash, registered_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (
-                        event.username,
-                        event.role,
-                        event.platform,
-                        event.password_hash,
-                        format_time(event.registered_at),
-                    ),
+                    row,
                 )
-            elif isinstance(event, UserDisabled | UserEnabled):
-                enabled = isinstance(event, UserEnabled)
-                conn.execute(
-                    "UPDATE users SET enabled = ? WHERE username = ?", (enabled, event.username)
-                )
+            else:
+                conn.execute("UPDATE users SET enabled = ? WHERE username = ?", row)
