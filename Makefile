@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/rebuild.py || status=1; \
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
 	$(BIN)/python -m bench.done_batch || status=1; \
+	$(BIN)/python -m bench.workers || status=1; \
 	exit $$status
 
 clean:
