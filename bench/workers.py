@@ -6,7 +6,8 @@ with the same registered buyers. The load is ``bench/loadgen.py``'s ``checkout``
 checkouts of two stores, new buyers and numbers each) at ``--connections`` keep-alive
 connections, from a separate process. The cells alternate, ``--rounds`` times (1, 2, 1, 2, …),
 so that the machine's drifting speed affects both alike; each figure is the best of its rounds,
-as in the other benchmarks (the medians are recorded too). Every answer that is not 2xx is an error, counted and shown.
+as in the other benchmarks (the medians are recorded too). Every answer that is not 2xx is an
+error, counted and shown.
 
 Target: ``--workers 2`` >= 1.5 x ``--workers 1`` checkout throughput. The load generator shares
 the machine with the server: the cores are printed and recorded, and the ratio is what it is on
