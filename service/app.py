@@ -24,6 +24,7 @@ from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
+from service.gateway.sandbox_memory import FolderMemory
 from service.gateway.xendit import XenditGateway
 from service.http import openapi
 from service.http import routes as api_routes
@@ -119,7 +120,11 @@ def make_gateway(config: Config) -> Gateway:
             attempts=config.xendit_attempts,
         )
     merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
-    return SandboxGateway(config.public_base_url, merchant)
+    # Several workers on an SQLite file share what the sandbox took (a folder beside the file),
+    # as they would share a real gateway; one process keeps it in memory, as before.
+    shared = config.workers > 1 and "://" not in config.database
+    memory = FolderMemory(Path(f"{config.database}.sandbox")) if shared else None
+    return SandboxGateway(config.public_base_url, merchant, memory)
 
 
 def make_service(

@@ -10,6 +10,7 @@ versions of each append and the file's one writer at a time. After each test the
 - cancel against done of one PAID transaction, ``ROUNDS`` times: exactly one wins;
 - BALANCE checkouts of one buyer sent together: exactly as many PAID as the balance covers;
 - one gateway callback delivered several times at once: the invoice is paid once;
+- the sandbox's Pay pressed several times at once: one payment taken, across workers too;
 - ``kill -9`` of the worker holding the refund worker's lease: another takes it within 5 s,
   every refund asked for before the kill is completed exactly once, the supervisor replaces
   the killed worker, and due invoices are still expired once;
@@ -227,6 +228,28 @@ async def test_one_callback_delivered_to_several_workers_pays_once(service: Serv
         assert messages == Counter({"PAID": 1, "DUPLICATE": 5}), why
         assert service.event_types(invoice) == ["InvoiceCreated", "InvoicePaid"], why
     assert f"buyer:{buyer}" not in service.accounts()  # nothing credited: every copy paid once
+    service.assert_balanced()
+    service.verify()
+
+
+async def test_the_sandbox_takes_one_payment_however_pay_is_spread_over_workers(
+    service: Service,
+) -> None:
+    """The buyer's Pay sent several times at once (a double click, two tabs), each copy with a
+    payment of its own and reaching any worker: the sandbox, shared by the workers like a real
+    gateway, takes one payment; the others answer 409 ALREADY_PAID and send nothing."""
+    buyer = "seller1"  # a buyer of its own in this module's shared service
+    for round_ in range(max(5, ROUNDS // 20)):
+        status, body = await service.checkout(buyer, checkout_body(stores=1, source="XENDIT"))
+        assert status == 200, body
+        invoice, reference = body["invoice"], body["xendit_invoice"]
+        answers = await asyncio.gather(
+            *(service.request("POST", f"/sandbox/invoices/{reference}/pay", {}) for _ in range(4))
+        )
+        why = (round_, invoice, answers)
+        assert sorted(status for status, _ in answers) == [200, 409, 409, 409], why
+        assert service.event_types(invoice) == ["InvoiceCreated", "InvoicePaid"], why
+    assert f"buyer:{buyer}" not in service.accounts()  # no second payment kept as balance
     service.assert_balanced()
     service.verify()
 
