@@ -8,7 +8,8 @@ inherited), each with its own store, app and event loop, all listening on the sa
 SIGINT to them, waits for them, and exits 0 once all have stopped cleanly. A worker that exits
 while nobody asked it to (a crash, ``kill -9``) is logged and replaced, so the service does not
 shrink; one that keeps dying right after it starts (a port another program holds, say) stops
-the whole service with an error instead of restarting forever.
+the whole service with an error instead of restarting forever. A worker whose supervisor is gone
+(killed with SIGKILL) stops by itself within a second.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -43,6 +45,8 @@ START_GRACE_SECONDS = 5.0
 FAILED_STARTS_TO_GIVE_UP = 3
 # Pause before a worker is replaced: a worker that dies at once is not restarted in a hot loop.
 RESTART_PAUSE_SECONDS = 0.5
+# How often a worker checks that its supervisor is still there.
+ORPHAN_CHECK_SECONDS = 1.0
 # How long the workers get to finish their requests after SIGTERM before they are killed.
 STOP_TIMEOUT_SECONDS = 30.0
 
@@ -68,11 +72,22 @@ def serve_here(config: Config, *, reuse_port: bool = False) -> None:
     )
 
 
-def _worker_main(config: Config, index: int) -> None:
+def _worker_main(config: Config, index: int, supervisor: int) -> None:
     """A worker process's start (spawned: a fresh interpreter)."""
     configure_logging(config.log_level, config.log_format)
     structlog.contextvars.bind_contextvars(worker=index)
+    threading.Thread(target=_stop_when_orphaned, args=(supervisor,), daemon=True).start()
     serve_here(config, reuse_port=True)
+
+
+def _stop_when_orphaned(supervisor: int) -> None:
+    """Stop this worker (gracefully, by SIGTERM) once its supervisor is gone: a supervisor
+    killed with SIGKILL cannot pass anything on, and orphaned workers would go on holding the
+    port, unsupervised, after the service was meant to be stopped."""
+    while os.getppid() == supervisor:
+        time.sleep(ORPHAN_CHECK_SECONDS)
+    log.warning("supervisor gone: stopping", supervisor=supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass(slots=True)
@@ -110,7 +125,9 @@ class _Supervisor:
 
     def _start(self, index: int, failed_starts: int = 0) -> _Slot:
         process = self._context.Process(
-            target=_worker_main, args=(self._config, index), name=f"service-worker-{index}"
+            target=_worker_main,
+            args=(self._config, index, os.getpid()),
+            name=f"service-worker-{index}",
         )
         process.start()
         return _Slot(index, process, time.monotonic(), failed_starts)

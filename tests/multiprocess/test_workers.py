@@ -14,7 +14,8 @@ versions of each append and the file's one writer at a time. After each test the
 - ``kill -9`` of the worker holding the refund worker's lease: another takes it within 5 s,
   every refund asked for before the kill is completed exactly once, the supervisor replaces
   the killed worker, and due invoices are still expired once;
-- SIGTERM to the supervisor: the workers stop and it exits 0.
+- SIGTERM to the supervisor: the workers stop and it exits 0; SIGKILL of it: the workers stop by
+  themselves; workers that cannot bind the port: the supervisor gives up with status 1.
 
 ``RACE_ROUNDS`` sets the rounds: 200 by default, 1,000 with ``SOAK=1`` (``make soak``).
 """
@@ -24,6 +25,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import Server
+from bench.servers import Server, child_environment
 from tests.e2e.conftest import checkout_body
 from tests.multiprocess.served import (
     COMMISSION,
@@ -336,3 +340,39 @@ async def test_sigterm_stops_the_workers_and_the_supervisor_exits_0(tmp_path: Pa
         await service.close()
         server.stop()
     assert "workers stopped" in server.log_path.read_text()
+
+
+async def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the supervisor passes nothing on: its workers notice and stop, not holding the
+    port unsupervised."""
+    server, _ = start(tmp_path, 2)
+    service = Service(server, tmp_path / "invoices.db")
+    try:
+        workers = service.worker_pids()
+        assert len(workers) == 2
+        assert stop_with(server, signal.SIGKILL) == -signal.SIGKILL
+        wait_until(lambda: not any(alive(pid) for pid in workers), 15, "orphaned workers stop")
+    finally:
+        await service.close()
+        server.stop()
+
+
+async def test_workers_that_cannot_start_stop_the_service_with_status_1(tmp_path: Path) -> None:
+    """The port is held by another program (without SO_REUSEPORT): each worker fails to bind;
+    the supervisor gives up after a few failed starts instead of restarting them forever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "service", "serve", "--workers", "2"),
+            *("--port", str(port), "--db", str(tmp_path / "invoices.db")),
+            cwd=tmp_path,
+            env=child_environment({"INVOICE_LOG_FORMAT": "json"}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(done.communicate(), 90)
+    text = output.decode()
+    assert done.returncode == 1, text
+    assert "worker keeps failing to start" in text
