@@ -152,6 +152,7 @@ class _Supervisor:
                 if time.monotonic() > deadline:
                     log.error("workers did not stop in time: killing them")
                     self._signal_all(slots, signal.SIGKILL)
+                    deadline = float("inf")  # killed once; now only wait for them
                 continue
             for position, slot in enumerate(slots):
                 if slot.process.exitcode is None or self._stopping:
