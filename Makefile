@@ -29,9 +29,10 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The long variants of the reliability tests: 1,000 rounds of each race, a long stateful run.
+# The long variants of the reliability tests: 1,000 rounds of each race (one app, and three
+# `serve --workers` processes), a long stateful run.
 soak: install
-	SOAK=1 $(BIN)/pytest -q tests/e2e/test_races.py tests/e2e/test_stateful.py
+	SOAK=1 $(BIN)/pytest -q tests/e2e/test_races.py tests/e2e/test_stateful.py tests/multiprocess
 
 # The long OpenAPI fuzz run against a real server: 450 generated requests for each of the 13
 # documented operations (5,850) plus the nasty-value sweep; `make test` runs 20 each. About a
@@ -50,6 +51,7 @@ bench: install
 	$(BIN)/python bench/rebuild.py || status=1; \
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
 	$(BIN)/python -m bench.done_batch || status=1; \
+	$(BIN)/python -m bench.workers || status=1; \
 	exit $$status
 
 clean:

@@ -158,9 +158,11 @@ def start_service(
     *,
     token_secret: str,
     synchronous: str,
+    workers: int = 1,
 ) -> Server:
     """``python -m service serve`` as a user runs it (from the project folder, so it reads
-    ``config.yaml``), in development mode with the sandbox gateway, logging JSON at INFO."""
+    ``config.yaml``), in development mode with the sandbox gateway, logging JSON at INFO; with
+    ``workers`` > 1, ``serve --workers N`` (the pid is then the supervisor's)."""
     port = free_port()
     env = child_environment(
         {
@@ -176,7 +178,8 @@ def start_service(
             "INVOICE_LOG_FORMAT": "json",
         }
     )
-    return Server(name, [sys.executable, "-m", "service", "serve"], env, port, log)
+    argv = [sys.executable, "-m", "service", "serve", "--workers", str(workers)]
+    return Server(name, argv, env, port, log)
 
 
 def start_bare(log: Path, get_body: Path) -> Server:

@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -23,6 +24,7 @@ from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
+from service.gateway.sandbox_memory import FolderMemory
 from service.gateway.xendit import XenditGateway
 from service.http import openapi
 from service.http import routes as api_routes
@@ -47,6 +49,7 @@ from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
 from service.http.rendering import page_templates
 from service.http.request_ids import RequestIds
+from service.jobs import lease_for, run_single_active
 from service.limits import within_client_limits
 from service.logging import protocol_logger
 from service.presenters import remembered_api_time
@@ -117,7 +120,11 @@ def make_gateway(config: Config) -> Gateway:
             attempts=config.xendit_attempts,
         )
     merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
-    return SandboxGateway(config.public_base_url, merchant)
+    # Several workers on an SQLite file share what the sandbox took (a folder beside the file),
+    # as they would share a real gateway; one process keeps it in memory, as before.
+    shared = config.workers > 1 and "://" not in config.database
+    memory = FolderMemory(Path(f"{config.database}.sandbox")) if shared else None
+    return SandboxGateway(config.public_base_url, merchant, memory)
 
 
 def make_service(
@@ -186,37 +193,30 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    config, store, service = app[CONFIG], app[STORE], app[SERVICE]
-    workers = [
-        asyncio.create_task(
-            run_refund_worker(
-                store,
-                service,
-                delay=timedelta(seconds=config.refund_delay_seconds),
-                clock=app[CLOCK],
-            ),
-            name="refund-worker",
+    """The background jobs, each running in one process at a time (``service.jobs``): with
+    several processes on one store, the one holding a job's lease runs it."""
+    config, store, service, views = app[CONFIG], app[STORE], app[SERVICE], app[READ_MODEL]
+    jobs: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "refund-worker": lambda: run_refund_worker(
+            store, service, delay=timedelta(seconds=config.refund_delay_seconds), clock=app[CLOCK]
         ),
-        asyncio.create_task(
-            run_expiry_task(
-                app[READ_MODEL], service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
-            ),
-            name="expiry-task",
+        "expiry-task": lambda: run_expiry_task(
+            views, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
         ),
-    ]
+    }
     if config.reconcile_interval_seconds > 0:
-        workers.append(
-            asyncio.create_task(
-                run_reconcile_task(
-                    app[READ_MODEL],
-                    service,
-                    interval=config.reconcile_interval_seconds,
-                    window=timedelta(seconds=config.reconcile_window_seconds),
-                    clock=app[CLOCK],
-                ),
-                name="reconcile-task",
-            )
+        jobs["reconcile-task"] = lambda: run_reconcile_task(
+            views,
+            service,
+            interval=config.reconcile_interval_seconds,
+            window=timedelta(seconds=config.reconcile_window_seconds),
+            clock=app[CLOCK],
         )
+    leases = lease_for(config.database)
+    workers = [
+        asyncio.create_task(run_single_active(leases, name, start), name=name)
+        for name, start in jobs.items()
+    ]
     try:
         yield
     finally:
@@ -225,6 +225,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        await leases.close()
 
 
 async def ensure_dev_accounts(service: InvoiceService) -> None:

@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from aiohttp import web
-
 from eventstore import EventStoreError, RecordedEvent, open_store, verify_store
 from eventstore.sqlite import SQLiteEventStore
-from service.app import create_app, make_gateway, make_service, utc_now
+from service.app import make_gateway, make_service, utc_now
 from service.application import (
     Context,
     DisableUser,
@@ -29,11 +27,10 @@ from service.application import (
 from service.config import Config, ConfigError, load_config
 from service.domain.services import SERVICES
 from service.domain.streams import invoice_stream
-from service.limits import server_options
-from service.logging import configure_logging
 from service.presenters import history_entry
 from service.progress import Progress
 from service.security import hash_password
+from service.serving import serve
 from service.storage.sqlite.backup import backup_database
 from service.storage.sqlite.views_check import compare_views_with_replay
 from service.views.sqlite import SQLiteReadModel, all_projectors
@@ -75,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = command("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="service processes sharing the port (default: 1)"
+    )
     serve.set_defaults(command=_serve)
 
     users = commands.add_parser("users", help="manage accounts")
@@ -133,19 +133,12 @@ def _config(args: argparse.Namespace) -> Config:
         database=args.db,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
     )
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    configure_logging(config.log_level, config.log_format)
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        print=None,
-        **server_options(config),
-    )
-    return 0
+    return serve(config)
 
 
 def _add_user(config: Config, args: argparse.Namespace) -> int:

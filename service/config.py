@@ -21,6 +21,9 @@ ENV_PREFIX = "INVOICE_"
 DEVELOPMENT = "development"
 DEV_TOKEN_SECRET = "dev-token-secret-not-for-production"
 DEV_CALLBACK_TOKEN = "dev-callback-token"
+# More processes than this on one machine is a mistake in the number, not a plan: a few per core
+# is already past the point where they help (docs/performance.md).
+MAX_WORKERS = 64
 
 
 class ConfigError(Exception):
@@ -32,6 +35,7 @@ class Config:
     mode: str = DEVELOPMENT
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1  # service processes sharing the port (``serve --workers N``)
     database: str = "data/invoices.db"
     synchronous: str = "FULL"
     public_base_url: str = ""  # derived from host and port when not set (_with_base_url)
@@ -69,6 +73,7 @@ class _ConfigSchema(Schema):
     mode = f.String(validate=validate.OneOf([DEVELOPMENT, "production"]))
     host = f.String(validate=validate.Length(min=1))
     port = f.Integer(validate=validate.Range(min=0, max=65535))
+    workers = f.Integer(validate=validate.Range(min=1, max=MAX_WORKERS))
     database = f.String(validate=validate.Length(min=1))
     synchronous = f.String(validate=validate.OneOf(["OFF", "NORMAL", "FULL", "EXTRA"]))
     public_base_url = f.Url(require_tld=False, schemes={"http", "https"})
@@ -124,7 +129,11 @@ def load_config(
         loaded = _ConfigSchema().load({key: _plain(value) for key, value in values.items()})
     except ValidationError as error:
         raise ConfigError(f"invalid setting(s): {error.messages}") from error
-    return _with_secrets(_with_base_url(Config(**loaded)))
+    config = Config(**loaded)
+    if config.workers > 1 and config.port == 0:
+        # Each process would bind a port of its own: clients could not reach them as one.
+        raise ConfigError(f"workers {config.workers} needs a fixed port, not port 0")
+    return _with_secrets(_with_base_url(config))
 
 
 def _with_base_url(config: Config) -> Config:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 from typing import Any
 
@@ -365,4 +366,5 @@ async def _record_payment(request: web.Request, invoice: str, payment: Payment) 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     head = await request.app[STORE].head_position()
-    return answer({"status": "ok", "head_position": head}, schemas.HealthAnswer)
+    answered = {"status": "ok", "head_position": head, "pid": os.getpid()}
+    return answer(answered, schemas.HealthAnswer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -609,13 +610,15 @@ async def test_topup_credits_buyer_accounts_only(api: Api, target: str) -> None:
 
 
 async def test_health_answers_ok_and_the_head_position(api: Api) -> None:
-    """{"status": "ok", "head_position": int}, moving forward as events are written."""
+    """{"status": "ok", "head_position": int, "pid": int}, the position moving forward as events
+    are written, the pid this process's (the app runs in the test's process)."""
     response = await api.client.get("/health")
     body = await json_of(response)
     assert response.status == 200
     assert body["status"] == "ok"
     assert isinstance(body["head_position"], int)
     assert body["head_position"] >= 6  # the six dev accounts
+    assert body["pid"] == os.getpid()
     await api.top_up("usernew1", 1)
     later = await json_of(await api.client.get("/health"))
     assert later["head_position"] == body["head_position"] + 1

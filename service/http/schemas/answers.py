@@ -249,3 +249,9 @@ class CallbackAnswer(MessageAnswer):
 class HealthAnswer(Schema):
     status = _one_of("ok", required=True)
     head_position = fields.Integer(required=True, metadata=doc("The log's last position."))
+    pid = fields.Integer(
+        required=True,
+        metadata=doc(
+            "The answering process's id: with `serve --workers N`, which of the N answered."
+        ),
+    )
