@@ -65,7 +65,7 @@ def test_the_copy_has_every_event_unchanged_and_the_same_views(
     assert "copying events" in done.stderr
     assert "rebuilding views" in done.stderr
     copied = views(target)
-    assert all(copied.values()), "every view has rows: a rebuild that wrote none would differ"
+    assert copied["invoice_view"], "a rebuild that wrote nothing would differ"
     assert copied == views(source)
     assert run_cli(tmp_path, "verify", "--db", str(target)).returncode == 0
 
