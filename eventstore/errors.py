@@ -62,6 +62,11 @@ class SerializationError(InvalidEvent):
     """Event data or metadata cannot be stored as JSON (a set, a float NaN, an object...)."""
 
 
+class ImportRefused(EventStoreError):
+    """Events given to ``import_events`` do not continue the log unchanged (a gap, a position
+    already taken, a broken hash chain); nothing of them was written."""
+
+
 class UnsupportedLocation(EventStoreError, ValueError):
     """``open_store`` was given a URL of a kind of database no backend here opens (yet)."""
 

@@ -94,6 +94,18 @@ class EventStore(Protocol):
         """The stored position of checkpoint ``name``; 0 if it was never saved."""
         ...
 
+    async def import_events(self, events: Sequence[RecordedEvent]) -> int:
+        """Store events recorded in another log exactly as they are (position, id, stream,
+        version, type, data, metadata, time and hash), for moving a whole log between stores;
+        return the log's head afterwards.
+
+        They must continue this log unchanged (``eventstore.copying.check_continuation``): the
+        first at the head's position + 1, each hash chained from the event before, times never
+        going back; otherwise ``ImportRefused`` is raised and nothing is written. The inline
+        projectors do not run: rebuild the views once the last page is in.
+        """
+        ...
+
     # -- reading -----------------------------------------------------------------------------
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> AsyncIterator[RecordedEvent]:

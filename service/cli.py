@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from eventstore import EventStoreError, RecordedEvent, open_store, verify_store
+from eventstore import (
+    EventStoreError,
+    RecordedEvent,
+    UnsupportedLocation,
+    VerifyReport,
+    open_store,
+    verify_store,
+)
 from eventstore.sqlite import SQLiteEventStore
 from service.app import make_gateway, make_service, utc_now
 from service.application import (
@@ -27,6 +34,7 @@ from service.application import (
 from service.config import Config, ConfigError, load_config
 from service.domain.services import SERVICES
 from service.domain.streams import invoice_stream
+from service.migration import Copied, MigrationRefused, copy_log, display, rebuild_and_verify
 from service.presenters import history_entry
 from service.progress import Progress
 from service.security import hash_password
@@ -111,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile", help="ask the gateway about unsettled invoices and apply what it knows"
     )
     reconcile.set_defaults(command=_reconcile)
+
+    migrate = command(
+        "migrate-store",
+        help="copy the whole log into an empty store (SQLite file or postgresql:// URL),"
+        " rebuild its views and verify it; run again to resume",
+        parents=False,
+    )
+    migrate.add_argument("source", help="the store to copy: a file path or a URL")
+    migrate.add_argument("target", help="an empty store (or one a run left half-copied)")
+    migrate.set_defaults(command=_migrate_store)
 
     verify = command("verify", help="check the hash chain, and that the views equal a fresh replay")
     verify.set_defaults(command=_verify)
@@ -326,6 +344,46 @@ def _reconcile(config: Config, args: argparse.Namespace) -> int:
     summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
     print(f"reconciled {sum(outcomes.values())} invoices" + (f": {summary}" if summary else ""))
     return 1 if outcomes.get("failed") else 0
+
+
+def _migrate_store(config: Config, args: argparse.Namespace) -> int:
+    source, target = args.source, args.target
+    for location in (source, target):
+        if "://" not in location and not Path(location).parent.is_dir():
+            print(f"error: the folder of {location} does not exist", file=sys.stderr)
+            return 2
+    if "://" not in source and not Path(source).is_file():
+        print(f"error: {source} does not exist", file=sys.stderr)
+        return 2
+    if source == target:
+        print("error: the source and the target are the same store", file=sys.stderr)
+        return 2
+    copying, rebuilding = Progress("copying events"), Progress("rebuilding views")
+
+    async def migrate() -> tuple[Copied, VerifyReport]:
+        copied = await copy_log(source, target, copying)
+        copying.finish()
+        return copied, await rebuild_and_verify(target, rebuilding)
+
+    try:
+        copied, verified = asyncio.run(migrate())
+    except (MigrationRefused, UnsupportedLocation, ValueError) as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    elapsed = rebuilding.finish()
+    resumed = f" (resumed after position {copied.resumed_after:,})" if copied.resumed_after else ""
+    print(
+        f"copied {copied.copied:,} events{resumed} from {display(source)} to {display(target)};"
+        f" views rebuilt in {elapsed:.1f}s"
+    )
+    if not verified.ok:
+        print(f"FAILED: the copy does not verify: {verified.reason}", file=sys.stderr)
+        return 1
+    print(
+        f"verified: {verified.events_checked:,} events, head position"
+        f" {verified.head_position:,}, hash chain intact"
+    )
+    return 0
 
 
 def _verify(config: Config, args: argparse.Namespace) -> int:

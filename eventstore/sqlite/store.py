@@ -30,6 +30,7 @@ from eventstore.model import (
     VerifyReport,
 )
 from eventstore.records import encode_appends, encode_stream
+from eventstore.sqlite.importing import ImportOperation
 from eventstore.sqlite.operations import AppendOperation
 from eventstore.sqlite.projection import SQLiteProjector
 from eventstore.sqlite.reads import LogReads
@@ -205,6 +206,12 @@ class SQLiteEventStore:
     async def save_checkpoint(self, name: str, position: int) -> None:
         """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
         await self.append_streams([], checkpoint=Checkpoint(name, position))
+
+    async def import_events(self, events: Sequence[RecordedEvent]) -> int:
+        if not events:
+            return await self.head_position()
+        head: int = await self._submit(ImportOperation(tuple(events)))
+        return head
 
     async def rebuild_projections(self, progress: Progress | None = None) -> int:
         """Empty every inline view and replay the whole log into it; return the events replayed.
