@@ -70,6 +70,17 @@ async def verify_store(location: str | os.PathLike[str]) -> VerifyReport:
     return report
 
 
+def is_url(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` is a URL (a database server) rather than the path of an SQLite file."""
+    return "://" in os.fspath(location)
+
+
+def is_postgresql(location: str | os.PathLike[str]) -> bool:
+    """Whether ``location`` names a PostgreSQL database."""
+    scheme, _, _ = os.fspath(location).partition("://")
+    return is_url(location) and URL_BACKENDS.get(scheme.lower()) == "eventstore.postgresql"
+
+
 def _url_backend(location: str) -> ModuleType | None:
     """The module of the backend a URL names; None for a path (an SQLite file)."""
     scheme, is_url, _ = location.partition("://")

@@ -19,12 +19,13 @@ import aiohttp
 from aiohttp import web
 
 from eventstore import EventStore, open_store
+from eventstore.backends import is_url
 from service.application import Context, InvoiceService, RegisterUser, UserExists
 from service.config import Config
 from service.gateway.port import Gateway
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
-from service.gateway.sandbox_memory import FolderMemory
+from service.gateway.sandbox_memory import FolderMemory, sandbox_folder
 from service.gateway.xendit import XenditGateway
 from service.http import openapi
 from service.http import routes as api_routes
@@ -122,9 +123,17 @@ def make_gateway(config: Config) -> Gateway:
     merchant = Merchant(config.merchant_name, config.merchant_city, config.merchant_account_id)
     # Several workers on an SQLite file share what the sandbox took (a folder beside the file),
     # as they would share a real gateway; one process keeps it in memory, as before.
-    shared = config.workers > 1 and "://" not in config.database
-    memory = FolderMemory(Path(f"{config.database}.sandbox")) if shared else None
+    memory = FolderMemory(sandbox_folder(config.database)) if config.workers > 1 else None
     return SandboxGateway(config.public_base_url, merchant, memory)
+
+
+def store_options(config: Config) -> dict[str, Any]:
+    """The settings of the store at ``config.database`` that are its backend's own; an SQLite
+    file's folder is made here, since a first run starts with none."""
+    if is_url(config.database):
+        return {}
+    Path(config.database).parent.mkdir(parents=True, exist_ok=True)
+    return {"synchronous": config.synchronous}
 
 
 def make_service(
@@ -149,11 +158,8 @@ def make_service(
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    Path(config.database).parent.mkdir(parents=True, exist_ok=True)
     store = await open_store(
-        config.database,
-        synchronous=config.synchronous,
-        projectors=projectors_for(config.database),
+        config.database, projectors=projectors_for(config.database), **store_options(config)
     )
     app[STORE] = store
     app[READ_MODEL] = read_model_of(store)

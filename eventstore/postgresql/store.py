@@ -25,6 +25,7 @@ from eventstore.errors import EventStoreError, StoreClosedError
 from eventstore.interface import Progress
 from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
 from eventstore.postgresql.appending import AppendOperation
+from eventstore.postgresql.importing import ImportOperation
 from eventstore.postgresql.listener import Listener
 from eventstore.postgresql.projection import PostgreSQLProjector
 from eventstore.postgresql.reads import LogReads
@@ -202,6 +203,14 @@ class PostgreSQLEventStore:
     async def save_checkpoint(self, name: str, position: int) -> None:
         """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
         await self.append_streams([], checkpoint=Checkpoint(name, position))
+
+    async def import_events(self, events: Sequence[RecordedEvent]) -> int:
+        """Store events of another log unchanged, if they continue this one (under the lock)."""
+        if not events:
+            return await self.head_position()
+        head: int = await self._submit(ImportOperation(tuple(events)))
+        self._note_commit(head)
+        return head
 
     async def rebuild_projections(self, progress: Progress | None = None) -> int:
         """Empty every inline view and replay the whole log into it, in one transaction under

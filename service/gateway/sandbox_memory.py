@@ -13,9 +13,11 @@ fails for all but the first process (``link`` never replaces a file).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +63,16 @@ class ProcessMemory:
     def expire(self, reference: str) -> None:
         if self.status(reference).status == PENDING:
             self._known[reference] = GatewayStatus(reference, EXPIRED)
+
+
+def sandbox_folder(database: str) -> Path:
+    """Where the workers of one machine share the sandbox's memory: beside an SQLite file, or
+    for a database server's URL a folder of the temporary directory named after the URL (the
+    sandbox is for development: nodes on other machines keep their own)."""
+    if "://" not in database:
+        return Path(f"{database}.sandbox")
+    digest = hashlib.sha256(database.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"invoice-sandbox-{digest}"
 
 
 class FolderMemory:

@@ -17,10 +17,10 @@ location, as ``eventstore.open_store`` chooses the store:
 - an SQLite file: ``FileLeases``, ``flock`` on ``<database>.jobs/<job>.lock`` beside it. All
   the processes sharing the file are on its machine, so a lock on a file beside it is theirs to
   share; the kernel drops it when the process dies, however it dies.
-- PostgreSQL (to come with its backend): ``pg_try_advisory_lock(key of the job)`` on a dedicated
-  connection held open while the lease is; liveness is that connection still answering, and a
-  dead process's lock goes with its session. It is one more class with these four methods and
-  one more branch in ``lease_for``.
+- PostgreSQL: ``AdvisoryLeases`` (``service.jobs.advisory``), ``pg_try_advisory_lock(key of the
+  job)`` on a dedicated connection held open while the lease is; liveness is that connection
+  still answering and holding the lock, and a dead process's lock goes with its session, on
+  whichever node it ran.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 from eventstore import UnsupportedLocation
+from eventstore.backends import is_postgresql
 
 
 class JobLeases(Protocol):
@@ -68,6 +69,10 @@ class LeaseHolder:
 
 def lease_for(database: str) -> JobLeases:
     """The leases that go with the store at ``database`` (a path or a URL)."""
+    if is_postgresql(database):
+        from service.jobs.advisory import AdvisoryLeases
+
+        return AdvisoryLeases(database)
     if "://" in database:
         raise UnsupportedLocation(f"no job leases for {database.partition('://')[0]}:// stores")
     return FileLeases(jobs_folder(database))
