@@ -42,7 +42,14 @@ MIGRATIONS = (
 Entry = tuple[int, int, str, int, str, str | None, str]
 
 MONEY_EVENTS = frozenset(
-    {"BalanceToppedUp", "BalanceDebited", "BalanceCredited", "InvoicePaid", "TransactionCompleted"}
+    {
+        "BalanceToppedUp",
+        "BalanceDebited",
+        "BalanceCredited",
+        "InvoicePaid",
+        "InvoiceMarkedPaid",
+        "TransactionCompleted",
+    }
 )
 
 
