@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from tests.e2e.test_platform_actions import (
     snapshot,
     wait_for_transaction,
 )
+from tests.e2e.test_reconcile import pay_without_callback, reconcile
 from tests.integration.cli import run_cli
 from tests.sqlviews import sql_store
 
@@ -436,6 +438,39 @@ async def test_a_gateway_payment_after_mark_paid_is_credited_to_the_buyer_once(a
         f"buyer:{BUYER}": TOTAL,
     }
     await api.assert_balanced()
+
+
+async def test_a_gateway_payment_whose_callback_was_lost_is_found_by_reconcile(
+    api: Api,
+) -> None:
+    """The buyer paid at the gateway (its callback lost) and the platform marked the invoice
+    paid too: reconciliation asks the gateway about marked invoices, and credits the buyer
+    once; afterwards the invoice is no longer asked about."""
+    created = await api.checkout()
+    invoice = created["invoice"]
+    await pay_without_callback(api, created["xendit_invoice"])
+    await mark_paid(api, invoice)
+
+    assert await reconcile(api) == Counter({"credited": 1})
+
+    assert (await api.detail(invoice))["status"] == "PAID"
+    assert (await api.balance(BUYER))["balance"] == TOTAL
+    assert (await api.accounts())[f"escrow:{invoice}"] == TOTAL
+    await api.assert_balanced()
+    assert await reconcile(api) == Counter()
+
+
+async def test_reconcile_asks_about_marked_invoices_only_among_the_paid(api: Api) -> None:
+    """A marked invoice with no gateway payment is asked about (the gateway expired it: nothing
+    changes); one paid through the gateway is not."""
+    await paid_invoice(api)
+    marked = (await api.checkout())["invoice"]
+    await mark_paid(api, marked)
+    position = await head(api)
+
+    assert await reconcile(api) == Counter({"unchanged": 1})
+
+    assert await head(api) == position
 
 
 # -- the history -----------------------------------------------------------------------------
