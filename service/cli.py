@@ -277,7 +277,8 @@ def _history(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-# "expected": what the invoice asked, beside the "amount" of a payment that was not that.
+# "expected": what the invoice asked, beside the "amount" of a payment that was not that;
+# "reference" and "reason": a mark-paid's, as its platform or admin gave them.
 _SUMMARY_KEYS = (
     "invoice_onmarket",
     "amount",
@@ -285,20 +286,27 @@ _SUMMARY_KEYS = (
     "seller_amount",
     "commission",
     "payment_id",
+    "reference",
+    "reason",
 )
+# Text a caller wrote: shown quoted and escaped, so that a control character in it cannot
+# move the cursor or rewrite the lines of the operator's terminal.
+_FREE_TEXT = frozenset({"reference", "reason"})
 
 
 def _summary(event: RecordedEvent) -> str:
     """The event's gist for a person: amounts and who, not every field."""
     data = event.data
-    parts = [
-        f"{key.replace('_', ' ')} {data[key]:,}"
-        if isinstance(data[key], int)
-        else f"{key} {data[key]}"
-        for key in _SUMMARY_KEYS
-        if data.get(key) is not None
-    ]
+    parts = [_shown(key, data[key]) for key in _SUMMARY_KEYS if data.get(key) is not None]
     return ", ".join(parts)
+
+
+def _shown(key: str, value: object) -> str:
+    if isinstance(value, int):
+        return f"{key.replace('_', ' ')} {value:,}"
+    if key in _FREE_TEXT:
+        return f"{key} {json.dumps(value)}"  # ASCII: no C1 control either
+    return f"{key} {value}"
 
 
 def _backup(config: Config, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from service.application.checkout import Checkout, Idempotency
 from service.application.commands import Actor, Command, Context
 from service.application.errors import Conflict, IdempotencyKeyReused, PaymentIdReused
 from service.application.ids import new_invoice_id, payment_event_id
+from service.application.mark_paid import MarkPaid
 from service.application.payments import ExpireByGateway, ExpireIfDue, Reconcile, RecordPayment
 from service.application.platform import (
     CancelTransaction,
@@ -39,6 +40,7 @@ __all__ = [
     "Idempotency",
     "IdempotencyKeyReused",
     "InvoiceService",
+    "MarkPaid",
     "NotABuyer",
     "PaymentIdReused",
     "Reconcile",

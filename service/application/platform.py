@@ -88,7 +88,7 @@ class CompleteRefund(Command[bool]):
 
 async def cancel(app: Application, command: CancelTransaction, context: Context) -> str:
     async def attempt(tx: Attempt) -> Event:
-        state = await _platform_invoice(tx, command.actor, command.invoice)
+        state = await platform_invoice(tx, command.actor, command.invoice)
         events = decide_cancel(
             state,
             invoice_onmarket=command.invoice_onmarket,
@@ -101,21 +101,21 @@ async def cancel(app: Application, command: CancelTransaction, context: Context)
 
     decided = await app.run(attempt)
     if isinstance(decided, InvoiceCanceled):
-        await _expire_at_gateway(app, command.invoice)
+        await expire_at_gateway(app, command.invoice)
         return "INVOICE CANCELED"
     return "REFUND IN PROCESS"
 
 
-async def _expire_at_gateway(app: Application, invoice: str) -> None:
-    """Best effort: the cancel is committed whatever the gateway says, and a payment that
-    still arrives is kept as the buyer's money (a late payment)."""
+async def expire_at_gateway(app: Application, invoice: str) -> None:
+    """Best effort, after a cancel or a mark-paid: that is committed whatever the gateway says,
+    and a payment that still arrives is kept as the buyer's money (a late payment)."""
     state, _ = await app.load(invoice_stream(invoice), evolve)
     assert state is not None
     try:
         await app.gateway.expire(state.created.gateway_reference)
     except Exception:
         log.exception(
-            "gateway did not expire a canceled invoice",
+            "gateway did not expire an invoice no longer payable",
             invoice=invoice,
             reference=state.created.gateway_reference,
         )
@@ -123,7 +123,7 @@ async def _expire_at_gateway(app: Application, invoice: str) -> None:
 
 async def complete(app: Application, command: CompleteTransaction, context: Context) -> None:
     async def attempt(tx: Attempt) -> None:
-        state = await _platform_invoice(tx, command.actor, command.invoice)
+        state = await platform_invoice(tx, command.actor, command.invoice)
         events = decide_completion(
             state,
             invoice_onmarket=command.invoice_onmarket,
@@ -185,7 +185,7 @@ async def _complete_item(
     return {**result, "status": "success", "code": None, "message": "TRANSACTION IS COMPLETED"}
 
 
-async def _platform_invoice(tx: Attempt, actor: Actor, invoice: str) -> Invoice:
+async def platform_invoice(tx: Attempt, actor: Actor, invoice: str) -> Invoice:
     if actor.role != "admin" and not belongs_to(invoice, actor.platform):
         raise errors.Forbidden("this invoice belongs to another service")
     state = await tx.load(invoice_stream(invoice), evolve)

@@ -2,8 +2,8 @@
 command by its handler, and a few reads answer from the log rather than from a view.
 
 Each command family keeps its commands and handlers in a module of its own (``checkout``,
-``payments``, ``platform``, ``accounts``); ``HANDLERS`` is where a command meets its handler, so a
-new command is a dataclass, a handler and one line here.
+``payments``, ``platform``, ``mark_paid``, ``accounts``); ``HANDLERS`` is where a command meets
+its handler, so a new command is a dataclass, a handler and one line here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
-from service.application import accounts, checkout, payments, platform
+from service.application import accounts, checkout, mark_paid, payments, platform
 from service.application.commands import Command, Context
 from service.application.handling import Application
 from service.domain.accounts import Account, evolve_account
@@ -36,6 +36,7 @@ HANDLERS: Mapping[type[Command[Any]], Handler] = MappingProxyType(
         platform.CompleteTransaction: platform.complete,
         platform.CompleteBatch: platform.complete_batch,
         platform.CompleteRefund: platform.complete_refund,
+        mark_paid.MarkPaid: mark_paid.mark_paid,
         accounts.RegisterUser: accounts.register_user,
         accounts.TopUp: accounts.top_up,
         accounts.DisableUser: accounts.disable_user,

@@ -55,6 +55,11 @@ class NotPaid(DomainError):
     message, code = "TRANSACTION IS NOT PAID", "TRANSACTION_NOT_PAID"
 
 
+class AlreadyPaid(DomainError):
+    # A mark-paid of an invoice that was paid already (completed or refunded since, too).
+    message, code = "INVOICE IS ALREADY PAID", "INVOICE_ALREADY_PAID"
+
+
 class AmountMismatch(DomainError):
     # A batch item's stated amount is not the transaction's amount + freight + insurance.
     message, code = "AMOUNT DOES NOT MATCH THE TRANSACTION", "AMOUNT_MISMATCH"

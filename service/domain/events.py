@@ -63,6 +63,24 @@ class InvoicePaid:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceMarkedPaid:
+    """A PENDING invoice paid out of band (a bank transfer outside the gateway), marked PAID by
+    a platform account of its service or an admin: as if the gateway had paid it, through the
+    ``MANUAL`` channel. Its own event rather than an InvoicePaid, so that it names no gateway
+    payment (a gateway payment arriving later is then a late payment, never a duplicate) and
+    keeps the out-of-band payment's reference and the reason given."""
+
+    invoice: str
+    amount: int
+    source: str
+    channel: str  # always MANUAL: the API's name for an out-of-band payment
+    reference: str  # the out-of-band payment's own reference (a bank transfer's, say)
+    reason: str
+    marked_by: str
+    paid_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class InvoiceExpired:
     invoice: str
     expired_at: datetime
@@ -222,6 +240,7 @@ class UserEnabled:
 Event = (
     InvoiceCreated
     | InvoicePaid
+    | InvoiceMarkedPaid
     | InvoiceExpired
     | InvoiceCanceled
     | RefundRequested
@@ -244,6 +263,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
     for cls in (
         InvoiceCreated,
         InvoicePaid,
+        InvoiceMarkedPaid,
         InvoiceExpired,
         InvoiceCanceled,
         RefundRequested,

@@ -22,6 +22,7 @@ from service.domain.events import (
     InvoiceCanceled,
     InvoiceCreated,
     InvoiceExpired,
+    InvoiceMarkedPaid,
     InvoicePaid,
     LatePaymentReceived,
     MismatchedPaymentReceived,
@@ -109,6 +110,11 @@ def _paid(state: Invoice, event: InvoicePaid) -> Invoice:
     return _with_all(state, PAID, event.paid_at, ids)
 
 
+def _marked_paid(state: Invoice, event: InvoiceMarkedPaid) -> Invoice:
+    # No gateway payment id: one arriving later must be seen as a late payment, not a repeat.
+    return _with_all(state, PAID, event.paid_at, state.payment_ids)
+
+
 def _expired(state: Invoice, event: InvoiceExpired) -> Invoice:
     return _with_all(state, EXPIRED, event.expired_at, state.payment_ids)
 
@@ -144,6 +150,7 @@ def _completed(state: Invoice, event: TransactionCompleted) -> Invoice:
 # Events of other kinds leave the state as it is.
 _FOLDS: dict[type, Callable[[Invoice, Any], Invoice]] = {
     InvoicePaid: _paid,
+    InvoiceMarkedPaid: _marked_paid,
     InvoiceExpired: _expired,
     InvoiceCanceled: _canceled,
     LatePaymentReceived: _late_payment,

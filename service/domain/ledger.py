@@ -6,7 +6,7 @@ money by the balance stream's events (which name the other account), the rest by
 
 Accounts: ``buyer:<user>``, ``seller:<user>``, ``escrow:<invoice>``,
 ``platform:<SERVICE>:commission``, ``platform:<SERVICE>:insurance``, ``gateway:<name>``,
-``external:topup``. A positive amount is money the account holds.
+``external:topup``, ``external:manual``. A positive amount is money the account holds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from service.domain.events import (
     BalanceDebited,
     BalanceToppedUp,
     Event,
+    InvoiceMarkedPaid,
     InvoicePaid,
     TransactionCompleted,
 )
@@ -23,6 +24,7 @@ from service.domain.services import BALANCE
 
 GATEWAY_ACCOUNT = "gateway:xendit"
 TOPUP_ACCOUNT = "external:topup"
+MANUAL_ACCOUNT = "external:manual"  # money paid out of band (InvoiceMarkedPaid)
 
 Posting = tuple[str, int]
 
@@ -50,6 +52,8 @@ def postings(event: Event) -> list[Posting]:
     if isinstance(event, InvoicePaid) and event.source != BALANCE:
         # A BALANCE payment's movement is posted by its BalanceDebited.
         return _move(GATEWAY_ACCOUNT, escrow(event.invoice), event.amount)
+    if isinstance(event, InvoiceMarkedPaid):
+        return _move(MANUAL_ACCOUNT, escrow(event.invoice), event.amount)
     if isinstance(event, TransactionCompleted):
         total = event.seller_amount + event.commission + event.insurance
         lines = [

@@ -23,6 +23,7 @@ from service.application import (
     Context,
     ExpireByGateway,
     Idempotency,
+    MarkPaid,
     RecordPayment,
     TopUp,
 )
@@ -270,6 +271,20 @@ async def done_batch(request: web.Request) -> web.Response:
         CompleteBatch(actor, items, idempotency), context(request, actor.username)
     )
     return answer(result, schemas.DoneBatchAnswer)
+
+
+@routes.post("/invoice/mark-paid")
+async def mark_paid(request: web.Request) -> web.Response:
+    actor = await request.app[AUTH].basic(request)
+    require_role(actor, "platform", "admin")
+    body = load(schemas.MarkPaidSchema, await json_object(request), request)
+    if actor.role == "platform":
+        _same_platform(actor, body)
+    command = MarkPaid(
+        actor, body["platform"], body["invoice_id"], body["reference"], body["reason"]
+    )
+    message = await request.app[SERVICE].handle(command, context(request, actor.username))
+    return answer({"message": message}, schemas.MarkPaidAnswer)
 
 
 # -- admins ---------------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ class ReadModel(Protocol):
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         """The invoices with a gateway payment whose callbacks may have been lost: every
-        PENDING one, and every one EXPIRED or CANCELED whose expiry is at or after ``since``
-        (a payment may have arrived late), in creation order."""
+        PENDING one, and every one EXPIRED or CANCELED, or marked paid out of band (paid with no
+        gateway payment seen), whose expiry is at or after ``since`` (a payment may have arrived
+        late), in creation order."""
         ...

@@ -1,11 +1,11 @@
 """Reconciliation: ask the gateway about invoices whose callbacks may have been lost.
 
 Callbacks can be lost (a network fault, our service down when the gateway called). For every
-invoice with a gateway payment that is PENDING, or that expired or was canceled within the
-window (a payment may have arrived late), the gateway is asked what it knows, and whatever it
-reports is applied through the same path as a callback: a payment pays the invoice or is
-credited to the buyer, an expiry expires it. Run by ``python -m service reconcile`` or, with
-``reconcile_interval_seconds`` set, periodically by the service.
+invoice with a gateway payment that is PENDING, or that expired, was canceled or was marked paid
+out of band within the window (a payment may have arrived late), the gateway is asked what it
+knows, and whatever it reports is applied through the same path as a callback: a payment pays
+the invoice or is credited to the buyer, an expiry expires it. Run by ``python -m service
+reconcile`` or, with ``reconcile_interval_seconds`` set, periodically by the service.
 """
 
 from __future__ import annotations

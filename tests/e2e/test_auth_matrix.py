@@ -325,6 +325,17 @@ def batch_request(ctx: Ctx, platform: str = "ONMARKET") -> Request:
     return "POST", "/invoice/done/batch", {}, {"platform": platform, "items": [item]}
 
 
+def mark_paid_request(ctx: Ctx, platform: str = "ONDELIVERY") -> Request:
+    """The PENDING ONDELIVERY invoice marked paid: its platform's (or an admin's) to do."""
+    body = {
+        "platform": platform,
+        "invoice_id": ctx.world.delivery_invoice,
+        "reference": "MX-TRANSFER-0001",
+        "reason": "paid by bank transfer",
+    }
+    return "POST", "/invoice/mark-paid", {}, body
+
+
 def topup_request(ctx: Ctx, username: str = VICTIM) -> Request:
     return "POST", "/balance/topup", {}, {"username": username, "amount": 1000}
 
@@ -370,6 +381,7 @@ BASIC_ENDPOINTS: dict[str, tuple[EndpointFn, str]] = {
     "cancel": (cancel_request, MARKET),
     "done": (done_request, MARKET),
     "batch": (batch_request, MARKET),
+    "mark-paid": (mark_paid_request, DELIVERY),
     "topup": (topup_request, ADMIN),
 }
 CALLBACK_ENDPOINTS: dict[str, EndpointFn] = {
@@ -706,6 +718,26 @@ def build_cells() -> list[ParameterSet]:
                 continue  # another service's invoice fails alone, as an item (test_done_batch)
             cell = Cell(platform_request, as_basic(account), 403, FORBIDDEN, caller=account)
             add(f"{endpoint}.{fault}", cell)
+
+    # mark-paid: the invoice's platform or an admin may; the invoice is ONDELIVERY's.
+    def mark_paid_on(platform: str) -> EndpointFn:
+        return lambda ctx: mark_paid_request(ctx, platform)
+
+    def mark_paid_missing(ctx: Ctx) -> Request:
+        """Another service's invoice that does not exist: answered as one that does."""
+        method, path, query, body = mark_paid_request(ctx, "ONMARKET")
+        return method, path, query, {**body, "invoice_id": "OD0000000000000"}
+
+    mark_paid_cases: list[tuple[str, EndpointFn, str, EndpointFn | None]] = [
+        ("buyer-account", mark_paid_request, VICTIM, None),
+        ("another-service", mark_paid_on("ONMARKET"), MARKET, mark_paid_missing),
+        ("body-platform-mismatch", mark_paid_on("ONMARKET"), DELIVERY, None),
+        ("claims-another-platform", mark_paid_request, MARKET, None),
+        ("admin-naming-another-service", mark_paid_on("ONMARKET"), ADMIN, None),
+    ]
+    for fault, request, account, missing in mark_paid_cases:
+        cell = Cell(request, as_basic(account), 403, FORBIDDEN, caller=account, twin=missing)
+        add(f"mark-paid.{fault}", cell)
     topup_cases: list[tuple[str, EndpointFn, str]] = [
         ("buyer-tops-up-itself", lambda ctx: topup_request(ctx, INTRUDER), INTRUDER),
         ("buyer-tops-up-another", topup_request, INTRUDER),
@@ -877,6 +909,7 @@ async def test_a_request_without_the_right_is_refused_and_changes_and_leaks_noth
 CONTROLS: list[tuple[str, EndpointFn, Callable[[Ctx], Credentials]]] = [
     *((name, request, as_account(VICTIM)) for name, request in BEARER_ENDPOINTS.items()),
     *((name, request, as_basic(owner)) for name, (request, owner) in BASIC_ENDPOINTS.items()),
+    ("mark-paid-by-admin", mark_paid_request, as_basic(ADMIN)),
     *(
         (name, request, lambda ctx: Credentials({"x-callback-token": ctx.callback_token}))
         for name, request in CALLBACK_ENDPOINTS.items()

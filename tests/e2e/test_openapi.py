@@ -112,6 +112,7 @@ async def test_every_operation_states_its_credentials_errors_and_headers(api: Ap
         "/invoice/cancel": [{"basic": []}],
         "/invoice/done": [{"basic": []}],
         "/invoice/done/batch": [{"basic": []}],
+        "/invoice/mark-paid": [{"basic": []}],
         "/balance/topup": [{"basic": []}],
         "/callback/xendit/invoice": [{"callbackToken": []}],
         "/callback/xendit/qr": [{"callbackToken": []}],

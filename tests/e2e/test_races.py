@@ -298,8 +298,10 @@ async def finish(
     name: str,
     tally: Counter[str],
     started: float,
+    rounds: int = ROUNDS,
 ) -> None:
-    """The checks after the last round, and the race's figures for the record."""
+    """The checks after the last round, and the race's figures for the record (``rounds``:
+    how many were run, for a race with its own count)."""
     assert api.client.app is not None
     store = api.client.app[STORE]
     await asyncio.sleep(0.05)  # a late double credit would show now
@@ -310,7 +312,7 @@ async def finish(
     assert await compare_views_with_replay(Path(api.config.database)) == []
     assert error_logs == []
     seconds = time.perf_counter() - started
-    figures = {"rounds": ROUNDS, "seconds": round(seconds, 1), "lost_appends": lost.count}
+    figures = {"rounds": rounds, "seconds": round(seconds, 1), "lost_appends": lost.count}
     record_property("race_outcomes", json.dumps(dict(sorted(tally.items()))))
     record_property("race_figures", json.dumps(figures))
     print(f"\n{name}: {figures} {dict(sorted(tally.items()))}")

@@ -11,7 +11,8 @@ QR callback), wrong amounts (kept as the buyer's, the invoice still PENDING), re
 callbacks, a payment id reported for another invoice, unsigned callbacks; late payments (after
 expiry or cancel) and second payments; expiry by the clock (then the expiry pass, or its
 background task) and by the gateway; cancels of PENDING
-invoices and of PAID stores (refunds), the refund worker paying them, dones, admin top-ups,
+invoices and of PAID stores (refunds), the refund worker paying them, dones (one at a time and
+in batches), invoices marked paid out of band (by their platform or an admin), admin top-ups,
 platforms acting on another service's invoice or on one that does not exist, buyers asking for
 someone else's invoice.
 
@@ -109,6 +110,7 @@ USERS = (
 )
 GATEWAY_ACCOUNT = "gateway:xendit"
 TOPUP_ACCOUNT = "external:topup"
+MANUAL_ACCOUNT = "external:manual"  # out-of-band payments (POST /invoice/mark-paid)
 UNKNOWN_NUMBER = "INV/NOT/OF-THIS-INVOICE"
 INVOICE_CALLBACK, QR_CALLBACK = "/callback/xendit/invoice", "/callback/xendit/qr"
 
@@ -154,6 +156,7 @@ AUTH_ERROR = refused("Auth Error", "AUTH_ERROR", 401)
 ALREADY_PAID = refused("INVOICE ALREADY PAID", "ALREADY_PAID", 409)  # the sandbox's own answer
 USER_NOT_FOUND = refused("User not found", "USER_NOT_FOUND")
 NOT_A_BUYER = refused("Only buyer accounts have a balance to top up", "NOT_A_BUYER")
+INVOICE_ALREADY_PAID = refused("INVOICE IS ALREADY PAID", "INVOICE_ALREADY_PAID")
 
 # What done and cancel answer for a store of a PAID (or settled) invoice that is not PAID.
 STORE_REFUSALS = {
@@ -408,6 +411,21 @@ class Model:
         self.move(escrow, f"platform:{service}:insurance", store.insurance)
         invoice.settle()
         return ok("TRANSACTION IS COMPLETED")
+
+    def mark_paid(self, name: str, now: datetime) -> Expected:
+        """Paid out of band: PAID as if the gateway had paid it, the total from external:manual.
+        No gateway payment id is used up, so a gateway payment afterwards is a late one."""
+        invoice = self.invoices[name]
+        shown = invoice.shown(now)
+        if shown == EXPIRED:
+            return EXPIRED_INVOICE
+        if shown == CANCELED:
+            return ALREADY_CANCELED
+        if shown != PENDING:
+            return INVOICE_ALREADY_PAID  # paid, and maybe completed or refunded since
+        invoice.set_all(PAID)
+        self.move(MANUAL_ACCOUNT, f"escrow:{name}", invoice.total)
+        return ok("INVOICE MARKED AS PAID")
 
     def payable(self, now: datetime) -> list[str]:
         """The gateway invoices a first payment would pay."""
@@ -1031,6 +1049,84 @@ class InvoiceMachine(RuleBasedStateMachine):
             expected = self.model.done(invoice.invoice, number, now)
         headers = self.api.basic(PLATFORMS[service])
         self.expect(self.run(self.post(f"/invoice/{action}", body, headers)), expected, action)
+
+    @rule(data=st.data(), who=acting)
+    def the_platform_completes_a_batch(self, data: st.DataObject, who: str) -> None:
+        """1 to 4 items, each answered as /invoice/done would have: another service's invoice
+        fails alone (FORBIDDEN), a missing one is not found. Each store is named once, so the
+        items' outcomes do not depend on the order they are carried out in."""
+        picks = data.draw(
+            st.lists(
+                st.tuples(st.sampled_from(sorted(self.model.invoices)), which_store),
+                min_size=1,
+                max_size=4,
+            ),
+            label="items",
+        )
+        service = self.model.invoices[picks[0][0]].service
+        if who == "other":
+            services = sorted(PLATFORMS)
+            service = services[(services.index(service) + 1) % len(services)]
+        items: list[dict[str, Any]] = []
+        expected: list[tuple[str, str | None, str]] = []
+        named: set[tuple[str, str | None]] = set()
+        for name, store in picks:
+            invoice = self.model.invoices[name]
+            number = self._number(invoice, store)
+            one = invoice.stores[0].number if len(invoice.stores) == 1 else None
+            key = (name, number or one)
+            if key in named:
+                continue
+            named.add(key)
+            invoice_id = name if who != "no-such-invoice" else PREFIXES[service] + "0" * 13
+            if who == "no-such-invoice":
+                answer = INVOICE_NOT_FOUND
+            elif invoice.service != service:
+                answer = FORBIDDEN
+            else:
+                answer = self.model.done(name, number, self.clock())
+            items.append({"invoice_id": invoice_id, "invoice_onmarket": number})
+            status, shown = answer
+            code = None if status == 200 else shown["code"]
+            expected.append(("success" if status == 200 else "failed", code, shown["message"]))
+        headers = self.api.basic(PLATFORMS[service])
+        sent = {"platform": service, "items": items}
+        status, results = self.run(self.post("/invoice/done/batch", sent, headers))
+        assert status == 200, results
+        got = [(r["status"], r["code"], r["message"]) for r in results["results"]]
+        assert got == expected, (items, results)
+
+    @rule(name=invoices, who=st.sampled_from(("own", "own", "admin", "other", "no-such-invoice")))
+    def a_payment_out_of_band_is_marked(self, name: str, who: str) -> None:
+        self._mark_paid(self.model.invoices[name], who)
+
+    @precondition(lambda self: bool(self.model.payable(self.clock())))
+    @rule(data=st.data(), who=st.sampled_from(("own", "admin")))
+    def a_pending_invoice_is_marked_paid(self, data: st.DataObject, who: str) -> None:
+        name = data.draw(st.sampled_from(self.model.payable(self.clock())), label="invoice")
+        self._mark_paid(self.model.invoices[name], who)
+
+    def _mark_paid(self, invoice: Invoice, who: str) -> None:
+        services = sorted(PLATFORMS)
+        service = invoice.service
+        if who == "other":  # another service's platform account, for its own service
+            service = services[(services.index(service) + 1) % len(services)]
+        invoice_id = invoice.invoice if who != "no-such-invoice" else PREFIXES[service] + "0" * 13
+        body = {
+            "platform": service,
+            "invoice_id": invoice_id,
+            "reference": self.fresh("TRF"),
+            "reason": "paid by bank transfer",
+        }
+        if who == "no-such-invoice":
+            expected = INVOICE_NOT_FOUND
+        elif who == "other":
+            expected = FORBIDDEN
+        else:
+            expected = self.model.mark_paid(invoice.invoice, self.clock())
+        account = "admin" if who == "admin" else PLATFORMS[service]
+        got = self.run(self.post("/invoice/mark-paid", body, self.api.basic(account)))
+        self.expect(got, expected, "mark-paid")
 
     @precondition(lambda self: bool(self.model.stores_in(REFUND_IN_PROCESS)))
     @rule()

@@ -212,9 +212,9 @@ def _checkout(base_url: str, bearer: str, source: str, tag: str) -> dict[str, An
 
 
 def _seed(base_url: str, bearer: str) -> Seeded:
-    """Invoices in every state: PENDING (XENDIT, QRIS), PAID, partly completed, refunding,
-    canceled, and paid from the balance; and a pool of PAID ones for the fuzzer to complete
-    and refund."""
+    """Invoices in every state: PENDING (XENDIT, QRIS; one kept for the sweep's mark-paid),
+    PAID, marked paid, partly completed, refunding, canceled, and paid from the balance; and a
+    pool of PAID ones for the fuzzer to complete and refund."""
 
     def post(path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
         requests.post(
@@ -223,8 +223,20 @@ def _seed(base_url: str, bearer: str) -> Seeded:
 
     post("/balance/topup", {"username": "usernew1", "amount": 10**9}, basic("admin"))
     seeded = Seeded()
-    for tag, source in (("pending", "XENDIT"), ("qris", "QRIS"), ("balance", "BALANCE")):
+    for tag, source in (
+        ("pending", "XENDIT"),
+        ("qris", "QRIS"),
+        ("balance", "BALANCE"),
+        ("to-mark", "XENDIT"),
+        ("marked", "XENDIT"),
+    ):
         seeded.invoices.append(_checkout(base_url, bearer, source, tag))
+    marked = {"platform": "ONMARKET", "reference": "FUZZ-TRF-1", "reason": "bank transfer"}
+    post(
+        "/invoice/mark-paid",
+        {**marked, "invoice_id": seeded.tagged("marked")["invoice"]},
+        basic("onmarket"),
+    )
     paid_pool = tuple(f"paid-{n}" for n in range(PAID_POOL))
     for tag in ("paid", "done", "refund", "canceled", *paid_pool):
         invoice = _checkout(base_url, bearer, "XENDIT", tag)

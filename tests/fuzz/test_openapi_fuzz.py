@@ -126,6 +126,7 @@ def test_every_answer_is_documented_and_none_is_a_server_error(
 def base_requests(server: Server) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """One valid request per operation (several for detail), on the seeded data."""
     paid, pending = server.seeded.tagged("paid"), server.seeded.tagged("pending")
+    to_mark = server.seeded.tagged("to-mark")
     qris = server.seeded.tagged("qris")
     line = {
         "amount": 10000,
@@ -185,6 +186,16 @@ def base_requests(server: Server) -> dict[tuple[str, str], list[dict[str, Any]]]
                             "amount": 15100,
                         }
                     ],
+                }
+            }
+        ],
+        ("post", "/invoice/mark-paid"): [
+            {
+                "body": {
+                    "platform": "ONMARKET",
+                    "invoice_id": to_mark["invoice"],
+                    "reference": "SWEEP-TRF-1",
+                    "reason": "paid by bank transfer",
                 }
             }
         ],
@@ -293,6 +304,7 @@ class Steering:
                 "/invoice/cancel": self._platform,
                 "/invoice/done": self._platform,
                 "/invoice/done/batch": self._batch,
+                "/invoice/mark-paid": self._mark_paid,
                 "/callback/xendit/invoice": self._invoice_callback,
                 "/callback/xendit/qr": self._qr_callback,
                 "/balance/topup": self._top_up,
@@ -353,6 +365,10 @@ class Steering:
         if "buyer_username" in body:
             steered["buyer_username"] = "usernew1"
         return steered
+
+    @staticmethod
+    def _mark_paid(body: dict[str, Any], invoice: dict[str, Any], _: str) -> dict[str, Any]:
+        return {**body, "platform": "ONMARKET", "invoice_id": invoice["invoice"]}
 
     @staticmethod
     def _invoice_callback(body: dict[str, Any], invoice: dict[str, Any], _: str) -> dict[str, Any]:

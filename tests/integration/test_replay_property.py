@@ -2,10 +2,10 @@
 
 Hypothesis draws sequences of the domain's commands (checkouts of every source with one to
 three stores, payments by callback or found by reconciliation, repeated and wrong payments,
-done and cancel of random stores, refunds, expiry by time and by the gateway, late payments,
-top-ups, keyed retries, and pairs of commands racing each other) and runs them through
-``InvoiceService`` on a real SQLite file with the service's projectors. Refusals are part of
-the domain and are ignored; anything else fails the test.
+done and cancel of random stores, invoices marked paid out of band, refunds, expiry by time and
+by the gateway, late payments, top-ups, keyed retries, and pairs of commands racing each other)
+and runs them through ``InvoiceService`` on a real SQLite file with the service's projectors.
+Refusals are part of the domain and are ignored; anything else fails the test.
 
 Then the live file is copied with the online backup, the copy's views are dropped and replayed
 from its log, and every view table must be identical row by row (types included) to the live
@@ -42,6 +42,7 @@ from service.application import (
     ExpireByGateway,
     Idempotency,
     InvoiceService,
+    MarkPaid,
     Reconcile,
     RecordPayment,
     RegisterUser,
@@ -96,6 +97,7 @@ simple_ops = st.one_of(
     st.tuples(st.just("done"), pick, pick, st.booleans()),
     st.tuples(st.just("cancel"), pick, st.none() | pick | pick, st.booleans()),
     st.tuples(st.just("gateway-expire"), pick),
+    st.tuples(st.just("mark-paid"), pick, st.booleans()),
     st.tuples(st.just("refunds")),
     st.tuples(st.just("topup"), st.sampled_from(BUYERS), st.sampled_from([1, 20000, 500000])),
 )
@@ -259,6 +261,18 @@ async def cancel(world: World, index: int, line: int | None, right_buyer: bool) 
     await world.service.handle(command, Context(PLATFORMS[service], world.fresh("req")))
 
 
+async def mark_paid(world: World, index: int, by_admin: bool) -> None:
+    found = await world.nth_invoice(index)
+    if found is None:
+        return
+    invoice, state = found
+    service = state.created.service
+    actor = ADMIN if by_admin else Actor(PLATFORMS[service], "platform", service)
+    reference = world.fresh("transfer")
+    command = MarkPaid(actor, service, invoice, reference, "paid by bank transfer")
+    await world.service.handle(command, Context(actor.username, world.fresh("req")))
+
+
 async def gateway_expire(world: World, index: int) -> None:
     invoice = world.nth(world.invoices, index)
     if invoice is not None:
@@ -307,6 +321,7 @@ COMMANDS: dict[str, Callable[..., Awaitable[None]]] = {
     "done": done,
     "cancel": cancel,
     "gateway-expire": gateway_expire,
+    "mark-paid": mark_paid,
     "refunds": refunds,
     "topup": top_up,
     "advance": advance,

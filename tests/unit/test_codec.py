@@ -32,6 +32,7 @@ from service.domain.events import (
     InvoiceCanceled,
     InvoiceCreated,
     InvoiceExpired,
+    InvoiceMarkedPaid,
     InvoicePaid,
     LatePaymentReceived,
     MismatchedPaymentReceived,
@@ -87,6 +88,9 @@ SAMPLES: list[Event] = [
     CREATED,
     CREATED_QRIS,
     InvoicePaid(INVOICE, 165_000, "XENDIT", "pay-1", "BANK_TRANSFER", "BCA", AT),
+    InvoiceMarkedPaid(
+        INVOICE, 165_000, "XENDIT", "MANUAL", "BCA-TRF-0042 ✓", "paid at the counter", "admin", AT
+    ),
     InvoiceExpired(INVOICE, AT + timedelta(hours=2)),
     InvoiceCanceled(INVOICE, "onmarket", AT),
     RefundRequested(INVOICE, "OMK-001", 117_000, "onmarket", AT),

@@ -83,6 +83,11 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
     _domain(errors.RefundInProcess, 400, "The transaction's refund is in process"),
     _domain(errors.AlreadyCompleted, 400, "The transaction was completed (paid out)"),
     _domain(errors.NotPaid, 400, "The transaction is not paid yet"),
+    _domain(
+        errors.AlreadyPaid,
+        400,
+        "A mark-paid of an invoice paid already (completed or refunded since, too)",
+    ),
     _domain(errors.BuyerMismatch, 400, "`buyer_username` is not the buyer of the transaction"),
     _domain(
         errors.PaidAmountMismatch,

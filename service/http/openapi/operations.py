@@ -235,6 +235,38 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer=schemas.DoneBatchAnswer,
         errors=_errors(_BODY_ERRORS, _ROLE, {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")}, _ALWAYS),
     ),
+    ("post", "/invoice/mark-paid"): Operation(
+        tag="platforms",
+        summary="Mark a PENDING invoice paid out of band (channel MANUAL)",
+        description=(
+            "A platform account for its own service's invoices (`platform` must be it), or an"
+            " admin (`platform` must be the invoice's service). The invoice becomes PAID as if"
+            " the gateway had paid it, through the channel `MANUAL`: `external:manual` pays the"
+            " total into the invoice's escrow, and the gateway's invoice is expired. The actor,"
+            " `reference` and `reason` are kept in the invoice's history; done and cancel (by"
+            " refund) then work as for any paid invoice. A gateway payment arriving afterwards is"
+            " credited to the buyer's balance as a late payment. An invoice that is not PENDING"
+            " is refused with its state's message (`INVOICE_ALREADY_PAID` also once completed or"
+            " refunded), so a retry after success answers `INVOICE_ALREADY_PAID`."
+        ),
+        security=BASIC,
+        body=schemas.MarkPaidSchema,
+        answer=schemas.MarkPaidAnswer,
+        errors=_errors(
+            _BODY_ERRORS,
+            {
+                400: (
+                    "INVOICE_NOT_FOUND",
+                    "TRANSACTION_ALREADY_CANCELED",
+                    "INVOICE_EXPIRED",
+                    "INVOICE_ALREADY_PAID",
+                )
+            },
+            _ROLE,
+            {409: ("CONFLICT",)},
+            _ALWAYS,
+        ),
+    ),
     ("post", "/balance/topup"): Operation(
         tag="admins",
         summary="Credit a buyer's balance",

@@ -1,9 +1,10 @@
 """Request and answer schemas (marshmallow): every body the API reads or writes.
 
-``requests``: what the API reads (bodies, queries, the gateway's callbacks) and the field types
-they share; ``answers``: what it answers. Everything is re-exported here, so callers write
-``schemas.CheckoutSchema`` whichever module holds it, and the OpenAPI document finds each
-schema's docstring by its name here.
+``requests``: what the API reads (bodies, queries) and the field types they share, with the
+gateway's callbacks in ``callbacks`` and the mark-paid body in ``mark_paid``; ``answers``: what
+it answers. Everything is re-exported here, so callers write ``schemas.CheckoutSchema``
+whichever module holds it, and the OpenAPI document finds each schema's docstring by its name
+here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from service.http.schemas.answers import (
     HistoryAnswer,
     HistoryEventAnswer,
     LedgerEntryAnswer,
+    MarkPaidAnswer,
     MessageAnswer,
     QrisCheckoutAnswer,
     TokenAnswer,
@@ -39,6 +41,7 @@ from service.http.schemas.callbacks import (
     QrCallbackSchema,
     QrPaymentDataSchema,
 )
+from service.http.schemas.mark_paid import MAX_REASON, MAX_REFERENCE, MarkPaidSchema
 from service.http.schemas.requests import (
     MAX_AMOUNT,
     MAX_BATCH_ITEMS,
@@ -71,6 +74,8 @@ __all__ = [
     "MAX_NAMED_UNKNOWN",
     "MAX_NAME_SHOWN",
     "MAX_POSITION",
+    "MAX_REASON",
+    "MAX_REFERENCE",
     "MAX_TRANSACTIONS",
     "AuthSchema",
     "BalanceAnswer",
@@ -97,6 +102,8 @@ __all__ = [
     "HistoryQuerySchema",
     "InvoiceCallbackSchema",
     "LedgerEntryAnswer",
+    "MarkPaidAnswer",
+    "MarkPaidSchema",
     "MessageAnswer",
     "Money",
     "PlatformActionSchema",

@@ -209,6 +209,10 @@ class DoneAnswer(MessageAnswer):
     message = _one_of("TRANSACTION IS COMPLETED", required=True)
 
 
+class MarkPaidAnswer(MessageAnswer):
+    message = _one_of("INVOICE MARKED AS PAID", required=True)
+
+
 class BatchResultAnswer(Schema):
     """One item's result: what /invoice/done would have answered for it."""
 

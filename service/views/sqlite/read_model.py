@@ -145,10 +145,14 @@ class SQLiteReadModel:
         return [invoice for (invoice,) in rows]
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:
-        # A BALANCE invoice's reference starts with "balance-": no gateway knows of it.
+        # A BALANCE invoice's reference starts with "balance-": no gateway knows of it. A paid
+        # one that has seen no gateway payment was marked paid out of band: the buyer may have
+        # paid at the gateway too, before its invoice there was expired.
         rows = await self._store.query(
             "SELECT invoice FROM invoice_view WHERE gateway_reference NOT LIKE 'balance-%'"
-            " AND (status = 'PENDING' OR (status IN ('EXPIRED', 'CANCELED') AND expired_at >= ?))"
+            " AND (status = 'PENDING' OR (expired_at >= ? AND (status IN ('EXPIRED', 'CANCELED')"
+            "  OR (status IN ('PAID', 'COMPLETED', 'REFUNDED')"
+            "   AND json_array_length(state, '$.payment_ids') = 0))))"
             " ORDER BY seq",
             (format_time(since),),
         )
