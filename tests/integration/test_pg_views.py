@@ -122,6 +122,10 @@ async def drive(api: Api) -> None:
 
     canceled = await checkout(api, "usernew1", stores=1)
     await api.platform("cancel", invoice_id=canceled["invoice"])
+    marked = await checkout(api, "usernew1", stores=1)
+    await api.platform(
+        "mark-paid", invoice_id=marked["invoice"], reference="BANK-1", reason="a bank transfer"
+    )
     detail = await api.detail(paid["invoice"])
     first, second = (line["invoice_onmarket"] for line in detail["transaction"])
     await api.platform("done", invoice_id=paid["invoice"], invoice_onmarket=first)
@@ -360,6 +364,7 @@ async def test_the_log_made_every_kind_of_answer(recorded: Recorded) -> None:
     types = {event.type for event in recorded.log}
     assert {
         "InvoicePaid",
+        "InvoiceMarkedPaid",
         "InvoiceCanceled",
         "InvoiceExpired",
         "RefundCompleted",
