@@ -7,6 +7,8 @@ another process's next try takes the lease. Each job's lock is taken on a connec
 opened for that lease and closed with it, so releasing one job never drops another's, and the
 liveness check (``held``) is that connection still answering and still holding the lock.
 Several nodes on one database exclude each other the same way as processes on one machine.
+Each lease's connection is named after its job, process and host (``application_name``), so
+``pg_stat_activity`` shows who runs which job.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import socket
 
 import asyncpg
 import structlog
@@ -31,6 +35,12 @@ def job_key(job: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def holder_name(job: str) -> str:
+    """The ``application_name`` of a lease's connection: which process on which host runs
+    ``job``, for an operator (``SELECT application_name FROM pg_stat_activity``) and tests."""
+    return f"invoice-job {job} pid={os.getpid()} host={socket.gethostname()}"[:63]
+
+
 class AdvisoryLeases:
     """The leases of one process's jobs on the PostgreSQL database at ``url``."""
 
@@ -42,7 +52,11 @@ class AdvisoryLeases:
         if job in self._held:
             return True
         try:
-            conn = await asyncpg.connect(self._url, timeout=CHECK_TIMEOUT_SECONDS)
+            conn = await asyncpg.connect(
+                self._url,
+                timeout=CHECK_TIMEOUT_SECONDS,
+                server_settings={"application_name": holder_name(job)},
+            )
         except (OSError, asyncpg.PostgresError, TimeoutError) as error:
             log.warning("job lease: database unreachable", job=job, error=str(error))
             return False
