@@ -100,8 +100,9 @@ async def test_a_killed_holders_lease_is_free_at_once(folder: Path) -> None:
 
 def test_leases_follow_the_store_backend(tmp_path: Path) -> None:
     assert isinstance(lease_for(str(tmp_path / "x.db")), FileLeases)
+    # PostgreSQL's leases: tests/integration/test_advisory_leases.py
     with pytest.raises(UnsupportedLocation):
-        lease_for("postgresql://localhost/invoices")
+        lease_for("mysql://localhost/invoices")
 
 
 async def test_a_job_runs_in_one_process_and_moves_when_its_holder_stops(folder: Path) -> None:
