@@ -88,13 +88,34 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of every live PostgreSQL server process on this machine (all
+    databases: other programs' too), from /proc; 0 where they cannot be read."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def measure(server: Server, spec: dict[str, Any], path: Path) -> dict[str, Any]:
     server.check_alive()
     cpu_before = tree_cpu_seconds(server.pid)
+    postgres_before = postgres_cpu_seconds()
     report = run_loadgen({**spec, "base_url": server.base_url, "server_pid": server.pid}, path)
     # The server's CPU over the whole cell (warm-up included: the load generator's own window
     # counts only the supervisor, whose children do the work).
     server_cpu = tree_cpu_seconds(server.pid) - cpu_before
+    # The database server's share (on SQLite: other programs' PostgreSQL work, if any).
+    postgres_cpu = postgres_cpu_seconds() - postgres_before
     server.check_alive()
     primary = report["operations"].get(report["primary"]) or {"count": 0}
     return {
@@ -104,6 +125,7 @@ def measure(server: Server, spec: dict[str, Any], path: Path) -> dict[str, Any]:
         "errors": report["errors"]["total"],
         "loadgen_cpu_share": report["loadgen_cpu_share"],
         "server_cpu_share": server_cpu / (spec["warmup"] + spec["duration"]),
+        "postgres_cpu_share": postgres_cpu / (spec["warmup"] + spec["duration"]),
         # Everything the machine ran, in cores: with the load generator, both cores busy?
         "machine_cpu_share": report.get("machine_cpu_share"),
     }
@@ -174,6 +196,7 @@ def run(
                 f" {cell['throughput']:8,.1f} checkouts/s, p50 {cell['p50_ms'] or 0:.1f} ms,"
                 f" p99 {cell['p99_ms'] or 0:.1f} ms, {cell['errors']} errors,"
                 f" server {cell['server_cpu_share']:.2f} cores,"
+                f" postgres {cell['postgres_cpu_share']:.2f} cores,"
                 f" load generator {cell['loadgen_cpu_share']:.2f} cores, machine"
                 f" {cell['machine_cpu_share'] or 0:.2f} cores busy,"
                 f" load average {cell['load_average']:.2f}"
