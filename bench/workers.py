@@ -259,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  {ratio['what']}: {value} (best of rounds {ratio['best_ratio'] or 0:.2f};"
             f" target >= {ratio['target']:g}): {'PASS' if ratio['met'] else 'MISS'}"
         )
-    say(f"  {outcome['errors']} errors: {'PASS' if outcome['met'] else 'MISS'}")
+    say(f"  {outcome['errors']} failed requests")
+    say(
+        f"  overall: {'PASS' if outcome['met'] else 'MISS'} (every target met and no request failed)"
+    )
     results = {
         "benchmark": "workers",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
