@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     say(f"  {outcome['errors']} failed requests")
     say(
-        f"  overall: {'PASS' if outcome['met'] else 'MISS'} (every target met and no request failed)"
+        f"  overall: {'PASS' if outcome['met'] else 'MISS'}"
+        " (every target met and no request failed)"
     )
     results = {
         "benchmark": "workers",
