@@ -21,12 +21,12 @@ import aiohttp
 import orjson
 
 from bench.loadgen import JSON_HEADERS, Tokens, checkout_body
-from eventstore.sqlite import SQLiteEventStore
+from eventstore import open_store
 from service.app import make_gateway, make_service
 from service.application import Context, RegisterUser
 from service.config import load_config
 from service.security import hash_password
-from service.views.sqlite import all_projectors
+from service.views.backends import projectors_for
 
 ADMIN_AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
 SETUP_CONCURRENCY = 16
@@ -42,13 +42,14 @@ def read_buyers(tag: str, reads: int) -> list[str]:
     return [f"hr{tag}b{i}" for i in range(reads)]
 
 
-async def register_buyers(database: Path, names: list[str]) -> None:
-    """Buyer accounts ``names`` in a database no server has open."""
+async def register_buyers(database: Path | str, names: list[str]) -> None:
+    """Buyer accounts ``names`` in a database no server has open (an SQLite file or a
+    ``postgresql://`` URL)."""
     config = load_config(None, environ={}, database=str(database))
     password_hash = await asyncio.to_thread(hash_password, secrets.token_urlsafe(16))
     gateway = make_gateway(config)
     try:
-        async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
+        async with await open_store(database, projectors=projectors_for(database)) as store:
             service = make_service(store, gateway, config)
             await asyncio.gather(
                 *(

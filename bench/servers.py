@@ -153,7 +153,7 @@ class Server:
 
 def start_service(
     name: str,
-    database: Path,
+    database: Path | str,
     log: Path,
     *,
     token_secret: str,

@@ -24,14 +24,13 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from types import FrameType
 
 import structlog
 from aiohttp import web
 
 from eventstore import open_store
-from service.app import create_app
+from service.app import create_app, store_options
 from service.config import Config
 from service.limits import server_options
 from service.logging import configure_logging
@@ -198,8 +197,9 @@ class _Supervisor:
 
 
 async def _prepare_store(config: Config) -> None:
-    Path(config.database).parent.mkdir(parents=True, exist_ok=True)
+    # The backend's own options (an SQLite file's folder made, its synchronous mode; none for a
+    # postgresql:// URL), as the workers open it.
     store = await open_store(
-        config.database, synchronous=config.synchronous, projectors=projectors_for(config.database)
+        config.database, projectors=projectors_for(config.database), **store_options(config)
     )
     await store.close()

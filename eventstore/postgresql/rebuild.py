@@ -53,9 +53,13 @@ async def replay(
     up_to: int,
     page_size: int,
     progress: Progress | None,
+    *,
+    source: asyncpg.Connection | None = None,
 ) -> None:
     """Read the events ``projectors`` read up to position ``up_to`` through a cursor, in pages,
-    and apply each page to every projector, on ``conn`` (inside a transaction)."""
+    and apply each page to every projector, on ``conn`` (inside a transaction). The log is read
+    on ``source`` when given (a snapshot of another transaction, also inside one), else on
+    ``conn``."""
     position = 0
     if projectors:
         selection = union_of_reads(projectors)
@@ -65,7 +69,7 @@ async def replay(
             f"{' AND ' + where if where else ''} ORDER BY position"
         )
         replayers = [_replayer(projector) for projector in projectors]
-        cursor = await conn.cursor(query, up_to, *parameters)
+        cursor = await (source or conn).cursor(query, up_to, *parameters)
         while rows := await cursor.fetch(page_size):
             events = decode_rows(rows)
             for replayer in replayers:

@@ -9,10 +9,10 @@ disabled is not ``ok`` even when its chain still holds.
 
 from __future__ import annotations
 
+from eventstore.chain import ChainWalk
 from eventstore.model import VerifyReport
 from eventstore.postgresql.projection import AnyConnection
 from eventstore.postgresql.schema import EVENT_COLUMNS, GUARD_TRIGGERS
-from eventstore.records import GENESIS_HASH, chain_hash
 
 
 async def verify_log(conn: AnyConnection, page_size: int) -> VerifyReport:
@@ -25,38 +25,15 @@ async def verify_log(conn: AnyConnection, page_size: int) -> VerifyReport:
 
 async def _walk(conn: AnyConnection, page_size: int) -> VerifyReport:
     missing = await _missing_guards(conn)
-    expected_hash, position, checked = GENESIS_HASH, 0, 0
+    walk = ChainWalk()
     query = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
     while True:
-        rows = await conn.fetch(query, position, page_size)
-        for record in rows:
-            row = tuple(record)
-            if row[0] != position + 1:
-                return _bad(checked, row[0], position + 1, f"position {position + 1} is missing")
-            expected_hash = chain_hash(expected_hash, row[:-1])
-            if row[-1] != expected_hash:
-                return _bad(checked, row[0], row[0], "hash does not match the event's content")
-            position, checked = row[0], checked + 1
+        rows = await conn.fetch(query, walk.position, page_size)
+        broken = walk.check(tuple(record) for record in rows)
+        if broken is not None:
+            return broken
         if len(rows) < page_size:
-            break
-    if missing:
-        return VerifyReport(
-            ok=False,
-            events_checked=checked,
-            head_position=position,
-            reason=f"guard trigger(s) missing or disabled: {', '.join(missing)}",
-        )
-    return VerifyReport(ok=True, events_checked=checked, head_position=position)
-
-
-def _bad(checked: int, head: int, bad_position: int, reason: str) -> VerifyReport:
-    return VerifyReport(
-        ok=False,
-        events_checked=checked,
-        head_position=head,
-        first_bad_position=bad_position,
-        reason=reason,
-    )
+            return walk.finish(missing)
 
 
 async def _missing_guards(conn: AnyConnection) -> list[str]:

@@ -36,6 +36,7 @@ from eventstore.sqlite.projection import SQLiteProjector
 from eventstore.sqlite.reads import LogReads
 from eventstore.sqlite.rebuild import RebuildOperation
 from eventstore.sqlite.schema import EVENTSTORE_MIGRATIONS, apply_migrations
+from eventstore.sqlite.turns import WriteTurns
 from eventstore.sqlite.verification import verify_file
 from eventstore.sqlite.writer import GroupCommitWriter
 
@@ -80,6 +81,7 @@ class SQLiteEventStore:
             clock=clock,
             max_batch=max_batch,
             on_commit=self._note_commit,
+            turns=WriteTurns(path),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

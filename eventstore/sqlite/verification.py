@@ -11,9 +11,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from eventstore.chain import ChainWalk
 from eventstore.model import VerifyReport
-from eventstore.records import GENESIS_HASH, chain_hash
-from eventstore.sqlite.schema import GUARD_TRIGGERS
+from eventstore.sqlite.schema import EVENT_COLUMNS, GUARD_TRIGGERS
 
 
 def verify_file(path: Path, page_size: int, busy_timeout: float) -> VerifyReport:
@@ -39,40 +39,17 @@ def verify_log(conn: sqlite3.Connection, page_size: int) -> VerifyReport:
 
 def _walk(conn: sqlite3.Connection, page_size: int) -> VerifyReport:
     missing = _missing_triggers(conn)
-    expected_hash, position, checked = GENESIS_HASH, 0, 0
+    walk = ChainWalk()
     while True:
         rows = conn.execute(
-            "SELECT position, event_id, stream_id, version, type, data, metadata, recorded_at,"
-            " hash FROM events WHERE position > ? ORDER BY position LIMIT ?",
-            (position, page_size),
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (walk.position, page_size),
         ).fetchall()
-        for row in rows:
-            if row[0] != position + 1:
-                return _bad(checked, row[0], position + 1, f"position {position + 1} is missing")
-            expected_hash = chain_hash(expected_hash, row[:-1])
-            if row[-1] != expected_hash:
-                return _bad(checked, row[0], row[0], "hash does not match the event's content")
-            position, checked = row[0], checked + 1
+        broken = walk.check(rows)
+        if broken is not None:
+            return broken
         if len(rows) < page_size:
-            break
-    if missing:
-        return VerifyReport(
-            ok=False,
-            events_checked=checked,
-            head_position=position,
-            reason=f"guard trigger(s) missing: {', '.join(missing)}",
-        )
-    return VerifyReport(ok=True, events_checked=checked, head_position=position)
-
-
-def _bad(checked: int, head: int, bad_position: int, reason: str) -> VerifyReport:
-    return VerifyReport(
-        ok=False,
-        events_checked=checked,
-        head_position=head,
-        first_bad_position=bad_position,
-        reason=reason,
-    )
+            return walk.finish(missing)
 
 
 def _missing_triggers(conn: sqlite3.Connection) -> list[str]:

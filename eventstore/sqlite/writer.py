@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from eventstore.errors import StoreClosedError, StoreWriteError
 from eventstore.sqlite.transaction import Operation, Outcome, commit_batch
+from eventstore.sqlite.turns import WriteTurns
 
 T = TypeVar("T")
 
@@ -44,8 +45,10 @@ class GroupCommitWriter:
         clock: Callable[[], datetime],
         max_batch: int,
         on_commit: Callable[[int], None],
+        turns: WriteTurns | None = None,
     ) -> None:
         self._connect = connect
+        self._turns = turns
         self._clock = clock
         self._max_batch = max_batch
         self._on_commit = on_commit
@@ -101,17 +104,32 @@ class GroupCommitWriter:
             self._deliver([ready], [opened])
             stop = opened.error is not None
             while not stop:
-                batch, stop = self._take_batch()
-                if batch:
-                    self._process(conn, batch)
+                stop = self._write_next(conn)
         finally:
             conn.close()
+            if self._turns is not None:
+                self._turns.close()
             self._loop.call_soon_threadsafe(_resolve, self._stopped, None)
 
-    def _take_batch(self) -> tuple[list[Any], bool]:
+    def _write_next(self, conn: sqlite3.Connection) -> bool:
+        """Wait for work, take this process's turn at the file, commit everything queued by
+        then as one batch; True once the writer is to stop."""
         first = self._queue.get()
         if first is _STOP:
-            return [], True
+            return True
+        if self._turns is None:
+            batch, stop = self._take_batch(first)
+            self._process(conn, batch)
+            return stop
+        self._turns.take()
+        try:
+            batch, stop = self._take_batch(first)  # what queued while waiting joins the batch
+            self._process(conn, batch)
+        finally:
+            self._turns.give()
+        return stop
+
+    def _take_batch(self, first: Any) -> tuple[list[Any], bool]:
         batch = [first]
         while len(batch) < self._max_batch and not self._queue.empty():
             item = self._queue.get_nowait()  # this thread is the only consumer: never blocks

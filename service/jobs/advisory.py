@@ -27,6 +27,19 @@ log = structlog.get_logger("service.jobs")
 # How long a liveness check or a try may take before the lease is counted as lost / not taken.
 CHECK_TIMEOUT_SECONDS = 2.0
 
+# What a lease's session can raise when it is gone or going: the server unreachable or slow, or
+# the session ended from the server's side (pg_terminate_backend, a restart, a failover). After
+# such an end asyncpg may still see the connection open and refuse the next query with
+# InternalClientError ("another operation is in progress"): that too is a lost lease, never an
+# error that would end the job's runner in this process for good.
+SESSION_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 def job_key(job: str) -> int:
     """A stable signed 64-bit key for ``job`` (advisory locks are keyed by bigint), in a range
@@ -57,14 +70,14 @@ class AdvisoryLeases:
                 timeout=CHECK_TIMEOUT_SECONDS,
                 server_settings={"application_name": holder_name(job)},
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        except SESSION_GONE as error:
             log.warning("job lease: database unreachable", job=job, error=str(error))
             return False
         try:
             taken = await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1)", job_key(job), timeout=CHECK_TIMEOUT_SECONDS
             )
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except SESSION_GONE:
             taken = False
         if not taken:
             await _close(conn)
@@ -87,7 +100,7 @@ class AdvisoryLeases:
                     timeout=CHECK_TIMEOUT_SECONDS,
                 )
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except SESSION_GONE:
             return False
 
     async def release(self, job: str) -> None:
@@ -101,7 +114,7 @@ class AdvisoryLeases:
 
 
 async def _close(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    with contextlib.suppress(*SESSION_GONE):
         await asyncio.wait_for(conn.close(), CHECK_TIMEOUT_SECONDS)
     if not conn.is_closed():
         conn.terminate()

@@ -19,6 +19,7 @@ import pytest
 
 from eventstore import UnsupportedLocation
 from service.jobs import lease_for, run_single_active
+from service.jobs.advisory import AdvisoryLeases
 from service.jobs.leases import FileLeases, jobs_folder, read_holder
 from tests.integration.cli import REPO_ROOT, environment
 
@@ -100,8 +101,9 @@ async def test_a_killed_holders_lease_is_free_at_once(folder: Path) -> None:
 
 def test_leases_follow_the_store_backend(tmp_path: Path) -> None:
     assert isinstance(lease_for(str(tmp_path / "x.db")), FileLeases)
+    assert isinstance(lease_for("postgresql://localhost/invoices"), AdvisoryLeases)
     with pytest.raises(UnsupportedLocation):
-        lease_for("postgresql://localhost/invoices")
+        lease_for("mysql://localhost/invoices")
 
 
 async def test_a_job_runs_in_one_process_and_moves_when_its_holder_stops(folder: Path) -> None:

@@ -27,6 +27,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from eventstore import RecordedEvent, SchemaTooNewError
+from eventstore.postgresql import apply_migrations
 from service.app import create_app
 from service.application import Context, DisableUser, EnableUser, RegisterUser
 from service.domain.events import InvoiceCreated, UserRegistered
@@ -41,7 +42,6 @@ from service.views.postgresql import (
     all_projectors,
 )
 from service.views.postgresql.invoices import MIGRATIONS as INVOICE_MIGRATIONS
-from service.views.postgresql.migrations import apply_migrations
 from service.views.sqlite.read_model import SQLiteReadModel
 from tests.e2e.conftest import EXTRA_SELLERS, Api, FakeClock, checkout_body, e2e_config
 from tests.e2e.test_callbacks import paid_body, send
@@ -433,7 +433,8 @@ async def test_migrations_are_recorded_once_and_a_newer_schema_is_refused(
             await projector.setup(conn)
         assert await apply_migrations(conn, "view:invoices", INVOICE_MIGRATIONS) == []
         recorded = await conn.fetch(
-            "SELECT component, version FROM view_migrations ORDER BY component"
+            "SELECT component, version FROM schema_migrations WHERE component LIKE 'view:%'"
+            " ORDER BY component"
         )
         assert [tuple(r) for r in recorded] == [
             ("view:invoices", 1),
@@ -441,7 +442,8 @@ async def test_migrations_are_recorded_once_and_a_newer_schema_is_refused(
             ("view:users", 1),
         ]
         await conn.execute(
-            "INSERT INTO view_migrations (component, version, name) VALUES ($1, 2, 'newer')",
+            "INSERT INTO schema_migrations (component, version, name, applied_at)"
+            " VALUES ($1, 2, 'newer', '')",
             "view:invoices",
         )
         with pytest.raises(SchemaTooNewError, match="view:invoices schema version 2"):
@@ -459,7 +461,10 @@ async def test_concurrent_opens_migrate_once(db: Database) -> None:
     await asyncio.gather(open_one(), open_one(), open_one())
 
     async with db.connect() as conn:
-        assert await _count(conn, "view_migrations") == 3  # one row per component
+        rows = await conn.fetch(
+            "SELECT component FROM schema_migrations WHERE component LIKE 'view:%'"
+        )
+        assert len(rows) == 3  # one row per component
 
 
 async def test_readers_go_on_reading_the_old_rows_while_a_rebuild_resets_the_views(
@@ -541,7 +546,7 @@ async def test_a_role_that_may_not_create_tables_opens_a_migrated_database(db: D
         await conn.execute(f'CREATE ROLE "{role}" LOGIN')
         try:
             await conn.execute(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"')
-            await conn.execute(f'GRANT SELECT ON view_migrations TO "{role}"')
+            await conn.execute(f'GRANT SELECT ON schema_migrations TO "{role}"')
             service = await asyncpg.connect(db.url, user=role)
             try:
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):

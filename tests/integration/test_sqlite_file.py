@@ -39,6 +39,7 @@ from eventstore import (
 from eventstore.records import chain_hash
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.schema import EVENTSTORE_MIGRATIONS
+from eventstore.sqlite.turns import turns_file
 
 if TYPE_CHECKING:
     from tests.contract.backends.sqlite import SQLiteBackend
@@ -650,13 +651,18 @@ async def test_a_failed_open_has_closed_its_connection_when_it_raises(
 
 
 async def test_closing_the_store_checkpoints_and_removes_the_wal(backend: SQLiteBackend) -> None:
-    """After close, the database is one self-contained file: the WAL was folded into it."""
+    """After close, the database is one self-contained file: the WAL was folded into it. Beside
+    it stays only the empty file its writers take turns on (``eventstore.sqlite.turns``)."""
     store = await backend.open()
     for n in range(50):
         await store.append(f"invoice-{n}", [NewEvent("Opened", {"n": n})], NO_STREAM)
     await store.close()
 
-    assert sorted(path.name for path in backend.path.parent.iterdir()) == [backend.path.name]
+    turns = turns_file(backend.path)
+    assert sorted(path.name for path in backend.path.parent.iterdir()) == sorted(
+        [backend.path.name, turns.name]
+    )
+    assert turns.stat().st_size == 0
 
 
 async def test_verify_store_leaves_the_file_as_it_was(tmp_path: Path) -> None:

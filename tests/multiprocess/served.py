@@ -1,29 +1,28 @@
 """A real ``python -m service serve --workers N`` for the multi-process tests, and its helpers.
 
 The service runs as users run it (from the project folder, development mode, the sandbox
-gateway), on a free port and a fresh SQLite file. Requests go through an aiohttp client that
+gateway), on a free port and a fresh SQLite file or a PostgreSQL database (several nodes share
+one). Requests go through an aiohttp client that
 opens a new connection for every request (``force_close``), so the kernel's ``SO_REUSEPORT``
 hashing spreads them over the worker processes. The ledger and the log are read straight from
-the database file, read-only, as any other process may read it.
+the database (``tests.multiprocess.databases``), as any other process may read it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
-import sqlite3
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.servers import Server, ServerFailed, child_environment, free_port
-from service.jobs.leases import jobs_folder, read_holder
+from tests.multiprocess.databases import Database, PostgreSQLDatabase, SQLiteFile, assert_balanced
 
 PRICE = 15100  # checkout_body(stores=1): 10000 + 5000 freight + 100 insurance
 SELLER_SHARE, COMMISSION, INSURANCE = 14000, 1000, 100
@@ -31,9 +30,10 @@ Answer = tuple[int, dict[str, Any]]
 
 
 class Service:
-    """One ``serve --workers N`` process tree, its database and a client for it."""
+    """One ``serve --workers N`` process tree (or one node of several), its database and a
+    client for it."""
 
-    def __init__(self, server: Server, database: Path) -> None:
+    def __init__(self, server: Server, database: Database) -> None:
         self.server, self.database = server, database
         self.base_url = server.base_url
         self.http = aiohttp.ClientSession(
@@ -92,63 +92,24 @@ class Service:
         assert status == 200, body
         return int(body["pid"])
 
-    # -- the database, read as another process would -------------------------------------------
+    # -- the database, read as another process would (tests/multiprocess/databases.py) -------
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(f"{self.database.as_uri()}?mode=ro", uri=True, timeout=10)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    async def accounts(self) -> dict[str, int]:
+        return await self.database.accounts()
 
-    def accounts(self) -> dict[str, int]:
-        """Every ledger account that holds money."""
-        with self._read() as conn:
-            rows = conn.execute("SELECT account, balance FROM account_balances").fetchall()
-        return {account: balance for account, balance in rows if balance}
+    async def event_types(self, invoice: str) -> list[str]:
+        return await self.database.event_types(invoice)
 
-    def event_types(self, invoice: str) -> list[str]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT type FROM events WHERE stream_id = ? ORDER BY version",
-                (f"invoice-{invoice}",),
-            ).fetchall()
-        return [kind for (kind,) in rows]
+    async def assert_balanced(self) -> None:
+        await assert_balanced(self.database)
 
-    def assert_balanced(self) -> None:
-        """Σ of the whole ledger is 0, and no buyer or escrow ever went below 0."""
-        accounts = self.accounts()
-        assert sum(accounts.values()) == 0, accounts
-        with self._read() as conn:
-            negative = conn.execute(
-                "SELECT account, MIN(running) FROM ("
-                "  SELECT account, SUM(amount) OVER ("
-                "    PARTITION BY account ORDER BY position, line"
-                "    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running"
-                "  FROM ledger_entries WHERE account LIKE 'buyer:%' OR account LIKE 'escrow:%'"
-                ") GROUP BY account HAVING MIN(running) < 0"
-            ).fetchall()
-        assert negative == [], negative
+    async def verify(self) -> None:
+        await self.database.verify()
 
-    def verify(self) -> None:
-        """``python -m service verify`` on the database passes."""
-        done = subprocess.run(
-            [sys.executable, "-m", "service", "verify", "--db", str(self.database)],
-            cwd=self.database.parent,
-            env=child_environment({}),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+    async def lease_holder(self, job: str) -> int | None:
+        return await self.database.lease_holder(job)
 
     # -- the processes --------------------------------------------------------------------------
-
-    def lease_holder(self, job: str) -> int | None:
-        holder = read_holder(jobs_folder(self.database), job)
-        return None if holder is None else holder.pid
 
     def worker_pids(self) -> set[int]:
         """The supervisor's live worker processes (not multiprocessing's resource tracker)."""
@@ -165,9 +126,16 @@ class Service:
         return pids
 
 
-def start(tmp_path: Path, workers: int, **settings: str) -> tuple[Server, Path]:
-    """``python -m service serve --workers N`` on a fresh database, ready."""
-    database = tmp_path / "invoices.db"
+def start(
+    tmp_path: Path, workers: int, database: str | None = None, **settings: str
+) -> tuple[Server, Database]:
+    """``python -m service serve --workers N`` ready, on ``database`` (a ``postgresql://`` URL
+    that several may share) or else a fresh SQLite file in ``tmp_path``."""
+    shared: Database = (
+        PostgreSQLDatabase(database)
+        if database is not None
+        else SQLiteFile(tmp_path / "invoices.db")
+    )
     for _ in range(3):  # another program may take the free port before the service binds it
         port = free_port()
         env = child_environment(
@@ -181,17 +149,27 @@ def start(tmp_path: Path, workers: int, **settings: str) -> tuple[Server, Path]:
         )
         argv = [
             *(sys.executable, "-m", "service", "serve", "--workers", str(workers)),
-            *("--port", str(port), "--db", str(database)),
+            *("--port", str(port), "--db", shared.location),
         ]
         server = Server(f"serve --workers {workers}", argv, env, port, tmp_path / f"{port}.log")
         try:
             server.wait_ready(60)
-            return server, database
+            return server, shared
         except ServerFailed:
             server.stop()
             if "address already in use" not in server.log_path.read_text().lower():
                 raise
     raise AssertionError("no free port")
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> float:
+    """Poll the async ``predicate`` until true; the seconds it took (fails after ``within``)."""
+    started = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
 
 
 def wait_until(predicate: Any, within: float, what: str) -> float:

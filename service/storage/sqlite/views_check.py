@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from eventstore.sqlite import SQLiteEventStore
 from service.storage.sqlite.backup import copy_database
+from service.storage.view_tables import VIEW_TABLES, ViewDifference, first_difference
 from service.views.sqlite import all_projectors
 
-# Each view table and the columns that order its rows.
-VIEW_TABLES = {
-    "invoice_view": "seq",
-    "invoice_waybills": "waybill_number, seq",
-    "ledger_entries": "position, line",
-    "account_balances": "account",
-    "users": "username",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ViewDifference:
-    table: str
-    detail: str
+# VIEW_TABLES is shared by every backend's check; tests of this one import it from here.
+__all__ = ["VIEW_TABLES", "ViewDifference", "compare_views_with_replay"]
 
 
 async def compare_views_with_replay(database: Path) -> list[ViewDifference]:
@@ -59,15 +47,8 @@ def _differences(live_path: Path, replay_path: Path) -> list[ViewDifference]:
             live_rows = live.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
             replay_rows = replay.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
             if live_rows != replay_rows:
-                found.append(ViewDifference(table, _first_difference(live_rows, replay_rows)))
+                found.append(ViewDifference(table, first_difference(live_rows, replay_rows)))
         return found
     finally:
         live.close()
         replay.close()
-
-
-def _first_difference(live: list[tuple[object, ...]], replay: list[tuple[object, ...]]) -> str:
-    for index, (a, b) in enumerate(zip(live, replay, strict=False)):
-        if a != b:
-            return f"row {index}: live {a!r} != replayed {b!r}"
-    return f"{len(live)} live rows, {len(replay)} replayed rows"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from eventstore import Migration, RecordedEvent
+from eventstore.postgresql import apply_migrations
 from service.views.postgresql.arrays import columns
-from service.views.postgresql.migrations import apply_migrations
 from service.views.rows import LEDGER_READS, Entry, balance_changes, ledger_lines
 
 MIGRATIONS = (

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from eventstore import Migration
-from service.views.postgresql.migrations import apply_migrations
+from eventstore.postgresql import apply_migrations
 from service.views.rows import Decoded, user_changes
 
 MIGRATIONS = (

@@ -1,0 +1,1 @@
+"""The PostgreSQL database's own tools: the views-equal-a-replay check and verified backups."""
