@@ -168,16 +168,6 @@ def copy_of(template_db: Path, folder: Path) -> Path:
 
 
 @pytest.fixture
-def cli_on_the_backend(e2e_backend: str, request: pytest.FixtureRequest) -> None:
-    """For a test of ``python -m service`` on the test's database: the CLI's commands do not
-    all reach PostgreSQL yet, so there the test is expected to fail, strictly (it must pass
-    once they do, and then this goes)."""
-    if e2e_backend == "postgresql":
-        reason = "CLI on PostgreSQL: service/cli.py still assumes a file (being made neutral)"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
-@pytest.fixture
 def config(database: str) -> Config:
     return e2e_config(database)
 

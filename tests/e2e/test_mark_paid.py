@@ -508,9 +508,7 @@ async def test_the_history_and_status_history_show_who_marked_it_paid(api: Api) 
     assert (before["status"], len(before["status_history"])) == ("PENDING", 1)
 
 
-async def test_the_cli_history_shows_the_reference_and_reason(
-    api: Api, tmp_path: Path, cli_on_the_backend: None
-) -> None:
+async def test_the_cli_history_shows_the_reference_and_reason(api: Api, tmp_path: Path) -> None:
     """``python -m service history``: the mark-paid's line names its actor, reference and
     reason (quoted, so that what a caller wrote cannot drive the operator's terminal)."""
     invoice = (await api.checkout())["invoice"]
