@@ -44,9 +44,16 @@ class Listener:
 
     async def _run(self) -> None:
         while not self._stop.is_set():
-            # Any failure to connect or to listen is retried: the listener is only a hint.
+            # Any failure to connect or to listen is retried: the listener is only a hint. A
+            # session the server ended can leave asyncpg's protocol mid-operation, and the next
+            # query on it raise InternalClientError ("another operation is in progress"): that
+            # too is a lost connection, not an end of the listener (nor an error at close).
             with contextlib.suppress(
-                OSError, EventStoreError, asyncpg.PostgresError, asyncpg.InterfaceError
+                OSError,
+                EventStoreError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
             ):
                 await self._listen()
             with contextlib.suppress(TimeoutError):

@@ -65,11 +65,7 @@ class AdvisoryLeases:
         if job in self._held:
             return True
         try:
-            conn = await asyncpg.connect(
-                self._url,
-                timeout=CHECK_TIMEOUT_SECONDS,
-                server_settings={"application_name": holder_name(job)},
-            )
+            conn = await _connect(self._url, job)
         except SESSION_GONE as error:
             log.warning("job lease: database unreachable", job=job, error=str(error))
             return False
@@ -111,6 +107,31 @@ class AdvisoryLeases:
     async def close(self) -> None:
         for job in list(self._held):
             await self.release(job)
+
+
+async def _connect(url: str, job: str) -> asyncpg.Connection:
+    """A lease's connection. ``asyncpg.connect`` itself is never cancelled: cancelled as its
+    handshake ends it can lose the cancel and hand back a connection mid-handshake, and the
+    job's loop, not knowing it was stopped, ran on while the app's cleanup waited for it. So the
+    connect runs shielded; a cancel ends the wait at once, and the connection, once made, is
+    dropped."""
+    connecting = asyncio.ensure_future(
+        asyncpg.connect(
+            url,
+            timeout=CHECK_TIMEOUT_SECONDS,
+            server_settings={"application_name": holder_name(job)},
+        )
+    )
+    try:
+        return await asyncio.shield(connecting)
+    except asyncio.CancelledError:
+        connecting.add_done_callback(_drop_connection)
+        raise
+
+
+def _drop_connection(connecting: asyncio.Future[asyncpg.Connection]) -> None:
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result().terminate()
 
 
 async def _close(conn: asyncpg.Connection) -> None:

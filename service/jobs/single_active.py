@@ -40,7 +40,21 @@ async def run_single_active(
                 await _run_while_held(leases, job, start, retry)
             finally:
                 await leases.release(job)
+        _raise_if_cancelled()
         await asyncio.sleep(retry)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise this task's cancellation if an await of a lease swallowed it.
+
+    An await can lose a cancel and return normally (Python 3.11's ``asyncio.wait_for`` does
+    when the awaited thing completes in the same loop turn as the cancel, bpo-42130; a database
+    driver's connect or query may too). The job's loop then ran on for ever, and the app's
+    cleanup, waiting for it, hung (seen when lease sessions were ended by the server as the app
+    stopped). The task still counts the request (``Task.cancelling()``): honour it each turn."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        raise asyncio.CancelledError
 
 
 async def _run_while_held(
@@ -59,7 +73,9 @@ async def _run_while_held(
                 else:
                     log.info("job ended", job=job)
                 return
-            if not await leases.held(job):
+            held = await leases.held(job)
+            _raise_if_cancelled()
+            if not held:
                 log.warning("job lease lost: stopping the job", job=job)
                 return
     finally:

@@ -1,9 +1,24 @@
-"""End-to-end fixtures: the real app on a real SQLite file, driven over HTTP.
+"""End-to-end fixtures: the real app on a real database, driven over HTTP.
 
 Each test gets its own database, copied from a template made once per session that already
 holds the development accounts (hashing their passwords with scrypt costs about 50 ms each).
 Tokens are issued with the app's own secret, so only the tests of ``/auth`` pay for a login.
 The clock is a ``FakeClock`` the test moves by hand; the app, tokens and decisions all read it.
+
+Which backends a module runs on is said by the module, and only there:
+``pytestmark = pytest.mark.backends("sqlite", "postgresql")`` runs each of its tests once per
+backend (ids ``[sqlite]`` and ``[postgresql]``); a module without the mark runs on SQLite only.
+The modules whose outcome depends on the store are marked (flows, races, the stateful model,
+idempotency, callbacks, history, expiry, reconciliation, caches); the ones about HTTP itself
+(OpenAPI, errors, strict input, abuse, the auth matrix, the sandbox's page, answer schemas,
+smoke) are not, to keep the suite fast. A test that needs SQLite's own file inside a marked
+module says so with ``@pytest.mark.backends("sqlite")``.
+
+On SQLite the test's database is a copy of the template file. On PostgreSQL the template is a
+database made once per session (``e2e_template_<hex>``) and each test's database is
+``CREATE DATABASE e2e_<hex> TEMPLATE …`` (a file copy on the server), dropped ``WITH (FORCE)``
+after the test. The server is ``INVOICE_TEST_POSTGRES`` (by default the local ``postgres``
+superuser); an unreachable one fails the tests, they never skip.
 """
 
 from __future__ import annotations
@@ -12,7 +27,8 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,17 +39,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from eventstore.sqlite import SQLiteEventStore
+from eventstore import open_store
 from service.app import DEV_ACCOUNTS, create_app, ensure_dev_accounts, make_gateway, make_service
 from service.application import Context, RegisterUser
 from service.config import Config, load_config
 from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
 from service.security import hash_password
-from service.views.sqlite import all_projectors
+from service.views.backends import projectors_for
+from tests.contract.backends.postgresql import admin_statement, database_url, drop_database, run
 from tests.credentials import basic, bearer
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 # The sellers of checkout_body's lines, in turn: seller1 and the seed's two are development
@@ -56,21 +73,74 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test of a module marked ``backends(...)`` runs once on each backend the mark names."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is None or "e2e_backend" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(BACKENDS)
+    assert marker.args, "backends(): name at least one backend"
+    assert not unknown, f"backends{marker.args}: not among {BACKENDS}"
+    metafunc.parametrize("e2e_backend", marker.args)
+
+
+@pytest.fixture
+def e2e_backend() -> str:
+    """The backend of the test's database: SQLite unless its module is marked ``backends``."""
+    return "sqlite"
+
+
+async def register_accounts(location: str) -> None:
+    """The development accounts and the extra sellers, in the store at ``location``."""
+    config = load_config(None, {}, database=location)
+    async with await open_store(location, projectors=projectors_for(location)) as store:
+        service = make_service(store, make_gateway(config), config)
+        await ensure_dev_accounts(service)
+        for seller in EXTRA_SELLERS:  # a seller must be an account (password = username)
+            command = RegisterUser(seller, "buyer", None, hash_password(seller))
+            await service.handle(command, Context("test"))
+
+
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "invoices.db"
-    config = load_config(None, {}, database=str(path))
-
-    async def create() -> None:
-        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
-            service = make_service(store, make_gateway(config), config)
-            await ensure_dev_accounts(service)
-            for seller in EXTRA_SELLERS:  # a seller must be an account (password = username)
-                command = RegisterUser(seller, "buyer", None, hash_password(seller))
-                await service.handle(command, Context("test"))
-
-    asyncio.run(create())
+    asyncio.run(register_accounts(str(path)))
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """The name of the session's PostgreSQL template database (closed: nobody connected)."""
+    name = f"e2e_template_{uuid.uuid4().hex}"
+    admin_statement(f"CREATE DATABASE {name}")
+    try:
+        run(lambda: register_accounts(database_url(name)))
+        yield name
+    finally:
+        drop_database(name)
+
+
+def database_from_template(template: str) -> str:
+    """A new PostgreSQL database copied from ``template``: its name."""
+    name = f"e2e_{uuid.uuid4().hex}"
+    admin_statement(f"CREATE DATABASE {name} TEMPLATE {template}")
+    return name
+
+
+@pytest.fixture
+def database(e2e_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The test's own database (a file's path or a ``postgresql://`` URL), from a template."""
+    if e2e_backend == "sqlite":
+        yield str(copy_of(request.getfixturevalue("template_db"), tmp_path))
+        return
+    name = database_from_template(request.getfixturevalue("pg_template"))
+    try:
+        yield database_url(name)
+    finally:
+        drop_database(name)
 
 
 @pytest.fixture
@@ -78,7 +148,7 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def e2e_config(database: Path, **overrides: Any) -> Config:
+def e2e_config(database: str | Path, **overrides: Any) -> Config:
     """The end-to-end tests' settings on ``database``: refunds paid out at once, an expiry task
     that runs every 50 ms, JSON logs; ``overrides`` change any of them."""
     settings: dict[str, Any] = {
@@ -98,8 +168,8 @@ def copy_of(template_db: Path, folder: Path) -> Path:
 
 
 @pytest.fixture
-def config(tmp_path: Path, template_db: Path) -> Config:
-    return e2e_config(copy_of(template_db, tmp_path))
+def config(database: str) -> Config:
+    return e2e_config(database)
 
 
 AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -187,8 +257,8 @@ class Api:
 
     async def accounts(self) -> dict[str, int]:
         """Every account of the whole ledger that holds money (zero balances left out)."""
-        rows = await sql_store(self.client.app[STORE]).query(
-            "SELECT account, balance FROM account_balances"
+        rows = await views_query(
+            self.client.app[STORE], "SELECT account, balance FROM account_balances"
         )
         return {account: balance for account, balance in rows if balance}
 
@@ -200,8 +270,10 @@ class Api:
         """Until the expiry task has written the invoice's expiry (at most ``within`` s)."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            rows = await sql_store(self.client.app[STORE]).query(
-                "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
+            rows = await views_query(
+                self.client.app[STORE],
+                "SELECT status FROM invoice_view WHERE invoice = ?",
+                (invoice,),
             )
             if rows[0][0] == "EXPIRED":
                 return
@@ -209,8 +281,8 @@ class Api:
             await asyncio.sleep(0.01)
 
     async def ledger_sum(self) -> int:
-        rows = await sql_store(self.client.app[STORE]).query(
-            "SELECT COALESCE(SUM(balance), 0) FROM account_balances"
+        rows = await views_query(
+            self.client.app[STORE], "SELECT COALESCE(SUM(balance), 0) FROM account_balances"
         )
         return int(rows[0][0])
 

@@ -8,7 +8,6 @@ call the gateway and write to the store.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,9 @@ from service.config import Config
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
 from service.http.keys import HTTP_CLIENT, STORE
-from tests.e2e.conftest import FakeClock, copy_of, e2e_config
+from tests.e2e.conftest import FakeClock, e2e_config
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 WORKERS = frozenset({"refund-worker", "expiry-task", "reconcile-task"})
 
@@ -49,8 +50,8 @@ class WatchedGateway(SandboxGateway):
 
 
 @pytest.fixture
-def config(tmp_path: Path, template_db: Path) -> Config:
-    return e2e_config(copy_of(template_db, tmp_path), reconcile_interval_seconds=60)
+def config(database: str) -> Config:
+    return e2e_config(database, reconcile_interval_seconds=60)
 
 
 async def test_the_workers_stop_before_the_gateway_and_http_client_close_and_the_store_last(

@@ -19,6 +19,8 @@ import structlog.testing
 from service.http.keys import STORE
 from tests.e2e.conftest import Api, FakeClock, raw_request, statuses
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 BUYER = "usernew1"
 TTL = 2 * 3600
 TOTAL = 40200  # the default two-store checkout

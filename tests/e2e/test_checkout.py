@@ -25,7 +25,9 @@ from service.gateway.qris import parse_emv
 from service.http.keys import SERVICE, STORE
 from service.security import TokenClaims, issue_token
 from tests.e2e.conftest import Api, FakeClock, checkout_body
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 Json = dict[str, Any]
 
@@ -199,8 +201,8 @@ async def post(
 
 async def snapshot(api: Api) -> Snapshot:
     store = api.client.app[STORE]
-    balances = await sql_store(store).query(
-        "SELECT account, balance FROM account_balances ORDER BY account"
+    balances = await views_query(
+        store, "SELECT account, balance FROM account_balances ORDER BY account"
     )
     return Snapshot(
         await store.head_position(),
@@ -215,21 +217,23 @@ async def assert_unchanged(api: Api, before: Snapshot) -> None:
 
 
 async def invoice_count(api: Api) -> int:
-    rows = await sql_store(api.client.app[STORE]).query("SELECT COUNT(*) FROM invoice_view")
+    rows = await views_query(api.client.app[STORE], "SELECT COUNT(*) FROM invoice_view")
     return int(rows[0][0])
 
 
 async def account_balance(api: Api, account: str) -> int:
-    rows = await sql_store(api.client.app[STORE]).query(
-        "SELECT balance FROM account_balances WHERE account = ?", (account,)
+    rows = await views_query(
+        api.client.app[STORE], "SELECT balance FROM account_balances WHERE account = ?", (account,)
     )
     return int(rows[0][0]) if rows else 0
 
 
 async def running_balances(api: Api, account: str) -> list[int]:
     """The account's balance after each of its ledger lines, in log order."""
-    rows = await sql_store(api.client.app[STORE]).query(
-        "SELECT amount FROM ledger_entries WHERE account = ? ORDER BY position, line", (account,)
+    rows = await views_query(
+        api.client.app[STORE],
+        "SELECT amount FROM ledger_entries WHERE account = ? ORDER BY position, line",
+        (account,),
     )
     running, total = [], 0
     for (amount,) in rows:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,9 @@ from service.gateway.port import GatewayPayment, PaymentRequest
 from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
 from service.http.keys import SERVICE, STORE
-from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, copy_of, e2e_config
+from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, e2e_config
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 BUYER = "crowd1"
 PRICE = 15100  # a one-store checkout (checkout_body(stores=1))
@@ -38,9 +39,9 @@ Answer = tuple[int, dict[str, Any]]
 
 
 @pytest.fixture
-def config(tmp_path: Path, template_db: Path) -> Config:
+def config(database: str) -> Config:
     """No background expiry pass joins in uninvited."""
-    return e2e_config(copy_of(template_db, tmp_path), expiry_interval_seconds=60)
+    return e2e_config(database, expiry_interval_seconds=60)
 
 
 @pytest.fixture

@@ -13,12 +13,15 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp import ClientResponse
 
 from service.application import Context, DisableUser, EnableUser
 from service.http.keys import SERVICE
 from service.security import TokenClaims, issue_token
 from tests.e2e.conftest import Api, checkout_body
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 AUTH_ERROR = {"message": "Auth Error", "code": "AUTH_ERROR"}
 OPERATOR = Context("cli:operator")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from service.config import Config
 from service.domain.streams import invoice_stream
 from service.http.keys import STORE
@@ -22,6 +24,8 @@ from tests.e2e.test_platform_actions import (
     store_total,
 )
 from tests.e2e.test_races import ROUNDS, ROUNDS_TO_SEE_BOTH_SIDES
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SUCCESS = ("success", None, "TRANSACTION IS COMPLETED")
 

@@ -21,7 +21,9 @@ from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.views.invoice_state import decode_state
 from service.workers.expiry import expire_due
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -34,8 +36,10 @@ TOTAL = 40200  # the default two-store checkout
 async def view_status(api: Api, invoice: str) -> tuple[str, list[str]]:
     """The invoice's status and its transactions' as the invoice view stores them."""
     assert api.client.app is not None
-    rows = await sql_store(api.client.app[STORE]).query(
-        "SELECT status, state FROM invoice_view WHERE invoice = ?", (invoice,)
+    rows = await views_query(
+        api.client.app[STORE],
+        "SELECT status, state FROM invoice_view WHERE invoice = ?",
+        (invoice,),
     )
     status, state = rows[0]
     return status, [t.status for t in decode_state(state).transactions]

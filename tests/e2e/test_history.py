@@ -31,6 +31,8 @@ from service.config import Config
 from service.http import schemas
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body, statuses
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 BUYER = "usernew1"
 TTL = 2 * 3600
 NOT_FOUND = {"message": "Invoice not found", "code": "INVOICE_NOT_FOUND"}

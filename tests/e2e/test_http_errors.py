@@ -18,7 +18,7 @@ from service.config import Config
 from service.gateway.port import GatewayPayment, GatewayStatus, PaymentRequest
 from service.http.keys import STORE
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
 
 SECRET_DETAIL = "boom with secret details"
 
@@ -218,9 +218,9 @@ async def test_an_unexpected_error_answers_500_and_writes_nothing(
     assert any(e.get("event") == "request" and e.get("status") == 500 for e in logs)
 
     assert await store.head_position() == head_before
-    assert await sql_store(store).query("SELECT COUNT(*) FROM invoice_view") == [(0,)]
+    assert await views_query(store, "SELECT COUNT(*) FROM invoice_view") == [(0,)]
     assert await api.ledger_sum() == 0
-    assert await sql_store(store).query("SELECT COUNT(*) FROM account_balances") == [(0,)]
+    assert await views_query(store, "SELECT COUNT(*) FROM account_balances") == [(0,)]
 
     # The service keeps answering after the crash.
     health = await client.get("/health")

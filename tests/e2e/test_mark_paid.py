@@ -44,7 +44,9 @@ from tests.e2e.test_platform_actions import (
 )
 from tests.e2e.test_reconcile import pay_without_callback, reconcile
 from tests.integration.cli import run_cli
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 TOTAL = 40200  # the default two-store checkout
 MARKED = {"message": "INVOICE MARKED AS PAID"}
@@ -506,15 +508,14 @@ async def test_the_history_and_status_history_show_who_marked_it_paid(api: Api) 
     assert (before["status"], len(before["status_history"])) == ("PENDING", 1)
 
 
-async def test_the_cli_history_shows_the_reference_and_reason(api: Api) -> None:
+async def test_the_cli_history_shows_the_reference_and_reason(api: Api, tmp_path: Path) -> None:
     """``python -m service history``: the mark-paid's line names its actor, reference and
     reason (quoted, so that what a caller wrote cannot drive the operator's terminal)."""
     invoice = (await api.checkout())["invoice"]
     await mark_paid(api, invoice, reference="BCA-7", reason="paid\x1b[2J at the counter")
-    database = Path(api.config.database)
 
     result = await asyncio.to_thread(
-        run_cli, database.parent, "--db", str(database), "history", invoice
+        run_cli, tmp_path, "--db", api.config.database, "history", invoice
     )
 
     assert result.returncode == 0, result.stderr
@@ -538,8 +539,8 @@ def _store(detail: dict[str, Any], index: int) -> dict[str, Any]:
 
 async def _view_status(api: Api, invoice: str) -> str:
     assert api.client.app is not None
-    rows = await sql_store(api.client.app[STORE]).query(
-        "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
+    rows = await views_query(
+        api.client.app[STORE], "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
     )
     return str(rows[0][0])
 

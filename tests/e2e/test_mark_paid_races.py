@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import pytest
 from structlog.typing import EventDict
 
 from service.domain.ledger import MANUAL_ACCOUNT
@@ -59,6 +60,8 @@ from tests.e2e.test_races import (  # noqa: F401 - the races' fixtures, used by 
     types_of,
     wait_for_status,
 )
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 def _rounds() -> int:

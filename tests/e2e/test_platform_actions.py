@@ -20,7 +20,9 @@ from service.app import create_app
 from service.config import Config
 from service.http.keys import STORE
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 BUYER = "usernew1"
 TTL = 2 * 3600
@@ -85,8 +87,8 @@ async def refused(
 
 async def invoice_exists(api: Api, invoice: str) -> bool:
     assert api.client.app is not None
-    rows = await sql_store(api.client.app[STORE]).query(
-        "SELECT 1 FROM invoice_view WHERE invoice = ?", (invoice,)
+    rows = await views_query(
+        api.client.app[STORE], "SELECT 1 FROM invoice_view WHERE invoice = ?", (invoice,)
     )
     return bool(rows)
 

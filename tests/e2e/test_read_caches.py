@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.http.keys import SEND_TIMEOUTS
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 HEX_32 = re.compile(r"[0-9a-f]{32}")
 

@@ -26,17 +26,20 @@ from typing import Any
 import orjson
 import pytest
 
-from eventstore.sqlite import SQLiteEventStore
+from eventstore import open_store
 from service.app import create_app
 from service.application import Context, Reconcile
 from service.config import Config
 from service.gateway.sandbox import SandboxGateway
 from service.http.keys import GATEWAY, READ_MODEL, SERVICE, STORE
-from service.views.sqlite import all_projectors
+from service.views.backends import projectors_for
 from service.workers.reconcile import reconcile_all
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
 from tests.integration.cli import REPO_ROOT, environment
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 BUYER = "usernew1"
 TOTAL = 40200  # the default two-store checkout
@@ -399,8 +402,10 @@ async def run_reconcile(workdir: Path, database: str, **settings: str) -> tuple[
 
 async def status_in(database: str, invoice: str) -> str:
     """The invoice's status in the database's view, read by a store of its own."""
-    async with await SQLiteEventStore.open(database, projectors=all_projectors()) as store:
-        rows = await store.query("SELECT status FROM invoice_view WHERE invoice = ?", (invoice,))
+    async with await open_store(database, projectors=projectors_for(database)) as store:
+        rows = await views_query(
+            store, "SELECT status FROM invoice_view WHERE invoice = ?", (invoice,)
+        )
     status: str = rows[0][0]
     return status
 

@@ -19,6 +19,8 @@ from service.http.keys import GATEWAY, READ_MODEL, STORE
 from service.http.sandbox_callbacks import QR_CALLBACK, payment_callback
 from tests.e2e.conftest import Api
 
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 BUYER = "usernew1"
 TOTAL = 40200  # the default two-store checkout
 ALREADY_PAID = {"message": "INVOICE ALREADY PAID", "code": "ALREADY_PAID"}

@@ -1,20 +1,19 @@
 """A stateful model test: random sequences of the API's operations against the real app, every
 step checked against a small model of what the SPEC and docs/api.md say must happen.
 
-Hypothesis's ``RuleBasedStateMachine`` drives the real app (``create_app`` on its own SQLite file,
-copied from a template, served by aiohttp's test server on an event loop the machine owns; the
-clock is a ``FakeClock``): checkouts of every source (XENDIT, QRIS, BALANCE) with one to three
-stores by three buyers, some without the balance they need, some reusing a marketplace number,
-some sent again with or without an ``Idempotency-Key``; payments through the sandbox's pay
-endpoint or the signed gateway callbacks (Xendit's invoice callback in both of its shapes, the
-QR callback), wrong amounts (kept as the buyer's, the invoice still PENDING), repeated
-callbacks, a payment id reported for another invoice, unsigned callbacks; late payments (after
-expiry or cancel) and second payments; expiry by the clock (then the expiry pass, or its
-background task) and by the gateway; cancels of PENDING
-invoices and of PAID stores (refunds), the refund worker paying them, dones (one at a time and
-in batches), invoices marked paid out of band (by their platform or an admin), admin top-ups,
-platforms acting on another service's invoice or on one that does not exist, buyers asking for
-someone else's invoice.
+Hypothesis's ``RuleBasedStateMachine`` drives the real app (``create_app`` on its own database, an
+SQLite file or a PostgreSQL database copied from a template, served by aiohttp's test server on an
+event loop the machine owns; the clock is a ``FakeClock``): checkouts of every source (XENDIT,
+QRIS, BALANCE) with one to three stores by three buyers, some without the balance they need, some
+reusing a marketplace number, some sent again with or without an ``Idempotency-Key``; payments
+through the sandbox's pay endpoint or the signed gateway callbacks (Xendit's invoice callback in
+both of its shapes, the QR callback), wrong amounts (kept as the buyer's, the invoice still
+PENDING), repeated callbacks, a payment id reported for another invoice, unsigned callbacks; late
+payments (after expiry or cancel) and second payments; expiry by the clock (then the expiry pass,
+or its background task) and by the gateway; cancels of PENDING invoices and of PAID stores
+(refunds), the refund worker paying them, dones (one at a time and in batches), invoices marked
+paid out of band (by their platform or an admin), admin top-ups, platforms acting on another
+service's invoice or on one that does not exist, buyers asking for someone else's invoice.
 
 Beside it a model keeps each invoice's status and its stores' statuses, who holds each
 marketplace number, which payment ids each invoice has seen, the answers kept for idempotency
@@ -24,6 +23,13 @@ buyer balance and no escrow is negative; every view equals a fresh replay of the
 ``compare_views_with_replay``, i.e. ``python -m service verify``, checks); and the service agrees
 with the model on every ledger account, every invoice and its stores (GET /invoice/detail), and
 every buyer's and seller's balance and entries (GET /balance).
+
+The test runs on both backends (``[sqlite]``, ``[postgresql]``). On PostgreSQL a replay of the
+views costs a database of its own, so it is checked once, at each example's end, rather than
+after every step. At the end of every example the log moves as ``migrate-store`` moves it: on
+SQLite into another SQLite file and into PostgreSQL, on PostgreSQL into another PostgreSQL
+database; every copy holds the same events (ids, positions, times, hashes), verifies, and has
+the views and read-model answers of its source.
 
 The refund worker is the real one, but it waits at a gate the machine opens in the rule "the
 refund worker pays the refunds" (and closes once every refund asked for shows REFUNDED): so
@@ -44,8 +50,9 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -86,10 +93,15 @@ from service.migration import copy_log, rebuild_and_verify
 from service.presenters import api_time
 from service.security import verify_password
 from service.storage.sqlite.views_check import VIEW_TABLES
+from service.views.backends import projectors_for, read_model_of
+from service.views.read_model import ReadModel
 from service.views.sqlite import all_projectors
 from service.workers.expiry import expire_due
-from tests.e2e.conftest import Api, FakeClock
-from tests.sqlviews import sql_store
+from tests.contract.backends.postgresql import admin_statement, database_url, drop_database, run
+from tests.e2e.conftest import Api, FakeClock, database_from_template
+from tests.pgdb import fresh_database
+from tests.sqlviews import view_tables, views_query
+from tests.viewreplay import first_difference
 
 T = TypeVar("T")
 
@@ -556,17 +568,26 @@ class InvoiceMachine(RuleBasedStateMachine):
     invoices: Bundle[str] = Bundle("invoices")
     gateway_invoices: Bundle[str] = Bundle("gateway_invoices")  # XENDIT and QRIS ones
     payments: Bundle[SentPayment] = Bundle("payments")
-    template: ClassVar[Path]  # the database each example starts from a copy of
+    # The database each example starts from a copy of: an SQLite file, or the name of a
+    # PostgreSQL template database.
+    template: ClassVar[Path | str]
+    moved: ClassVar[int] = 0  # SQLite examples whose log was moved into PostgreSQL as well
 
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.TemporaryDirectory(prefix="stateful-")
         self.database = Path(self.folder.name) / "invoices.db"
-        shutil.copy(self.template, self.database)
+        self.pg_database: str | None = None  # the example's own PostgreSQL database, if any
+        if isinstance(self.template, Path):
+            shutil.copy(self.template, self.database)
+            self.location = str(self.database)
+        else:
+            self.pg_database = database_from_template(self.template)
+            self.location = database_url(self.pg_database)
         self.config = load_config(
             None,
             {},
-            database=str(self.database),
+            database=self.location,
             refund_delay_seconds=0,
             expiry_interval_seconds=0.05,
             log_format="json",
@@ -611,7 +632,10 @@ class InvoiceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.run(self.client.close())  # the app's cleanup: workers stopped, store closed
-            self.run(self.the_log_moves_whole())
+            if self.pg_database is None:
+                self.run(self.the_log_moves_whole())
+            if self.pg_database is not None or self._moves_into_postgresql():
+                self.run(self.the_log_moves_into_postgresql())
         finally:
             self._close_loop()
 
@@ -625,6 +649,46 @@ class InvoiceMachine(RuleBasedStateMachine):
             assert [e async for e in moved.read_all()] == [e async for e in source.read_all()]
         assert view_rows(target) == view_rows(self.database)
 
+    def _moves_into_postgresql(self) -> bool:
+        """Is this SQLite example's log one of the few moved into PostgreSQL too?"""
+        if not self.model.invoices or type(self).moved >= MOVES_INTO_POSTGRESQL:
+            return False
+        type(self).moved += 1
+        return True
+
+    async def the_log_moves_into_postgresql(self) -> None:
+        """``migrate-store`` into a new PostgreSQL database (from either backend): the same
+        events, hashes and all; the chain verifies; from PostgreSQL, the copy's rebuilt views
+        equal the source's own (which are thereby checked against a replay of the log); and the
+        copy's read model answers every question about invoices, balances, entries and
+        accounts as the source's does."""
+        async with fresh_database("stateful_moved") as target:
+            await copy_log(self.location, target)
+            assert (await rebuild_and_verify(target)).ok
+            async with (
+                await open_store(self.location, projectors=projectors_for(self.location)) as source,
+                await open_store(target, projectors=projectors_for(target)) as moved,
+            ):
+                assert [e async for e in moved.read_all()] == [e async for e in source.read_all()]
+                if self.pg_database is not None:
+                    assert_same_views(await view_tables(source), await view_tables(moved))
+                assert await self._answers(read_model_of(moved)) == await self._answers(
+                    read_model_of(source)
+                )
+
+    async def _answers(self, views: ReadModel) -> list[Any]:
+        """What ``views`` answers about every invoice, buyer, seller and account."""
+        users = sorted({*BUYERS, *SELLERS, *(username for username, _, _ in USERS)})
+        answers: list[Any] = []
+        for name, invoice in sorted(self.model.invoices.items()):
+            answers.append(await views.invoice(name, ADMIN))
+            answers.append(await views.invoice_by_gateway_reference(invoice.reference))
+        for user in users:
+            answers.append(await views.balances(user))
+            answers.append(await views.ledger_entries(user, 1000))
+            answers.append(await views.user(user))
+        return answers
+
     def _close_loop(self) -> None:
         try:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
@@ -632,6 +696,8 @@ class InvoiceMachine(RuleBasedStateMachine):
         finally:
             self.loop.close()
             self.folder.cleanup()
+            if self.pg_database is not None:
+                drop_database(self.pg_database)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -942,9 +1008,7 @@ class InvoiceMachine(RuleBasedStateMachine):
         now = self.clock()
         due = self.model.expire_due(now)
         self.run(self._expire(by, now, len(due)))
-        rows = self.run(
-            sql_store(self.app[STORE]).query("SELECT invoice, status FROM invoice_view")
-        )
+        rows = self.run(views_query(self.app[STORE], "SELECT invoice, status FROM invoice_view"))
         recorded = dict(rows)
         for name, invoice in self.model.invoices.items():
             assert recorded[name] == invoice.status, (name, recorded[name], invoice.status)
@@ -957,9 +1021,10 @@ class InvoiceMachine(RuleBasedStateMachine):
             return
         deadline = asyncio.get_running_loop().time() + 10
         while True:
-            rows = await sql_store(store).query(
+            rows = await views_query(
+                store,
                 "SELECT COUNT(*) FROM invoice_view WHERE status = 'PENDING' AND expired_at <= ?",
-                (api_time(now),),
+                (now,),
             )
             if rows[0][0] == 0:
                 return
@@ -1186,9 +1251,9 @@ class InvoiceMachine(RuleBasedStateMachine):
     @invariant()
     def the_ledger_balances_and_agrees_with_the_model(self) -> None:
         store = self.app[STORE]
-        rows = self.run(sql_store(store).query("SELECT account, balance FROM account_balances"))
+        rows = self.run(views_query(store, "SELECT account, balance FROM account_balances"))
         entries = self.run(
-            sql_store(store).query("SELECT COALESCE(SUM(amount), 0) FROM ledger_entries")
+            views_query(store, "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries")
         )
         accounts = {account: balance for account, balance in rows}
         assert sum(accounts.values()) == 0, accounts
@@ -1204,7 +1269,9 @@ class InvoiceMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_view_equals_a_fresh_replay(self) -> None:
-        assert self.run(views_differing_from_a_replay(self.database)) == {}
+        # On PostgreSQL a replay needs a database of its own: checked at teardown instead.
+        if self.pg_database is None:
+            assert self.run(views_differing_from_a_replay(self.database)) == {}
 
     @invariant()
     def every_invoice_is_as_the_model_says(self) -> None:
@@ -1322,11 +1389,27 @@ async def views_differing_from_a_replay(database: Path) -> dict[str, str]:
     }
 
 
-def first_difference(live: list[tuple[Any, ...]], replayed: list[tuple[Any, ...]]) -> str:
-    for index, (a, b) in enumerate(zip(live, replayed, strict=False)):
-        if a != b:
-            return f"row {index}: live {a!r} != replayed {b!r}"
-    return f"{len(live)} live rows, {len(replayed)} replayed rows"
+def assert_same_views(
+    ours: dict[str, list[tuple[Any, ...]]], theirs: dict[str, list[tuple[Any, ...]]]
+) -> None:
+    differing = {
+        table: first_difference(rows, theirs[table])
+        for table, rows in ours.items()
+        if rows != theirs[table]
+    }
+    assert differing == {}, differing
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The viewer every invoice is visible to, for the read models' answers."""
+
+    username: str = "admin"
+    role: str = "admin"
+    platform: str | None = None
+
+
+ADMIN = Admin()
 
 
 # -- the test --------------------------------------------------------------------------------
@@ -1345,49 +1428,73 @@ def cheap_password_hash(password: str) -> str:
     return f"scrypt$2$1$1${b64(salt)}${b64(digest)}"
 
 
-def create_template(path: Path) -> None:
+async def create_template(location: str) -> None:
     """A database with the development accounts, a third buyer and the sellers, copied for each
     example."""
-    config = load_config(None, {}, database=str(path))
-
-    async def create() -> None:
-        async with await SQLiteEventStore.open(path, projectors=all_projectors()) as store:
-            service = make_service(store, make_gateway(config), config)
-            for username, role, platform in USERS:
-                password_hash = cheap_password_hash(username)
-                assert verify_password(username, password_hash)
-                await service.handle(
-                    RegisterUser(username, role, platform, password_hash),
-                    Context("test:stateful"),
-                )
-
-    asyncio.run(create())
+    config = load_config(None, {}, database=location)
+    async with await open_store(location, projectors=projectors_for(location)) as store:
+        service = make_service(store, make_gateway(config), config)
+        for username, role, platform in USERS:
+            password_hash = cheap_password_hash(username)
+            assert verify_password(username, password_hash)
+            await service.handle(
+                RegisterUser(username, role, platform, password_hash),
+                Context("test:stateful"),
+            )
 
 
 @pytest.fixture(scope="session")
 def stateful_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("stateful-template") / "invoices.db"
-    create_template(path)
+    asyncio.run(create_template(str(path)))
     return path
 
 
-# make test: 40 examples of up to 30 steps, 10-20 s on 2 cores; SOAK=1: 300 of up to 50, about
-# 3 minutes. A failure is shrunk to a short sequence of steps, which Hypothesis may spend up to
-# 5 minutes on (each step replays the log and asks the API about everything).
+@pytest.fixture(scope="session")
+def stateful_pg_template() -> Iterator[str]:
+    """The PostgreSQL template's name (closed: a template must have nobody connected)."""
+    name = f"stateful_template_{uuid.uuid4().hex}"
+    admin_statement(f"CREATE DATABASE {name}")
+    try:
+        run(lambda: create_template(database_url(name)))
+        yield name
+    finally:
+        drop_database(name)
+
+
+# make test: 40 examples of up to 30 steps (15 on PostgreSQL), 10-20 s on 2 cores; SOAK=1: 300
+# of up to 50, about 3 minutes. A failure is shrunk to a short sequence of steps, which
+# Hypothesis may spend up to 5 minutes on (each step replays the log and asks the API about
+# everything).
 SETTINGS = settings(
     max_examples=300 if SOAK else 40,
     stateful_step_count=50 if SOAK else 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+# On PostgreSQL each example costs two databases (its own and the copy the log moves into):
+# fewer examples in make test keep its time near SQLite's.
+PG_SETTINGS = settings(SETTINGS, max_examples=300 if SOAK else 15)
+# The examples of a run (per backend) whose log is also moved into PostgreSQL from SQLite: the
+# move costs a database each, so make test moves the first few with invoices in them.
+MOVES_INTO_POSTGRESQL = 300 if SOAK else 8
 
 
-def test_the_service_agrees_with_a_model_of_it(stateful_template: Path) -> None:
+@pytest.mark.backends("sqlite", "postgresql")
+def test_the_service_agrees_with_a_model_of_it(
+    e2e_backend: str, request: pytest.FixtureRequest
+) -> None:
     """Random sequences of checkouts, payments, expiries, cancels, refunds, dones and top-ups:
     every answer is the model's, and after every step the ledger balances, the views equal a
     replay of the log, and every invoice and balance is what the model says."""
+    fixture = {"sqlite": "stateful_template", "postgresql": "stateful_pg_template"}[e2e_backend]
+    template: Path | str = request.getfixturevalue(fixture)
 
     class Machine(InvoiceMachine):
-        template = stateful_template
+        pass
 
-    run_state_machine_as_test(Machine, settings=SETTINGS)
+    Machine.template = template
+    Machine.moved = 0
+
+    chosen = PG_SETTINGS if e2e_backend == "postgresql" else SETTINGS
+    run_state_machine_as_test(Machine, settings=chosen)

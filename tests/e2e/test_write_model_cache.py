@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.config import Config
 from tests.e2e.conftest import Api, AppFactory, FakeClock, statuses
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 async def test_a_cached_invoice_sees_what_another_process_appended(

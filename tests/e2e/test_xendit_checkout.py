@@ -28,7 +28,9 @@ from service.gateway.xendit import XenditGateway
 from service.http.keys import STORE
 from tests.e2e.conftest import XENDIT_ATTEMPTS, Api, AppFactory, FakeClock, checkout_body, statuses
 from tests.fakes.xendit import SECRET_KEY, FakeXendit
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 TOTAL = 40200  # the default two-store checkout
 UNAVAILABLE = {"message": "Payment gateway unavailable", "code": "GATEWAY_UNAVAILABLE"}
@@ -50,7 +52,7 @@ async def post_checkout(api: Api, body: dict[str, Any], **headers: str) -> tuple
 async def written(api: Api) -> tuple[int, int]:
     """The log's head and the number of invoices: both unchanged when nothing was written."""
     store = api.client.app[STORE]
-    (count,) = (await sql_store(store).query("SELECT COUNT(*) FROM invoice_view"))[0]
+    (count,) = (await views_query(store, "SELECT COUNT(*) FROM invoice_view"))[0]
     return await store.head_position(), int(count)
 
 
@@ -229,7 +231,7 @@ async def test_a_checkout_that_loses_a_race_leaves_nothing_payable_at_the_gatewa
     for invoice in fake.invoices.values():
         if invoice["external_id"] != winner:
             assert invoice["status"] == "EXPIRED", invoice
-    rows = await sql_store(xapi.client.app[STORE]).query("SELECT invoice FROM invoice_view")
+    rows = await views_query(xapi.client.app[STORE], "SELECT invoice FROM invoice_view")
     assert [invoice for (invoice,) in rows] == [winner]
 
 

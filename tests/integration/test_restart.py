@@ -23,7 +23,7 @@ from service.config import Config, load_config
 from service.http.keys import STORE
 from service.storage.sqlite.views_check import compare_views_with_replay
 from tests.credentials import basic, bearer
-from tests.sqlviews import sql_store
+from tests.sqlviews import views_query
 
 START = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
 BUYERS = ("usernew1", "seller1", "testing123")  # development accounts (sellers must exist)
@@ -153,8 +153,8 @@ class Service:
         }
 
     async def accounts(self) -> dict[str, int]:
-        rows = await sql_store(self.client.app[STORE]).query(
-            "SELECT account, balance FROM account_balances"
+        rows = await views_query(
+            self.client.app[STORE], "SELECT account, balance FROM account_balances"
         )
         return {account: balance for account, balance in rows}
 
@@ -294,8 +294,8 @@ async def test_a_refund_in_process_at_shutdown_completes_once_after_restart(
     third = await start(settings(database, refund_delay_seconds=0))
     await asyncio.sleep(0.2)
     assert (await third.balances())["usernew1"]["balance"] == 10000 + 5000 + 100
-    rows = await sql_store(third.client.app[STORE]).query(
-        "SELECT COUNT(*) FROM events WHERE type = 'RefundCompleted'"
+    rows = await views_query(
+        third.client.app[STORE], "SELECT COUNT(*) FROM events WHERE type = 'RefundCompleted'"
     )
     assert rows == [(1,)]
     await assert_consistent(third)
@@ -316,7 +316,8 @@ async def test_pending_invoices_fall_due_after_a_restart(
     assert (await second.detail(created["invoice"]))["status"] == "EXPIRED"
     store = second.client.app[STORE]
     for _ in range(250):
-        rows = await sql_store(store).query(
+        rows = await views_query(
+            store,
             "SELECT COUNT(*) FROM events WHERE type = 'InvoiceExpired' AND stream_id = ?",
             (f"invoice-{created['invoice']}",),
         )
@@ -324,8 +325,8 @@ async def test_pending_invoices_fall_due_after_a_restart(
             break
         await asyncio.sleep(0.02)
     assert rows == [(1,)]
-    rows = await sql_store(store).query(
-        "SELECT status FROM invoice_view WHERE invoice = ?", (created["invoice"],)
+    rows = await views_query(
+        store, "SELECT status FROM invoice_view WHERE invoice = ?", (created["invoice"],)
     )
     assert rows == [("EXPIRED",)]
     await assert_consistent(second)
@@ -343,7 +344,7 @@ async def test_an_idempotent_retry_after_a_restart_returns_the_first_answer(
 
     second = await start(config)
     assert await second.checkout(["RS-IDEM"], headers=key) == answer
-    rows = await sql_store(second.client.app[STORE]).query("SELECT COUNT(*) FROM invoice_view")
+    rows = await views_query(second.client.app[STORE], "SELECT COUNT(*) FROM invoice_view")
     assert rows == [(1,)]
     other = await second.checkout(["RS-IDEM-OTHER"], headers=key, expect=409)
     assert other["code"] == "IDEMPOTENCY_KEY_REUSED"
