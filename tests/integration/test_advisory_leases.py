@@ -56,6 +56,7 @@ async def terminate(url: str, job: str) -> None:
         ended = await conn.fetchval(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_locks"
             " WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND ((classid::bigint << 32) | objid::bigint) = $1) AS t",
             job_key(job),
         )
