@@ -79,6 +79,7 @@ async def test_each_dev_account_logs_in_and_its_token_reads_the_balance(
     assert answer["username"] == username
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "credentials",
     [
@@ -95,6 +96,7 @@ async def test_a_wrong_login_answers_auth_error(api: Api, credentials: dict[str,
     assert await response.json() == AUTH_ERROR
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "body",
     [
@@ -166,6 +168,7 @@ def _flip(token: str, index: int) -> str:
     return token[:index] + replacement + token[index + 1 :]
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("call", BEARER_ENDPOINTS)
 async def test_bearer_endpoints_refuse_missing_or_bad_tokens(api: Api, call: BearerCall) -> None:
     """No header, an empty Bearer, Basic instead, garbage, a tampered or foreign token: 401."""
@@ -203,6 +206,7 @@ async def test_bearer_endpoints_refuse_missing_or_bad_tokens(api: Api, call: Bea
     assert response.status != 401
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("call", BEARER_ENDPOINTS)
 async def test_bearer_endpoints_refuse_an_expired_token(api: Api, call: BearerCall) -> None:
     """A token is good until 24 h after it was issued, and refused from then on."""
@@ -243,6 +247,7 @@ async def _topup_call(client: Client, headers: dict[str, str]) -> ClientResponse
     return await client.post("/balance/topup", json=body, headers=headers)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     ("call", "account"),
     [
@@ -431,6 +436,7 @@ async def test_detail_by_waybill_number(api: Api) -> None:
     assert await _detail_by(api, "usernew1", waybill_number="OND000000000") == (400, NOT_FOUND)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "params",
     [
@@ -492,6 +498,7 @@ async def test_balance_answers_entries_newest_first_with_a_limit(api: Api) -> No
         assert response.status == 200, limit
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "501"}, {"limit": "x"}, {"l": "1"}])
 async def test_balance_refuses_a_bad_limit(api: Api, params: dict[str, str]) -> None:
     """limit is 1..500; anything else (or an unknown parameter) is 400 VALIDATION."""
@@ -536,6 +543,7 @@ async def test_an_admin_tops_up_a_buyer(api: Api) -> None:
     assert await api.ledger_sum() == 0
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "amount",
     [

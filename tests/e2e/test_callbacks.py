@@ -106,6 +106,7 @@ def qr_body(
 # -- the callback token ----------------------------------------------------------------------
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("path", ["invoice", "qr"])
 async def test_a_callback_without_the_right_token_is_refused(api: Api, path: str) -> None:
     """No x-callback-token, or a wrong one: 401 Auth Error, and nothing changes."""
@@ -677,6 +678,7 @@ def qr_variants(invoice: str, reference: str) -> list[tuple[str, Any, str | None
     return variants
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("path", ["invoice", "qr"])
 async def test_malformed_callbacks_are_client_errors_never_500(api: Api, path: str) -> None:
     """Not JSON, not an object, the wrong content type, missing fields, an amount as a string,
@@ -715,6 +717,7 @@ async def test_malformed_callbacks_are_client_errors_never_500(api: Api, path: s
     await api.assert_balanced()
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("status", ["PAID", "EXPIRED"])
 async def test_an_external_id_with_control_characters_is_a_client_error(
     api: Api, status: str
@@ -751,6 +754,7 @@ async def test_a_payment_id_already_used_for_another_invoice_is_not_a_500(api: A
     await api.assert_balanced()
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("path", ["invoice", "qr"])
 async def test_a_callback_token_that_is_not_utf8_is_an_auth_error(api: Api, path: str) -> None:
     """An x-callback-token header with bytes that are not UTF-8: 401 Auth Error, not 500."""
@@ -772,6 +776,7 @@ async def test_a_callback_token_that_is_not_utf8_is_an_auth_error(api: Api, path
     assert orjson.loads(answer.body) == AUTH_ERROR
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 @pytest.mark.parametrize("path", ["invoice", "qr"])
 async def test_a_payment_time_out_of_range_is_a_client_error(

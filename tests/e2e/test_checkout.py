@@ -515,6 +515,7 @@ REQUIRED = [
 ]
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "value", [value for _, value in BAD_AMOUNTS], ids=[name for name, _ in BAD_AMOUNTS]
 )
@@ -526,6 +527,7 @@ async def test_total_amount_must_be_an_integer_from_0_to_the_cap(api: Api, value
     await assert_unchanged(api, before)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("path", LINE_AMOUNTS)
 async def test_transaction_amounts_must_be_integers_from_0_to_the_cap(api: Api, path: str) -> None:
     """Each line amount refuses floats, booleans, strings, negatives and amounts above 10^12."""
@@ -539,6 +541,7 @@ async def test_transaction_amounts_must_be_integers_from_0_to_the_cap(api: Api, 
         await assert_unchanged(api, before)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("path", [pytest.param(path, id=path) for path in REQUIRED])
 async def test_required_fields_must_be_present(api: Api, path: str) -> None:
     """Leaving out a required field is refused, naming that field."""
@@ -629,6 +632,7 @@ BAD_BODIES = [
 ]
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(("body", "path"), BAD_BODIES)
 async def test_invalid_bodies_are_refused_naming_the_field(api: Api, body: Json, path: str) -> None:
     """Each invalid checkout answers 400 Invalid JSON Format naming the bad field."""
@@ -693,6 +697,7 @@ async def test_seed_example_as_written_is_malformed_json(api: Api) -> None:
     await assert_unchanged(api, before)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
@@ -719,6 +724,7 @@ async def test_bodies_that_are_not_a_json_object_are_refused(
     await assert_unchanged(api, before)
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"]
 )
@@ -957,6 +963,7 @@ async def test_idempotency_key_expires_after_24_hours(api: Api, clock: FakeClock
     assert await invoice_count(api) == 2
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "key",
     ["k" * 300, "k" * 256, "has space", "tab\tkey"],
@@ -979,6 +986,7 @@ async def test_idempotency_key_of_255_characters_is_accepted(api: Api) -> None:
 # -- 11. authentication ----------------------------------------------------------------------------
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     "authorization",
     [
@@ -1069,6 +1077,7 @@ async def test_request_id_is_echoed(api: Api, body: Json, status: int) -> None:
     assert answer.headers["X-Request-ID"] == "client-req-42.a:b_c"
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize(
     ("body", "status", "buyer"),
     [
@@ -1090,6 +1099,7 @@ async def test_request_id_is_generated_when_absent(
     assert second.headers["X-Request-ID"] != generated
 
 
+@pytest.mark.backends("sqlite")  # the HTTP layer's checks: the same on any backend
 @pytest.mark.parametrize("given", ["has spaces", "x" * 200, "semi;colon"])
 async def test_unsafe_request_id_is_replaced(api: Api, given: str) -> None:
     """An X-Request-ID unfit for logs (spaces, over 128 chars, odd symbols) is replaced."""
