@@ -26,6 +26,7 @@ from service.http.auth import Authenticator
 from service.http.loading import Loader
 from service.http.request_ids import RequestIds
 from service.http.request_keys import REQUEST_ID, USERNAME
+from service.metrics import Metrics
 from service.views import ReadModel
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "CONFIG",
     "GATEWAY",
     "HTTP_CLIENT",
+    "JOBS",
     "LOADER",
+    "METRICS",
     "REQUEST_ID",
     "REQUEST_IDS",
     "SEND_TIMEOUTS",
@@ -53,6 +56,10 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 SERVICE = web.AppKey("service", InvoiceService)
 AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)
+# The background jobs' tasks (``run_single_active``), by name: alive while running or waiting
+# for a lease another process holds; one that ended makes the process not ready.
+JOBS: web.AppKey[dict[str, asyncio.Task[None]]] = web.AppKey("jobs")
 
 # The HTML pages' templates (service/templates/), loaded and compiled once per app.
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

@@ -117,6 +117,16 @@ class ReadModel(Protocol):
         expiry first."""
         ...
 
+    async def invoice_status_counts(self) -> dict[str, int]:
+        """How many invoices the view holds in each status it holds (as written: a PENDING one
+        past its expiry counts PENDING until its InvoiceExpired is written)."""
+        ...
+
+    async def refund_backlog(self) -> int:
+        """How many transactions wait for their refund (REFUND_IN_PROCESS); their invoice
+        stays PAID until every transaction is settled."""
+        ...
+
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         """The invoices with a gateway payment whose callbacks may have been lost: every
         PENDING one, and every one EXPIRED or CANCELED, or marked paid out of band (paid with no

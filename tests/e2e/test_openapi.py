@@ -117,6 +117,10 @@ async def test_every_operation_states_its_credentials_errors_and_headers(api: Ap
         "/callback/xendit/invoice": [{"callbackToken": []}],
         "/callback/xendit/qr": [{"callbackToken": []}],
         "/health": [],
+        "/health/live": [],
+        "/health/ready": [],
+        # Its bearer token is optional (the setting metrics_token), so none is required.
+        "/metrics": [],
         "/openapi.json": [],
         "/docs": [],
     }

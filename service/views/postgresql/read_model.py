@@ -125,6 +125,18 @@ class PostgreSQLReadModel:
         )
         return [invoice for (invoice,) in rows]
 
+    async def invoice_status_counts(self) -> dict[str, int]:
+        rows = await self._pool.fetch("SELECT status, COUNT(*) FROM invoice_view GROUP BY status")
+        return {status: count for status, count in rows}
+
+    async def refund_backlog(self) -> int:
+        count = await self._pool.fetchval(
+            "SELECT COUNT(*) FROM invoice_view,"
+            " jsonb_array_elements(state::jsonb -> 'transactions') AS t"
+            " WHERE status = 'PAID' AND t ->> 'status' = 'REFUND_IN_PROCESS'"
+        )
+        return int(count)
+
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         # A BALANCE invoice's reference starts with "balance-": no gateway knows of it. A paid
         # one that has seen no gateway payment was marked paid out of band: the buyer may have

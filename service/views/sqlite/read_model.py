@@ -144,6 +144,18 @@ class SQLiteReadModel:
         )
         return [invoice for (invoice,) in rows]
 
+    async def invoice_status_counts(self) -> dict[str, int]:
+        rows = await self._store.query("SELECT status, COUNT(*) FROM invoice_view GROUP BY status")
+        return {status: count for status, count in rows}
+
+    async def refund_backlog(self) -> int:
+        rows = await self._store.query(
+            "SELECT COUNT(*) FROM invoice_view, json_each(invoice_view.state, '$.transactions') t"
+            " WHERE invoice_view.status = 'PAID'"
+            " AND json_extract(t.value, '$.status') = 'REFUND_IN_PROCESS'"
+        )
+        return int(rows[0][0])
+
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         # A BALANCE invoice's reference starts with "balance-": no gateway knows of it. A paid
         # one that has seen no gateway payment was marked paid out of band: the buyer may have
