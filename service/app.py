@@ -27,6 +27,7 @@ from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
 from service.gateway.sandbox_memory import FolderMemory, sandbox_folder
 from service.gateway.xendit import XenditGateway
+from service.http import admin as admin_routes
 from service.http import openapi
 from service.http import operations as operations_routes
 from service.http import routes as api_routes
@@ -112,6 +113,7 @@ def create_app(
     app.cleanup_ctx.extend([_store, _http_client, _gateway, _service, _workers])
     app.add_routes(api_routes.routes)
     app.add_routes(operations_routes.routes)
+    app.add_routes(admin_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
     openapi.setup(app)  # last: it describes the routes mounted above

@@ -22,6 +22,7 @@ from eventstore import EventStore
 from service.application import InvoiceService
 from service.config import Config
 from service.gateway.port import Gateway
+from service.http.admin_page import WebhooksAdmin
 from service.http.auth import Authenticator
 from service.http.loading import Loader
 from service.http.request_ids import RequestIds
@@ -46,6 +47,7 @@ __all__ = [
     "STORE",
     "TEMPLATES",
     "USERNAME",
+    "WEBHOOKS_ADMIN",
 ]
 
 CONFIG = web.AppKey("config", Config)
@@ -57,6 +59,8 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 SERVICE = web.AppKey("service", InvoiceService)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
+# Set by the webhooks feature, when present: its panel of the operator page (admin_page).
+WEBHOOKS_ADMIN: web.AppKey[WebhooksAdmin] = web.AppKey("webhooks_admin")
 # The background jobs' tasks (``run_single_active``), by name: alive while running or waiting
 # for a lease another process holds; one that ended makes the process not ready.
 JOBS: web.AppKey[dict[str, asyncio.Task[None]]] = web.AppKey("jobs")

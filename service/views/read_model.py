@@ -65,6 +65,15 @@ class UserRecord:
     enabled: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class HourlyVolume:
+    """The invoices created in one hour (``hour``: UTC, ``YYYY-MM-DDTHH``) and their total."""
+
+    hour: str
+    invoices: int
+    amount: int
+
+
 class ReadModel(Protocol):
     """The service's views, asked by name."""
 
@@ -125,6 +134,11 @@ class ReadModel(Protocol):
     async def refund_backlog(self) -> int:
         """How many transactions wait for their refund (REFUND_IN_PROCESS); their invoice
         stays PAID until every transaction is settled."""
+        ...
+
+    async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
+        """The invoices created at or after ``since``, by the UTC hour of their creation,
+        oldest hour first; hours without one are left out."""
         ...
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:

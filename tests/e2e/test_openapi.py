@@ -116,6 +116,7 @@ async def test_every_operation_states_its_credentials_errors_and_headers(api: Ap
         "/balance/topup": [{"basic": []}],
         "/callback/xendit/invoice": [{"callbackToken": []}],
         "/callback/xendit/qr": [{"callbackToken": []}],
+        "/admin": [{"basic": []}],
         "/health": [],
         "/health/live": [],
         "/health/ready": [],

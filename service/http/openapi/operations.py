@@ -346,6 +346,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer_media_type="text/plain",
         errors=_errors(_AUTH, _ALWAYS),
     ),
+    ("get", "/admin"): Operation(
+        tag="operations",
+        summary="The operator page",
+        description=(
+            "Server-rendered HTML for admin accounts: invoices by status and the last 24 hours'"
+            " checkouts as SVG charts, the refund backlog (and the webhooks' when present), and"
+            " a search by invoice id or waybill showing the invoice's timeline with actors and"
+            " its state now or `as_of` a time or a log position. A 401 carries"
+            " `WWW-Authenticate: Basic`, so a browser asks for credentials."
+        ),
+        answer={"type": "string"},
+        answer_media_type="text/html",
+        security=BASIC,
+        query=schemas.AdminQuerySchema,
+        errors=_errors({400: ("VALIDATION",)}, _ROLE, _ALWAYS),
+    ),
     ("get", "/openapi.json"): Operation(
         tag="documentation",
         summary="This document",
