@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 520, 170
-TOP, BOTTOM, SIDE = 18, 24, 6  # room for the values above and the labels below the bars
+TOP, BOTTOM, SIDE = 18, 24, 18  # room for the values above and the labels below the bars
 
 
 def bar_chart(bars: Sequence[tuple[str, int]], *, title: str, label_every: int = 1) -> Markup:
