@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
@@ -228,3 +231,30 @@ async def test_metrics_off_records_no_request_durations(
     samples = await scrape(api)
     assert not [name for name, _ in samples if name.startswith("http_request_duration")]
     assert value(samples, "invoices_created_total", source="XENDIT") == 1
+
+
+async def test_the_grafana_dashboard_asks_only_for_metrics_the_service_exports(api: Api) -> None:
+    """Every series docs/grafana-dashboard.json queries is in a scrape (after one of each
+    request kind), so the dashboard cannot silently show nothing."""
+    # A labelled counter has no series before its first count: pay one invoice.
+    await api.pay((await api.checkout())["xendit_invoice"])
+    samples = await scrape(api)
+    exported = {name for name, _ in samples} | {
+        "webhook_pending_messages",  # gauges of the webhooks hook: exported, 0 until fed
+        "webhook_oldest_pending_age_seconds",
+    }
+    dashboard = orjson.loads(
+        (Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text()
+    )
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(expressions) >= 15
+    promql = {"sum", "by", "rate", "histogram_quantile", "max", "deriv", "le", "route", "source"}
+    promql |= {"channel", "status", "__rate_interval"}
+    used = {
+        name
+        for expression in expressions
+        for name in re.findall(r"[a-z_]+(?=[{\[)])", expression)
+        if name not in promql
+    }
+    assert used, expressions
+    assert used <= exported, used - exported
