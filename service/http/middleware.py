@@ -79,9 +79,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         )
         if request.app[CONFIG].metrics:
             method = request.method if request.method in _METHODS else "OTHER"
-            request.app[METRICS].requests.labels(
-                method, route_template(request), str(status)
-            ).observe(duration)
+            request.app[METRICS].observe_request(
+                method, route_template(request), str(status), duration
+            )
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -142,6 +143,17 @@ class Metrics:
             multiprocess_mode="livemostrecent",
         )
         self.webhook_stats: Callable[[], Awaitable[WebhookStats]] | None = None
+        # The histogram's child per label values: labels() costs twice the observation itself.
+        # Bounded: the methods, route templates and statuses are few.
+        self._request_series: dict[tuple[str, str, str], Any] = {}
+
+    def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
+        """One answered request: its duration under its method, route template and status."""
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = self.requests.labels(*key)
+        series.observe(seconds)
 
     def observe_batch(self, size: int) -> None:
         """The store's ``on_batch`` hook (called on its writer's thread: prometheus-client's
