@@ -43,7 +43,8 @@ fuzz: install
 # Every benchmark runs even when one before it misses a target (exit status 1); `make bench`
 # fails if any did. About 8 minutes the first time (it generates a 1,000,000-event log, kept
 # in bench/.cache/ for the rebuild and HTTP benchmarks), 6-9 after (9 in a slow phase of the
-# VM; bench.workers runs four services, SQLite and PostgreSQL, about 3 of them).
+# VM; bench.workers runs four services, SQLite and PostgreSQL, about 3 of them; bench.metrics,
+# metrics on against off, about 3).
 # BENCH_HTTP_FLAGS=--quick shortens the HTTP benchmark to about a minute.
 bench: install
 	status=0; \
@@ -53,6 +54,7 @@ bench: install
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
 	$(BIN)/python -m bench.done_batch || status=1; \
 	$(BIN)/python -m bench.workers || status=1; \
+	$(BIN)/python -m bench.metrics || status=1; \
 	exit $$status
 
 clean:

@@ -159,10 +159,12 @@ def start_service(
     token_secret: str,
     synchronous: str,
     workers: int = 1,
+    settings: dict[str, str] | None = None,
 ) -> Server:
     """``python -m service serve`` as a user runs it (from the project folder, so it reads
     ``config.yaml``), in development mode with the sandbox gateway, logging JSON at INFO; with
-    ``workers`` > 1, ``serve --workers N`` (the pid is then the supervisor's)."""
+    ``workers`` > 1, ``serve --workers N`` (the pid is then the supervisor's); ``settings``
+    are more of its settings (``{"metrics": "false"}``)."""
     port = free_port()
     env = child_environment(
         {
@@ -176,6 +178,7 @@ def start_service(
             "INVOICE_TOKEN_SECRET": token_secret,
             "INVOICE_LOG_LEVEL": "INFO",
             "INVOICE_LOG_FORMAT": "json",
+            **{f"INVOICE_{name.upper()}": value for name, value in (settings or {}).items()},
         }
     )
     argv = [sys.executable, "-m", "service", "serve", "--workers", str(workers)]

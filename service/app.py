@@ -27,7 +27,9 @@ from service.gateway.qris import Merchant
 from service.gateway.sandbox import SandboxGateway
 from service.gateway.sandbox_memory import FolderMemory, sandbox_folder
 from service.gateway.xendit import XenditGateway
+from service.http import admin as admin_routes
 from service.http import openapi
+from service.http import operations as operations_routes
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
 from service.http.auth import Authenticator
@@ -38,7 +40,9 @@ from service.http.keys import (
     CONFIG,
     GATEWAY,
     HTTP_CLIENT,
+    JOBS,
     LOADER,
+    METRICS,
     READ_MODEL,
     REQUEST_IDS,
     SEND_TIMEOUTS,
@@ -53,6 +57,8 @@ from service.http.request_ids import RequestIds
 from service.jobs import lease_for, run_single_active
 from service.limits import within_client_limits
 from service.logging import protocol_logger
+from service.metrics import Metrics
+from service.metrics.outcomes import CommittedOutcomes
 from service.presenters import remembered_api_time
 from service.security import hash_password
 from service.views import ReadModel
@@ -100,11 +106,14 @@ def create_app(
     app[API_TIMES] = remembered_api_time()
     app[REQUEST_IDS] = RequestIds()
     app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
+    app[METRICS] = Metrics()
     # Opened in this order and closed in the reverse one (aiohttp unwinds cleanup_ctx from the
     # end): the workers stop first, then what they use, the gateway and the HTTP client, and the
     # store last of all.
     app.cleanup_ctx.extend([_store, _http_client, _gateway, _service, _workers])
     app.add_routes(api_routes.routes)
+    app.add_routes(operations_routes.routes)
+    app.add_routes(admin_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
     openapi.setup(app)  # last: it describes the routes mounted above
@@ -142,6 +151,7 @@ def make_service(
     config: Config,
     clock: Callable[[], datetime] = utc_now,
     views: ReadModel | None = None,
+    metrics: Metrics | None = None,
 ) -> InvoiceService:
     """The application over ``store``, reading its views through ``views`` (by default a new
     read model of the store's own backend)."""
@@ -153,13 +163,17 @@ def make_service(
         invoice_ttl=timedelta(seconds=config.invoice_ttl_seconds),
         idempotency_ttl=timedelta(seconds=config.idempotency_ttl_seconds),
         conflict_timeout=timedelta(seconds=config.conflict_timeout_seconds),
+        outcomes=CommittedOutcomes(metrics) if metrics is not None else None,
     )
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await open_store(
-        config.database, projectors=projectors_for(config.database), **store_options(config)
+        config.database,
+        projectors=projectors_for(config.database),
+        on_batch=app[METRICS].observe_batch,
+        **store_options(config),
     )
     app[STORE] = store
     app[READ_MODEL] = read_model_of(store)
@@ -185,7 +199,9 @@ async def _gateway(app: web.Application) -> AsyncIterator[None]:
 
 async def _service(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    service = make_service(app[STORE], app[GATEWAY], config, app[CLOCK], app[READ_MODEL])
+    service = make_service(
+        app[STORE], app[GATEWAY], config, app[CLOCK], app[READ_MODEL], app[METRICS]
+    )
     app[SERVICE] = service
     app[AUTH] = Authenticator(
         app[READ_MODEL],
@@ -219,10 +235,11 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             clock=app[CLOCK],
         )
     leases = lease_for(config.database)
-    workers = [
-        asyncio.create_task(run_single_active(leases, name, start), name=name)
+    app[JOBS] = {
+        name: asyncio.create_task(run_single_active(leases, name, start), name=name)
         for name, start in jobs.items()
-    ]
+    }
+    workers = list(app[JOBS].values())
     try:
         yield
     finally:

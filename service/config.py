@@ -60,6 +60,9 @@ class Config:
     send_timeout_seconds: float = 30.0
     log_level: str = "INFO"
     log_format: str = "auto"
+    metrics: bool = True  # /metrics and the request histograms (bench/: on against off)
+    metrics_token: str = ""  # when set, /metrics asks for ``Authorization: Bearer <it>``
+    shutdown_timeout_seconds: float = 15.0  # in-flight requests' time to finish after SIGTERM
     merchant_name: str = "OnIndonesia Sandbox"
     merchant_city: str = "Jakarta"
     merchant_account_id: str = "936000000000000001"
@@ -98,6 +101,9 @@ class _ConfigSchema(Schema):
     send_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=600))
     log_level = f.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"]))
     log_format = f.String(validate=validate.OneOf(["auto", "json", "console"]))
+    metrics = f.Boolean()
+    metrics_token = f.String()
+    shutdown_timeout_seconds = f.Float(validate=validate.Range(min=0, max=600))
     merchant_name = f.String(validate=validate.Length(min=1, max=25))
     merchant_city = f.String(validate=validate.Length(min=1, max=15))
     merchant_account_id = f.String(validate=validate.Regexp(r"^[0-9]{1,19}$"))

@@ -10,6 +10,16 @@ while nobody asked it to (a crash, ``kill -9``) is logged and replaced, so the s
 shrink; one that keeps dying right after it starts (a port another program holds, say) stops
 the whole service with an error instead of restarting forever. A worker whose supervisor is gone
 (killed with SIGKILL) stops by itself within a second.
+
+Metrics: the supervisor gives its workers one folder for prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``; a fresh temporary one unless the operator named one, which is
+emptied at the start), so that a scrape answered by any worker sees every process; a worker that
+exits is marked dead there (its live gauges dropped, its counts kept).
+
+SIGTERM, in each service process: aiohttp's graceful shutdown stops accepting connections,
+lets the requests being handled finish for up to ``shutdown_timeout_seconds``, closes the idle
+connections, then unwinds the app's ``cleanup_ctx``: the background jobs stop first, then the
+gateway and the HTTP client, and the store (its queued appends committed) last. Exit 0.
 """
 
 from __future__ import annotations
@@ -18,22 +28,27 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 import structlog
 from aiohttp import web
+from prometheus_client import multiprocess
 
 from eventstore import open_store
 from service.app import create_app, store_options
 from service.config import Config
 from service.limits import server_options
 from service.logging import configure_logging
+from service.metrics import MULTIPROC_ENV
 from service.views.backends import projectors_for
 
 log = structlog.get_logger("service.supervisor")
@@ -46,8 +61,9 @@ FAILED_STARTS_TO_GIVE_UP = 3
 RESTART_PAUSE_SECONDS = 0.5
 # How often a worker checks that its supervisor is still there.
 ORPHAN_CHECK_SECONDS = 1.0
-# How long the workers get to finish their requests after SIGTERM before they are killed.
-STOP_TIMEOUT_SECONDS = 30.0
+# How long the workers get beyond their own shutdown_timeout_seconds to stop (the jobs, the
+# store) after SIGTERM before they are killed.
+STOP_MARGIN_SECONDS = 15.0
 
 
 def serve(config: Config) -> int:
@@ -67,6 +83,7 @@ def serve_here(config: Config, *, reuse_port: bool = False) -> None:
         port=config.port,
         print=None,
         reuse_port=reuse_port,
+        shutdown_timeout=config.shutdown_timeout_seconds,
         **server_options(config),
     )
 
@@ -108,6 +125,7 @@ class _Supervisor:
         # Opened once here first: the database is created and migrated before the workers open
         # it, and a bad one (not a database, no space) is one clear error, not N failed workers.
         asyncio.run(_prepare_store(self._config))
+        metrics_dir, made = _metrics_folder()
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             slots = [self._start(index) for index in range(self._config.workers)]
@@ -121,6 +139,9 @@ class _Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if made:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+                os.environ.pop(MULTIPROC_ENV, None)
 
     def _start(self, index: int, failed_starts: int = 0) -> _Slot:
         process = self._context.Process(
@@ -143,7 +164,9 @@ class _Supervisor:
             if self._stopping and deadline is None:
                 log.info("stopping workers")
                 self._signal_all(slots, signal.SIGTERM)
-                deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+                deadline = (
+                    time.monotonic() + self._config.shutdown_timeout_seconds + STOP_MARGIN_SECONDS
+                )
             wait([slot.process.sentinel for slot in slots], timeout=0.2)
             if deadline is not None:
                 if all(slot.process.exitcode is not None for slot in slots):
@@ -163,6 +186,7 @@ class _Supervisor:
                 slots[position] = replacement
 
     def _replace(self, slot: _Slot) -> _Slot | None:
+        _mark_dead(slot)
         lived = time.monotonic() - slot.started
         failed_starts = slot.failed_starts + 1 if lived < START_GRACE_SECONDS else 0
         log.error(
@@ -189,11 +213,34 @@ class _Supervisor:
                     os.kill(slot.process.pid, signum)
 
     def _exit_status(self, slots: list[_Slot]) -> int:
+        for slot in slots:
+            _mark_dead(slot)
         codes = {slot.index: slot.process.exitcode for slot in slots}
         log.info("workers stopped", exitcodes=codes)
         if self._failed:
             return 1
         return 0 if all(code == 0 for code in codes.values()) else 1
+
+
+def _metrics_folder() -> tuple[str, bool]:
+    """The multiprocess metrics folder the workers inherit (through the environment), emptied;
+    and whether it was made here (then removed at the end)."""
+    named = os.environ.get(MULTIPROC_ENV)
+    if named:
+        folder = Path(named)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # a previous run's values are not this run's
+            stale.unlink()
+        return named, False
+    made = tempfile.mkdtemp(prefix="invoice-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made, True
+
+
+def _mark_dead(slot: _Slot) -> None:
+    """Drop an exited worker's live gauges; its counters and histograms still count."""
+    if slot.process.pid is not None:
+        multiprocess.mark_process_dead(slot.process.pid)  # type: ignore[no-untyped-call]
 
 
 async def _prepare_store(config: Config) -> None:

@@ -64,6 +64,7 @@ class PostgreSQLEventStore:
         poll_interval: float,
         readers: int,
         idle_timeout: float,
+        on_batch: Callable[[int], None] | None,
     ) -> None:
         self.url = url
         self._projectors = tuple(projectors)
@@ -85,6 +86,7 @@ class PostgreSQLEventStore:
             max_batch=max_batch,
             projectors=self._projectors,
             on_commit=self._note_commit,
+            on_batch=on_batch,
         )
         self._listener = Listener(self._connect, self._note_commit, poll_interval)
 
@@ -102,6 +104,7 @@ class PostgreSQLEventStore:
         poll_interval: float = 0.5,
         idle_timeout: float = 60.0,
         clock: Callable[[], datetime] = _utc_now,
+        on_batch: Callable[[int], None] | None = None,
     ) -> PostgreSQLEventStore:
         """Open the store in the database at ``url`` (``postgresql://user@host:port/db``) and
         bring its schema up to date; the database itself must exist.
@@ -110,7 +113,8 @@ class PostgreSQLEventStore:
         transaction takes; ``page_size`` how many events a read or a rebuild takes at a time;
         ``poll_interval`` how often subscriptions look for other processes' commits when no
         notice woke them; ``idle_timeout`` the seconds after which PostgreSQL ends a transaction
-        of one of the store's connections left idle.
+        of one of the store's connections left idle; ``on_batch`` is told the number of appends
+        of each committed group commit (for a metric).
         """
         if readers < 1 or max_batch < 1 or page_size < 1:
             raise ValueError("readers, max_batch and page_size must be at least 1")
@@ -125,6 +129,7 @@ class PostgreSQLEventStore:
             poll_interval=poll_interval,
             readers=readers,
             idle_timeout=idle_timeout,
+            on_batch=on_batch,
         )
         await store._open()
         return store

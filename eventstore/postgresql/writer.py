@@ -45,12 +45,14 @@ class GroupCommitWriter:
         max_batch: int,
         projectors: Sequence[PostgreSQLProjector],
         on_commit: Callable[[int], None],
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._connect = connect
         self._clock = clock
         self._max_batch = max_batch
         self._projectors = projectors
         self._on_commit = on_commit
+        self._on_batch = on_batch
         self._pending: deque[tuple[Any, asyncio.Future[Any]]] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -121,6 +123,8 @@ class GroupCommitWriter:
             outcomes, head = [Outcome(error=failure)] * len(futures), 0
         if head:
             self._on_commit(head)
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
         for future, outcome in zip(futures, outcomes, strict=True):
             if future.done():  # the caller was cancelled; its write, if any, stands
                 continue

@@ -46,12 +46,14 @@ class GroupCommitWriter:
         max_batch: int,
         on_commit: Callable[[int], None],
         turns: WriteTurns | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self._connect = connect
         self._turns = turns
         self._clock = clock
         self._max_batch = max_batch
         self._on_commit = on_commit
+        self._on_batch = on_batch
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._loop = asyncio.get_running_loop()
         self._closed = False
@@ -149,6 +151,8 @@ class GroupCommitWriter:
             self._deliver(futures, [Outcome(error=failure)] * len(futures))
             return
         self._loop.call_soon_threadsafe(self._on_commit, head_position)
+        if self._on_batch is not None:  # called on this thread: it must be thread-safe
+            self._on_batch(len(batch))
         self._deliver(futures, outcomes)
 
     def _deliver(self, futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:

@@ -186,6 +186,7 @@ def answer_of(
         return None
     if recorded.request_hash != idempotency.request_hash:
         raise IdempotencyKeyReused()
+    app.outcomes.replayed()
     return recorded.status, recorded.response
 
 

@@ -27,7 +27,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from eventstore import (
     Checkpoint,
@@ -58,6 +58,25 @@ LONGEST_PAUSE = 0.1
 TAIL_PAGE = 100
 
 
+class Outcomes(Protocol):
+    """Told what commands did, for counting (the metrics): the events each successful append
+    committed, and each request answered from a remembered answer."""
+
+    def committed(self, appends: Sequence[StreamAppend]) -> None: ...
+
+    def replayed(self) -> None: ...
+
+
+class NoOutcomes:
+    """Nobody counts (the CLI, tests of the application alone)."""
+
+    def committed(self, appends: Sequence[StreamAppend]) -> None:
+        pass
+
+    def replayed(self) -> None:
+        pass
+
+
 def latest(state: Event | None, event: Event) -> Event:
     """A fold for streams whose last event is their state (reservations, keys, accounts)."""
     return event
@@ -77,6 +96,7 @@ class Application:
         invoice_ttl: timedelta,
         idempotency_ttl: timedelta,
         conflict_timeout: timedelta = CONFLICT_TIMEOUT,
+        outcomes: Outcomes | None = None,
     ) -> None:
         self.store = store
         self.views = views
@@ -85,6 +105,7 @@ class Application:
         self.invoice_ttl = invoice_ttl
         self.idempotency_ttl = idempotency_ttl
         self.conflict_timeout = conflict_timeout
+        self.outcomes = outcomes if outcomes is not None else NoOutcomes()
         self.folded = FoldedStates()
         self.locks = StreamLocks()
         self._jitter = random.Random()
@@ -137,6 +158,7 @@ class Application:
                     stored = await self.store.append_streams(current.appends, checkpoint=checkpoint)
                     if current.twin_won(stored):
                         raise _TwinWon()
+                    self.outcomes.committed(current.appends)
                 return result
             except OutOfOrder as out:
                 # Not a lost race: start again at once, taking the locks in order.

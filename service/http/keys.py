@@ -22,10 +22,12 @@ from eventstore import EventStore
 from service.application import InvoiceService
 from service.config import Config
 from service.gateway.port import Gateway
+from service.http.admin_page import WebhooksAdmin
 from service.http.auth import Authenticator
 from service.http.loading import Loader
 from service.http.request_ids import RequestIds
 from service.http.request_keys import REQUEST_ID, USERNAME
+from service.metrics import Metrics
 from service.views import ReadModel
 
 __all__ = [
@@ -35,7 +37,9 @@ __all__ = [
     "CONFIG",
     "GATEWAY",
     "HTTP_CLIENT",
+    "JOBS",
     "LOADER",
+    "METRICS",
     "REQUEST_ID",
     "REQUEST_IDS",
     "SEND_TIMEOUTS",
@@ -43,6 +47,7 @@ __all__ = [
     "STORE",
     "TEMPLATES",
     "USERNAME",
+    "WEBHOOKS_ADMIN",
 ]
 
 CONFIG = web.AppKey("config", Config)
@@ -53,6 +58,12 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 SERVICE = web.AppKey("service", InvoiceService)
 AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)
+# Set by the webhooks feature, when present: its panel of the operator page (admin_page).
+WEBHOOKS_ADMIN: web.AppKey[WebhooksAdmin] = web.AppKey("webhooks_admin")
+# The background jobs' tasks (``run_single_active``), by name: alive while running or waiting
+# for a lease another process holds; one that ended makes the process not ready.
+JOBS: web.AppKey[dict[str, asyncio.Task[None]]] = web.AppKey("jobs")
 
 # The HTML pages' templates (service/templates/), loaded and compiled once per app.
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 from service.domain.errors import DomainError
 from service.gateway.port import GatewayError
 from service.http.errors import status_of
-from service.http.keys import REQUEST_ID, REQUEST_IDS, USERNAME
+from service.http.keys import CONFIG, METRICS, REQUEST_ID, REQUEST_IDS, USERNAME
 from service.http.responses import ApiError, error_body, json_response
 
 # ApiError and json_response were defined here once; they are re-exported for old imports.
@@ -38,6 +38,10 @@ log = structlog.get_logger("service.http")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+# Methods a request histogram names; any other is "OTHER", so a client cannot make new series.
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+UNMATCHED = "unmatched"
 
 _HTTP_CODES = {
     404: ("Not found", "NOT_FOUND"),
@@ -64,14 +68,20 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         exc.headers[REQUEST_ID_HEADER] = request_id
         raise
     finally:
+        duration = time.perf_counter() - started
         log.info(
             "request",
             method=request.method,
             path=request.path,
             status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            duration_ms=round(duration * 1000, 2),
             user=request.get(USERNAME),
         )
+        if request.app[CONFIG].metrics:
+            method = request.method if request.method in _METHODS else "OTHER"
+            request.app[METRICS].observe_request(
+                method, route_template(request), str(status), duration
+            )
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 
@@ -94,6 +104,7 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return json_response(error_body(error.message, error.code, error.errors), status=status)
     except GatewayError as error:
         log.warning("gateway error", error=str(error))
+        request.app[METRICS].gateway_errors.inc()
         return json_response(error_body(error.message, error.code), status=502)
     except ValidationError as error:
         return json_response(
@@ -110,6 +121,13 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("unhandled error")
         return json_response(error_body("INTERNAL SERVER ERROR", "INTERNAL"), status=500)
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template (``/sandbox/invoices/{reference}/pay``), never the path itself: a
+    label must not hold an id. A path no route matched is "unmatched"."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
 
 
 def _code_of(reason: str) -> str:

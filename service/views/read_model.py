@@ -65,6 +65,15 @@ class UserRecord:
     enabled: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class HourlyVolume:
+    """The invoices created in one hour (``hour``: UTC, ``YYYY-MM-DDTHH``) and their total."""
+
+    hour: str
+    invoices: int
+    amount: int
+
+
 class ReadModel(Protocol):
     """The service's views, asked by name."""
 
@@ -115,6 +124,21 @@ class ReadModel(Protocol):
     async def due_invoices(self, now: datetime, limit: int) -> list[str]:
         """Up to ``limit`` PENDING invoices whose expiry is at or before ``now``, the earliest
         expiry first."""
+        ...
+
+    async def invoice_status_counts(self) -> dict[str, int]:
+        """How many invoices the view holds in each status it holds (as written: a PENDING one
+        past its expiry counts PENDING until its InvoiceExpired is written)."""
+        ...
+
+    async def refund_backlog(self) -> int:
+        """How many transactions wait for their refund (REFUND_IN_PROCESS); their invoice
+        stays PAID until every transaction is settled."""
+        ...
+
+    async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
+        """The invoices created at or after ``since``, by the UTC hour of their creation,
+        oldest hour first; hours without one are left out."""
         ...
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:

@@ -364,6 +364,11 @@ def qr_callback_request(ctx: Ctx) -> Request:
     return "POST", "/callback/xendit/qr", {}, {"event": "qr.payment", "data": data}
 
 
+def admin_page_request(ctx: Ctx) -> Request:
+    """The operator page, searching VICTIM's invoice (its timeline names VICTIM)."""
+    return "GET", "/admin", {"q": ctx.world.market_invoice}, None
+
+
 def login_request(username: str, password: str) -> EndpointFn:
     return lambda ctx: ("POST", "/auth", {}, {"username": username, "password": password})
 
@@ -383,7 +388,10 @@ BASIC_ENDPOINTS: dict[str, tuple[EndpointFn, str]] = {
     "batch": (batch_request, MARKET),
     "mark-paid": (mark_paid_request, DELIVERY),
     "topup": (topup_request, ADMIN),
+    "admin-page": (admin_page_request, ADMIN),
 }
+# /metrics, /health/live and /health/ready ask for no credentials (/metrics only with the
+# setting metrics_token: tests/e2e/test_metrics.py), so they have no cell here.
 CALLBACK_ENDPOINTS: dict[str, EndpointFn] = {
     "invoice-callback": invoice_callback_request,
     "qr-callback": qr_callback_request,
@@ -747,6 +755,10 @@ def build_cells() -> list[ParameterSet]:
     for fault, topup, account in topup_cases:
         cell = Cell(topup, as_basic(account), 403, FORBIDDEN, caller=account)
         add(f"topup.{fault}", cell)
+    # The operator page: an admin's only.
+    for fault, account in (("buyer-account", VICTIM), ("platform-account", MARKET)):
+        cell = Cell(admin_page_request, as_basic(account), 403, FORBIDDEN, caller=account)
+        add(f"admin-page.{fault}", cell)
 
     # POST /auth: wrong logins, all alike.
     logins: list[tuple[str, str, str]] = [

@@ -116,7 +116,12 @@ async def test_every_operation_states_its_credentials_errors_and_headers(api: Ap
         "/balance/topup": [{"basic": []}],
         "/callback/xendit/invoice": [{"callbackToken": []}],
         "/callback/xendit/qr": [{"callbackToken": []}],
+        "/admin": [{"basic": []}],
         "/health": [],
+        "/health/live": [],
+        "/health/ready": [],
+        # Its bearer token is optional (the setting metrics_token), so none is required.
+        "/metrics": [],
         "/openapi.json": [],
         "/docs": [],
     }

@@ -69,6 +69,7 @@ class Recorded:
     log: list[RecordedEvent]
     answers: Answers
     now: datetime  # the app's clock when they were asked
+    operations: Answers  # the operator's questions (ask_operations)
 
 
 # -- the log, made by the service on SQLite ----------------------------------------------------
@@ -183,7 +184,8 @@ async def record(database: Path) -> Recorded:
         log = [event async for event in client.app[STORE].read_all()]
         views = client.app[READ_MODEL]
         assert isinstance(views, SQLiteReadModel)
-        return Recorded(log, await ask_everything(views, log, clock()), clock())
+        answers = await ask_everything(views, log, clock())
+        return Recorded(log, answers, clock(), await ask_operations(views, log))
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +252,22 @@ async def ask_everything(views: ReadModel, log: Sequence[RecordedEvent], now: da
         for limit in (1, 2, 100):
             answers["due", moment, limit] = await views.due_invoices(moment, limit)
         answers["reconcile", moment] = await views.reconcile_candidates(moment)
+    return answers
+
+
+async def ask_operations(views: ReadModel, log: Sequence[RecordedEvent]) -> Answers:
+    """The operator's questions (/metrics, /admin): counts by status, the refund backlog, and
+    the checkouts by hour since moments around every creation. They read every row by design
+    (a scrape or a page, not a request's path), so they are kept out of the index test."""
+    created = [decode(e) for e in log if e.type == "InvoiceCreated"]
+    moments = {e.created_at for e in created if isinstance(e, InvoiceCreated)}
+    tick = timedelta(microseconds=1)
+    answers: Answers = {
+        ("invoice_status_counts",): await views.invoice_status_counts(),
+        ("refund_backlog",): await views.refund_backlog(),
+    }
+    for moment in sorted({m + step for m in moments for step in (-tick, 0 * tick, tick)}):
+        answers["hourly_volume", moment] = await views.hourly_volume(moment)
     return answers
 
 
@@ -347,6 +365,9 @@ async def test_postgresql_views_answer_every_question_as_sqlite_views_do(
 
     assert differences(recorded.answers, got) == []
     assert got == recorded.answers
+    operations = await ask_operations(views, recorded.log)
+    assert differences(recorded.operations, operations) == []
+    assert operations == recorded.operations
     # Equal times may still differ in zone; both answer UTC times, as the API writes them.
     assert {t.tzinfo for t in times_in(got)} == {t.tzinfo for t in times_in(recorded.answers)}
     assert {t.tzinfo for t in times_in(got)} == {UTC}
@@ -384,6 +405,9 @@ async def test_the_log_made_every_kind_of_answer(recorded: Recorded) -> None:
     assert any(a for q, a in answers.items() if q[0] == "reconcile")
     assert any(a[1] for q, a in answers.items() if q[0] == "balances")  # a seller's earnings
     assert any(a for q, a in answers.items() if q[0] == "invoice_by_waybill")
+    operations = recorded.operations
+    assert len(operations["invoice_status_counts",]) >= 4
+    assert len({len(a) for q, a in operations.items() if q[0] == "hourly_volume"}) > 1
 
 
 async def test_a_reset_and_replay_gives_the_same_rows(recorded: Recorded, db: Database) -> None:

@@ -177,6 +177,13 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         GatewayRejected.message,
         "The payment gateway refused the request; nothing was written",
     ),
+    ErrorCode(
+        "NOT_READY",
+        503,
+        "Not ready",
+        "The database did not answer the readiness probe in time, or a background job's runner"
+        " has stopped (`errors` names which)",
+    ),
 )
 
 BY_CODE: Final = MappingProxyType({entry.code: entry for entry in CATALOGUE})

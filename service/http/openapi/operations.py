@@ -30,6 +30,7 @@ STATUS_TEXT = {
     415: "The request body is not `application/json`",
     500: "A failure of the service itself (no details reach the client)",
     502: "The payment gateway failed; nothing was written",
+    503: "Not ready to take traffic (`errors` says why)",
 }
 
 # Errors every endpoint with a JSON body can answer before its handler decides anything.
@@ -311,6 +312,55 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="Answers once the event store is open.",
         answer=schemas.HealthAnswer,
         errors=_errors(_ALWAYS),
+    ),
+    ("get", "/health/live"): Operation(
+        tag="operations",
+        summary="Liveness: the process answers",
+        description="200 as long as the process answers requests; nothing else is checked.",
+        answer=schemas.LiveAnswer,
+        errors=_errors(_ALWAYS),
+    ),
+    ("get", "/health/ready"): Operation(
+        tag="operations",
+        summary="Readiness: the database answers and the background jobs run",
+        description=(
+            "200 when the database answers a query within 2 s and every background job's"
+            " runner is alive (running its job, or waiting while another process holds the"
+            " job's lease); otherwise 503 `NOT_READY`, `errors` naming `database` or `jobs`."
+        ),
+        answer=schemas.ReadyAnswer,
+        errors=_errors({503: ("NOT_READY",)}, _ALWAYS),
+    ),
+    ("get", "/metrics"): Operation(
+        tag="operations",
+        summary="Prometheus metrics of every process",
+        description=(
+            "The Prometheus text format (prometheus-client): request durations by method,"
+            " route template and status, the domain's outcomes, backlogs, the log's head"
+            " position and group-commit sizes, summed over every process of"
+            " `serve --workers N`. With the setting `metrics_token` (`INVOICE_METRICS_TOKEN`)"
+            " it asks for `Authorization: Bearer <metrics_token>` and answers 401 without it."
+            " With the setting `metrics` false, request durations are not recorded."
+        ),
+        answer={"type": "string"},
+        answer_media_type="text/plain",
+        errors=_errors(_AUTH, _ALWAYS),
+    ),
+    ("get", "/admin"): Operation(
+        tag="operations",
+        summary="The operator page",
+        description=(
+            "Server-rendered HTML for admin accounts: invoices by status and the last 24 hours'"
+            " checkouts as SVG charts, the refund backlog (and the webhooks' when present), and"
+            " a search by invoice id or waybill showing the invoice's timeline with actors and"
+            " its state now or `as_of` a time or a log position. A 401 carries"
+            " `WWW-Authenticate: Basic`, so a browser asks for credentials."
+        ),
+        answer={"type": "string"},
+        answer_media_type="text/html",
+        security=BASIC,
+        query=schemas.AdminQuerySchema,
+        errors=_errors({400: ("VALIDATION",)}, _ROLE, _ALWAYS),
     ),
     ("get", "/openapi.json"): Operation(
         tag="documentation",

@@ -259,3 +259,18 @@ class HealthAnswer(Schema):
             "The answering process's id: with `serve --workers N`, which of the N answered."
         ),
     )
+
+
+class LiveAnswer(Schema):
+    status = _one_of("ok", required=True)
+    pid = fields.Integer(required=True, metadata=doc("The answering process's id."))
+
+
+class ReadyAnswer(Schema):
+    status = _one_of("ready", required=True)
+    pid = fields.Integer(required=True, metadata=doc("The answering process's id."))
+    jobs = fields.List(
+        fields.String(),
+        required=True,
+        metadata=doc("The background jobs whose runners are alive in this process."),
+    )

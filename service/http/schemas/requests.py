@@ -372,6 +372,25 @@ class DetailQuerySchema(StrictSchema):
             raise ValidationError("Give at most one of as_of and as_of_position.", "_schema")
 
 
+class AdminQuerySchema(StrictSchema):
+    q = fields.String(
+        validate=NAME, metadata=doc("An invoice id or a waybill number to show the timeline of.")
+    )
+    as_of = fields.AwareDateTime(
+        validate=in_utc_range,
+        metadata=doc("Show the invoice as it stood at this time (ISO 8601 with a timezone)."),
+    )
+    as_of_position = QueryInteger(
+        validate=validate.Range(min=0, max=MAX_POSITION),
+        metadata=doc("Show the invoice as it stood just after this log position."),
+    )
+
+    @validates_schema
+    def one_moment(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "as_of" in data and "as_of_position" in data:
+            raise ValidationError("Give at most one of as_of and as_of_position.", "_schema")
+
+
 class HistoryQuerySchema(StrictSchema):
     invoice = fields.String(required=True, validate=NAME, metadata=doc("The invoice id."))
 

@@ -16,11 +16,17 @@ from typing import Any
 
 import asyncpg
 
-from service.domain.codec import parse_time
+from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.domain.ledger import buyer, seller
 from service.views.invoice_state import decode_state
-from service.views.read_model import LedgerEntry, UserRecord, Viewer, VisibleInvoice
+from service.views.read_model import (
+    HourlyVolume,
+    LedgerEntry,
+    UserRecord,
+    Viewer,
+    VisibleInvoice,
+)
 from service.views.status_history import decode_history
 
 # Decoded states remembered per read model, by their stored text (as on SQLite).
@@ -124,6 +130,31 @@ class PostgreSQLReadModel:
             limit,
         )
         return [invoice for (invoice,) in rows]
+
+    async def invoice_status_counts(self) -> dict[str, int]:
+        rows = await self._pool.fetch("SELECT status, COUNT(*) FROM invoice_view GROUP BY status")
+        return {status: count for status, count in rows}
+
+    async def refund_backlog(self) -> int:
+        count = await self._pool.fetchval(
+            "SELECT COUNT(*) FROM invoice_view,"
+            " jsonb_array_elements(state::jsonb -> 'transactions') AS t"
+            " WHERE status = 'PAID' AND t ->> 'status' = 'REFUND_IN_PROCESS'"
+        )
+        return int(count)
+
+    async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
+        # As on SQLite: the expiry bound first, then the creation time as the state's text.
+        rows = await self._pool.fetch(
+            "SELECT substr(created, 1, 13) AS hour, COUNT(*), SUM(amount) FROM ("
+            " SELECT state::jsonb -> 'created' ->> 'created_at' AS created,"
+            " (state::jsonb -> 'created' ->> 'total_amount')::bigint AS amount"
+            " FROM invoice_view WHERE expired_at >= $1) AS recent"
+            " WHERE created >= $2 GROUP BY hour ORDER BY hour",
+            since,
+            format_time(since),
+        )
+        return [HourlyVolume(hour, int(count), int(amount)) for hour, count, amount in rows]
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         # A BALANCE invoice's reference starts with "balance-": no gateway knows of it. A paid

@@ -16,7 +16,13 @@ from typing import Any, Protocol
 from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.views.invoice_state import decode_state
-from service.views.read_model import LedgerEntry, UserRecord, Viewer, VisibleInvoice
+from service.views.read_model import (
+    HourlyVolume,
+    LedgerEntry,
+    UserRecord,
+    Viewer,
+    VisibleInvoice,
+)
 from service.views.status_history import decode_history
 
 # Decoded states remembered per read model, by their stored text (see ``_state``).
@@ -143,6 +149,31 @@ class SQLiteReadModel:
             (format_time(now), limit),
         )
         return [invoice for (invoice,) in rows]
+
+    async def invoice_status_counts(self) -> dict[str, int]:
+        rows = await self._store.query("SELECT status, COUNT(*) FROM invoice_view GROUP BY status")
+        return {status: count for status, count in rows}
+
+    async def refund_backlog(self) -> int:
+        rows = await self._store.query(
+            "SELECT COUNT(*) FROM invoice_view, json_each(invoice_view.state, '$.transactions') t"
+            " WHERE invoice_view.status = 'PAID'"
+            " AND json_extract(t.value, '$.status') = 'REFUND_IN_PROCESS'"
+        )
+        return int(rows[0][0])
+
+    async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
+        # An invoice expires after it was created: the expiry bound skips older rows before
+        # their state is parsed. Times are the same sortable UTC text everywhere.
+        rows = await self._store.query(
+            "SELECT substr(json_extract(state, '$.created.created_at'), 1, 13) AS hour,"
+            " COUNT(*), SUM(json_extract(state, '$.created.total_amount'))"
+            " FROM invoice_view WHERE expired_at >= ?"
+            " AND json_extract(state, '$.created.created_at') >= ?"
+            " GROUP BY hour ORDER BY hour",
+            (format_time(since), format_time(since)),
+        )
+        return [HourlyVolume(hour, int(count), int(amount)) for hour, count, amount in rows]
 
     async def reconcile_candidates(self, since: datetime) -> list[str]:
         # A BALANCE invoice's reference starts with "balance-": no gateway knows of it. A paid

@@ -1,0 +1,7 @@
+"""The service's Prometheus metrics (``Metrics``) and what feeds them: committed events
+(``outcomes``), requests (``service.http.metrics``), the store's group commits (its
+``on_batch`` option) and hooks other features feed (``WebhookStats``)."""
+
+from service.metrics.registry import MULTIPROC_ENV, Metrics, WebhookStats, multiprocess_dir
+
+__all__ = ["MULTIPROC_ENV", "Metrics", "WebhookStats", "multiprocess_dir"]

@@ -1,0 +1,180 @@
+"""Operations with real processes: one scrape of ``serve --workers 2`` sees both processes'
+counts; SIGTERM under load cuts no request and loses no acknowledged write; readiness answers
+503 once the database is gone.
+
+Every request goes on a new connection (``served.Service``), so the kernel spreads them over
+the workers and a stopping server is met as a client meets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import checkout_body
+from tests.multiprocess.served import Service, start, stop_with
+from tests.pgdb import ADMIN_URL, fresh_database
+
+pytestmark = pytest.mark.slow
+
+BUYER = "usernew1"
+CHECKOUTS = 40
+CLIENTS = 48  # requests kept in flight while SIGTERM arrives
+
+
+async def scrape(service: Service) -> dict[tuple[str, frozenset[Any]], float]:
+    """The samples of one scrape, parsed by prometheus-client's own parser."""
+    async with service.http.get(service.base_url + "/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> None:
+    """40 checkouts spread over two workers: every scrape, whichever worker answers it, counts
+    all 40 (one process alone saw about half of them), and their request durations too."""
+    server, database = start(tmp_path, 2)
+    service = Service(server, database)
+    try:
+        pids = set()
+        for _ in range(CHECKOUTS):
+            status, body = await service.checkout(BUYER, checkout_body(stores=1))
+            assert status == 200, body
+        for _ in range(20):
+            pids.add(await service.health_pid())
+        assert len(pids) == 2, pids  # both workers answer: the checkouts were spread too
+        created = ("invoices_created_total", frozenset({("source", "XENDIT")}))
+        timed = (
+            "http_request_duration_seconds_count",
+            frozenset({("method", "POST"), ("route", "/payment-checkout"), ("status", "200")}),
+        )
+        for _ in range(10):  # each on a new connection: both workers answer some
+            samples = await scrape(service)
+            assert samples[created] == CHECKOUTS
+            assert samples[timed] == CHECKOUTS
+            assert samples[("eventstore_head_position", frozenset())] > CHECKOUTS
+    finally:
+        await service.close()
+        server.stop()
+
+
+async def _load(service: Service, stop_at: float) -> list[tuple[str, str, float]]:
+    """Checkouts sent by ``CLIENTS`` clients, each on a new connection, until the service
+    stops taking connections; each as (its invoice_onmarket, outcome, when it ended)."""
+    headers = await service.bearer(BUYER)
+    results: list[tuple[str, str, float]] = []
+    serial = iter(range(10**9))
+
+    async def client(index: int) -> None:
+        while True:
+            body = checkout_body(stores=1, invoice_onmarket=[f"INV/SIGTERM/{next(serial)}"])
+            number = body["transaction"][0]["invoice_onmarket"]
+            try:
+                async with service.http.post(
+                    service.base_url + "/payment-checkout", json=body, headers=headers
+                ) as response:
+                    await response.read()
+                    results.append((number, str(response.status), time.monotonic()))
+            except aiohttp.ClientConnectorError:
+                results.append((number, "refused", time.monotonic()))
+                return  # the service no longer listens
+            except aiohttp.ClientError as error:
+                results.append((number, type(error).__name__, time.monotonic()))
+                return
+            if time.monotonic() > stop_at:
+                return
+
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    return results
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_under_load_finishes_what_it_took_and_loses_nothing(
+    tmp_path: Path, workers: int
+) -> None:
+    """SIGTERM while ``CLIENTS`` checkouts are in flight: the service exits 0; every request
+    answered is a 200; requests were still answered after the signal (those being handled
+    finished); after a restart every acknowledged invoice is there, no request that got no
+    answer left an invoice behind, and ``verify`` passes."""
+    server, database = start(tmp_path, workers)
+    service = Service(server, database)
+    try:
+        loop = asyncio.get_running_loop()
+        load = asyncio.ensure_future(_load(service, time.monotonic() + 60))
+        await asyncio.sleep(1.0)
+        signalled = time.monotonic()
+        exit_code = await loop.run_in_executor(None, stop_with, server, signal.SIGTERM)
+        results = await load
+    finally:
+        await service.close()
+        server.stop()
+    assert exit_code == 0
+    outcomes = {outcome for _, outcome, _ in results}
+    assert outcomes <= {"200", "refused", "ServerDisconnectedError", "ClientOSError"}, outcomes
+    acknowledged = [number for number, outcome, _ in results if outcome == "200"]
+    unanswered = [number for number, outcome, _ in results if outcome not in ("200", "refused")]
+    assert len(acknowledged) > CLIENTS
+    assert any(outcome == "200" and ended > signalled for _, outcome, ended in results)
+    print(
+        f"\nSIGTERM, {workers} worker(s): {len(acknowledged)} acknowledged, {len(unanswered)} cut"
+    )
+
+    server, database = start(tmp_path, 1)
+    service = Service(server, database)
+    try:
+        # A marketplace invoice number is taken by a live invoice: reusing an acknowledged one
+        # is refused, reusing one whose request got no answer is accepted (nothing was written).
+        for number in acknowledged:
+            body = checkout_body(stores=1, invoice_onmarket=[number])
+            status, answer = await service.checkout(BUYER, body)
+            assert (status, answer["code"]) == (400, "INVOICE_ONMARKET_IN_USE"), number
+        for number in unanswered:
+            status, answer = await service.checkout(
+                BUYER, checkout_body(stores=1, invoice_onmarket=[number])
+            )
+            assert status == 200, (number, answer)
+        await service.assert_balanced()
+    finally:
+        await service.close()
+        server.stop()
+    await database.verify()
+
+
+async def test_readiness_answers_503_once_the_database_is_gone(tmp_path: Path) -> None:
+    """On PostgreSQL: ready (database and jobs) while the database is there; once it is
+    dropped, 503 NOT_READY naming the database, while liveness still answers 200."""
+    async with fresh_database("ready") as url:
+        server, database = start(tmp_path, 1, database=url)
+        service = Service(server, database)
+        try:
+            status, body = await service.request("GET", "/health/ready")
+            assert status == 200, body
+            assert body["status"] == "ready"
+            assert set(body["jobs"]) == {"refund-worker", "expiry-task"}
+            name = url.rsplit("/", 1)[1]
+            admin = await asyncpg.connect(ADMIN_URL)
+            try:
+                await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+            status, body = await service.request("GET", "/health/ready")
+            assert status == 503, body
+            assert body["code"] == "NOT_READY"
+            assert "database" in body["errors"]
+            status, body = await service.request("GET", "/health/live")
+            assert status == 200, body
+        finally:
+            await service.close()
+            server.stop()
