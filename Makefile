@@ -32,7 +32,7 @@ format: install
 # The long variants of the reliability tests: 1,000 rounds of each race (one app, and three
 # `serve --workers` processes), a long stateful run.
 soak: install
-	SOAK=1 $(BIN)/pytest -q tests/e2e/test_races.py tests/e2e/test_mark_paid_races.py tests/e2e/test_stateful.py tests/multiprocess
+	SOAK=1 $(BIN)/pytest -q tests/e2e/test_races.py tests/e2e/test_mark_paid_races.py tests/e2e/test_done_batch.py tests/e2e/test_stateful.py tests/multiprocess
 
 # The long OpenAPI fuzz run against a real server: 450 generated requests for each of the 14
 # documented operations (6,300) plus the nasty-value sweep; `make test` runs 20 each. About a

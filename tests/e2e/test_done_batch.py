@@ -6,6 +6,7 @@ request refused only for a malformed body or another platform; Idempotency-Key a
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -23,11 +24,21 @@ from tests.e2e.test_platform_actions import (
     slow_refunds_api,
     store_total,
 )
-from tests.e2e.test_races import ROUNDS, ROUNDS_TO_SEE_BOTH_SIDES
+from tests.e2e.test_races import ROUNDS_TO_SEE_BOTH_SIDES
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 SUCCESS = ("success", None, "TRANSACTION IS COMPLETED")
+
+
+def _rounds() -> int:
+    if os.environ.get("RACE_ROUNDS"):
+        return int(os.environ["RACE_ROUNDS"])
+    return 1000 if os.environ.get("SOAK") == "1" else 200
+
+
+# The race of a batch against single dones: 200 rounds in ``make test``, 1,000 in ``make soak``.
+ROUNDS = _rounds()
 
 
 async def batch(
