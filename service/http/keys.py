@@ -27,6 +27,8 @@ from service.http.loading import Loader
 from service.http.request_ids import RequestIds
 from service.http.request_keys import REQUEST_ID, USERNAME
 from service.views import ReadModel
+from service.webhooks.signing import SecretBox
+from service.webhooks.stats import WebhookStats
 
 __all__ = [
     "API_TIMES",
@@ -43,6 +45,8 @@ __all__ = [
     "STORE",
     "TEMPLATES",
     "USERNAME",
+    "WEBHOOK_SECRETS",
+    "WEBHOOK_STATS",
 ]
 
 CONFIG = web.AppKey("config", Config)
@@ -53,6 +57,9 @@ CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 SERVICE = web.AppKey("service", InvoiceService)
 AUTH = web.AppKey("auth", Authenticator)
+# Seals webhook secrets for the log and opens them for signing (``webhook_secret_key``).
+WEBHOOK_SECRETS = web.AppKey("webhook_secrets", SecretBox)
+WEBHOOK_STATS = web.AppKey("webhook_stats", WebhookStats)
 
 # The HTML pages' templates (service/templates/), loaded and compiled once per app.
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

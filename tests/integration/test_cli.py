@@ -212,6 +212,7 @@ async def _can_log_in(database: Path, username: str, password: str) -> bool:
         mode="production",
         token_secret="t" * 32,
         callback_token="c" * 32,
+        webhook_secret_key="w" * 32,
         log_level="WARNING",
     )
     async with TestClient(TestServer(create_app(config))) as client:

@@ -64,6 +64,21 @@ from service.http.schemas.requests import (
     TopUpSchema,
     TransactionSchema,
 )
+from service.http.schemas.webhooks import (
+    WEBHOOK_ENDPOINT_ID,
+    WEBHOOK_MESSAGE_ID,
+    WebhookAttemptAnswer,
+    WebhookEndpointAnswer,
+    WebhookEndpointCreateSchema,
+    WebhookEndpointListAnswer,
+    WebhookEndpointUpdateSchema,
+    WebhookMessageAnswer,
+    WebhookMessageListAnswer,
+    WebhookMessagesQuerySchema,
+    WebhookRecoverSchema,
+    WebhookResentAnswer,
+    WebhookSecretAnswer,
+)
 
 __all__ = [
     "API_TIME",
@@ -77,6 +92,8 @@ __all__ = [
     "MAX_REASON",
     "MAX_REFERENCE",
     "MAX_TRANSACTIONS",
+    "WEBHOOK_ENDPOINT_ID",
+    "WEBHOOK_MESSAGE_ID",
     "AuthSchema",
     "BalanceAnswer",
     "BalanceCheckoutAnswer",
@@ -116,5 +133,16 @@ __all__ = [
     "TopUpSchema",
     "TransactionSchema",
     "TransactionStatusAnswer",
+    "WebhookAttemptAnswer",
+    "WebhookEndpointAnswer",
+    "WebhookEndpointCreateSchema",
+    "WebhookEndpointListAnswer",
+    "WebhookEndpointUpdateSchema",
+    "WebhookMessageAnswer",
+    "WebhookMessageListAnswer",
+    "WebhookMessagesQuerySchema",
+    "WebhookRecoverSchema",
+    "WebhookResentAnswer",
+    "WebhookSecretAnswer",
     "XenditCheckoutAnswer",
 ]

@@ -17,6 +17,7 @@ from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.views.invoice_state import decode_state
 from service.views.read_model import LedgerEntry, UserRecord, Viewer, VisibleInvoice
+from service.views.sqlite.webhooks import SQLiteWebhookReads
 from service.views.status_history import decode_history
 
 # Decoded states remembered per read model, by their stored text (see ``_state``).
@@ -31,7 +32,7 @@ class SQLiteQueries(Protocol):
     async def lookup(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]: ...
 
 
-class SQLiteReadModel:
+class SQLiteReadModel(SQLiteWebhookReads):
     """The ``ReadModel`` over one SQLite store's views (the views live in the log's file)."""
 
     def __init__(self, store: SQLiteQueries) -> None:
