@@ -127,9 +127,8 @@ class Outbox:
         if known is not None and known[0] == version - 1:
             return known[1]
         state: Invoice | None = None
-        async for recorded in self.store.read_stream(invoice_stream(invoice)):
-            if recorded.version >= version:
-                break
+        # A list, not read_stream: a generator left unfinished would hold a reader till GC.
+        for recorded in await self.store.stream_tail(invoice_stream(invoice), 0, version - 1):
             state = evolve(state, decode(recorded))
         return state
 

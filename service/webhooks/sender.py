@@ -88,12 +88,7 @@ class WebhookSender:
                 while True:
                     await self._round(session)
         finally:
-            waker.cancel()
-            for task in list(self._in_flight.values()):
-                task.cancel()
-            for task in [waker, *self._in_flight.values()]:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancelled([waker, *self._in_flight.values()])
 
     async def _wake_on_new(self, head: int) -> None:
         async for _ in self.store.subscribe("webhook-sender-wake", head, types=WAKE_TYPES):
@@ -116,7 +111,8 @@ class WebhookSender:
             await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):  # not wait_for: it can drop a cancel
+                await self._wake.wait()
 
     def _done(self, message: str, _: asyncio.Task[None]) -> None:
         self._in_flight.pop(message, None)
@@ -215,6 +211,19 @@ class WebhookSender:
         )
         if changed:
             log.error("webhook endpoint disabled", endpoint=endpoint, reason=reason)
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they end. Cancelled again while they run on: on Python
+    3.11 a ``wait_for`` whose inner wait ends as the cancel arrives drops the cancel, and the
+    subscription would go on waiting for ever."""
+    while True:
+        running = [task for task in tasks if not task.done()]
+        if not running:
+            return
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=0.1)
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
