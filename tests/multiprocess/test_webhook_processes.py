@@ -1,0 +1,84 @@
+"""Webhooks with real ``serve --workers 2`` processes on one SQLite file: ``kill -9`` of the
+sender between its send and its record, and the message is sent again with the same
+``webhook-id``; every other message delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import checkout_body
+from tests.multiprocess.served import Service, alive, start, wait_until
+from tests.webhook_receiver import Delivery, Receiver
+
+pytestmark = pytest.mark.slow
+
+BUYER = "usernew1"
+
+
+async def test_kill_9_between_send_and_record_redelivers_with_the_same_id(
+    tmp_path: Path,
+) -> None:
+    server, database = start(tmp_path, 2, webhook_poll_interval_seconds="0.1")
+    service = Service(server, database)
+    hang = asyncio.Event()
+    first: list[Delivery] = []
+
+    def answer(delivery: Delivery) -> int:
+        return 200
+
+    async with Receiver(hang=hang, answer=answer) as receiver:
+        try:
+            wait_until(lambda: service.lease_holder("webhook-sender") is not None, 10, "a sender")
+            status, body = await service.request(
+                "POST",
+                "/webhooks/endpoints",
+                {"url": receiver.url, "event_types": ["invoice.created"]},
+                service.basic("onmarket"),
+            )
+            assert status == 201, body
+            status, created = await service.checkout(BUYER, checkout_body(stores=1))
+            assert status == 200, created
+            first = await receiver.wait_for(1, within=10)  # sent, and the receiver hangs
+
+            victim = service.lease_holder("webhook-sender")
+            assert victim is not None
+            receiver.hang = None  # from now on the receiver answers at once
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: not alive(victim), 10, "the sender dead")
+
+            again = await receiver.wait_for(2, within=15)
+            assert again[1].id == first[0].id
+            assert again[1].body == first[0].body
+
+            async def delivered() -> bool:
+                status, listed = await service.request(
+                    "GET", "/webhooks/messages", headers=service.basic("onmarket")
+                )
+                assert status == 200, listed
+                return [m["status"] for m in listed["messages"]] == ["delivered"]
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while not await delivered():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
+
+            # The other worker (or the replacement) now sends each new message once.
+            for _ in range(5):
+                status, body = await service.checkout(BUYER, checkout_body(stores=1))
+                assert status == 200, body
+            deliveries = await receiver.wait_for(7, within=15)
+            await asyncio.sleep(0.5)
+            counts: Counter[str] = Counter(d.id for d in receiver.deliveries)
+            assert counts[first[0].id] == 2
+            assert [n for message, n in counts.items() if message != first[0].id] == [1] * 5
+            assert len(deliveries) >= 7
+        finally:
+            hang.set()
+            server.stop()
+            await service.close()
