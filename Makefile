@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python -m bench.http $(BENCH_HTTP_FLAGS) || status=1; \
 	$(BIN)/python -m bench.done_batch || status=1; \
 	$(BIN)/python -m bench.workers || status=1; \
+	$(BIN)/python -m bench.webhooks || status=1; \
 	exit $$status
 
 clean:
