@@ -87,7 +87,15 @@ class AdvisoryLeases:
                     timeout=CHECK_TIMEOUT_SECONDS,
                 )
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            # A check that timed out leaves its query in progress on the connection: the next
+            # one is refused ("another operation is in progress"). The lease is lost either way.
+            asyncpg.InternalClientError,
+            TimeoutError,
+        ):
             return False
 
     async def release(self, job: str) -> None:

@@ -1,19 +1,23 @@
-"""Webhooks with real ``serve --workers 2`` processes on one SQLite file: ``kill -9`` of the
+"""Webhooks with real processes: ``serve --workers 2`` on one SQLite file, ``kill -9`` of the
 sender between its send and its record, and the message is sent again with the same
-``webhook-id``; every other message delivered once."""
+``webhook-id`` (every other message delivered once); two ``serve`` nodes on one PostgreSQL
+database, each message delivered once."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from bench.servers import Server, child_environment, free_port
 from tests.e2e.conftest import checkout_body
 from tests.multiprocess.served import Service, alive, start, wait_until
+from tests.pgdb import fresh_database
 from tests.webhook_receiver import Delivery, Receiver
 
 pytestmark = pytest.mark.slow
@@ -82,3 +86,47 @@ async def test_kill_9_between_send_and_record_redelivers_with_the_same_id(
             hang.set()
             server.stop()
             await service.close()
+
+
+def _node(tmp_path: Path, url: str, name: str) -> Server:
+    """``python -m service serve`` on the PostgreSQL database at ``url``: one node."""
+    port = free_port()
+    env = child_environment(
+        {
+            "INVOICE_MODE": "development",
+            "INVOICE_LOG_FORMAT": "json",
+            "INVOICE_WEBHOOK_POLL_INTERVAL_SECONDS": "0.1",
+        }
+    )
+    argv = [sys.executable, "-m", "service", "serve", "--port", str(port), "--db", url]
+    server = Server(name, argv, env, port, tmp_path / f"{name}.log")
+    server.wait_ready(60)
+    return server
+
+
+async def test_two_nodes_on_postgresql_deliver_each_message_once(tmp_path: Path) -> None:
+    """Two ``serve`` processes on one PostgreSQL database, checkouts spread over both: one
+    sender at a time (the advisory lease), every message delivered exactly once."""
+    async with fresh_database("webhook_nodes") as url, Receiver() as receiver:
+        nodes = [_node(tmp_path, url, f"node{i}") for i in range(2)]
+        services = [Service(node, tmp_path / "unused.db") for node in nodes]
+        try:
+            status, body = await services[0].request(
+                "POST",
+                "/webhooks/endpoints",
+                {"url": receiver.url, "event_types": ["invoice.created"]},
+                services[0].basic("onmarket"),
+            )
+            assert status == 201, body
+            for i in range(10):
+                status, body = await services[i % 2].checkout(BUYER, checkout_body(stores=1))
+                assert status == 200, body
+            await receiver.wait_for(10, within=20)
+            await asyncio.sleep(1.0)  # nothing more comes
+            counts = Counter(d.id for d in receiver.deliveries)
+            assert len(counts) == 10
+            assert set(counts.values()) == {1}
+        finally:
+            for node, service in zip(nodes, services, strict=True):
+                node.stop()
+                await service.close()
