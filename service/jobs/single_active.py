@@ -10,7 +10,6 @@ the lease) a moment later: a failing job must not keep the lease from a process 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -40,7 +39,18 @@ async def run_single_active(
                 await _run_while_held(leases, job, start, retry)
             finally:
                 await leases.release(job)
+        _go_on_cancelling()
         await asyncio.sleep(retry)
+
+
+def _go_on_cancelling() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop. A cancel can be swallowed on
+    its way (asyncpg turns one that lands mid-query into an ``InternalClientError``, which the
+    lease check counts as a lost lease; Python 3.11's ``wait_for`` drops one that arrives as its
+    wait ends): the loop must not try again for ever while the app waits for it to stop."""
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError()
 
 
 async def _run_while_held(
@@ -65,5 +75,9 @@ async def _run_while_held(
     finally:
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                # The job's end, as asked; a cancel of this task itself that arrived meanwhile
+                # (the app stopping just as a lease was lost) goes on.
+                _go_on_cancelling()
