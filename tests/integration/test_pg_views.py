@@ -439,6 +439,7 @@ async def test_migrations_are_recorded_once_and_a_newer_schema_is_refused(
             ("view:invoices", 1),
             ("view:ledger", 1),
             ("view:users", 1),
+            ("view:webhooks", 1),
         ]
         await conn.execute(
             "INSERT INTO view_migrations (component, version, name) VALUES ($1, 2, 'newer')",
@@ -459,7 +460,7 @@ async def test_concurrent_opens_migrate_once(db: Database) -> None:
     await asyncio.gather(open_one(), open_one(), open_one())
 
     async with db.connect() as conn:
-        assert await _count(conn, "view_migrations") == 3  # one row per component
+        assert await _count(conn, "view_migrations") == 4  # one row per component
 
 
 async def test_readers_go_on_reading_the_old_rows_while_a_rebuild_resets_the_views(
