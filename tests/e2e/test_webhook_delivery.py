@@ -27,7 +27,7 @@ def config(tmp_path: Path, template_db: Path) -> Config:
     return e2e_config(
         copy_of(template_db, tmp_path),
         webhook_poll_interval_seconds=0.02,
-        webhook_timeout_seconds=0.5,
+        webhook_timeout_seconds=2.0,  # a loaded machine's receiver may be slow to answer
     )
 
 
@@ -101,7 +101,7 @@ async def test_a_timeout_and_a_refused_connection_are_failures_with_their_reason
         listed = await messages(api)
         return listed if len(listed) == 2 and all(m["attempts"] for m in listed) else None
 
-    listed = await until(both)
+    listed = await until(both, within=15)
 
     errors = sorted(m["attempts"][0]["error"] for m in listed)
     assert [m["attempts"][0]["status"] for m in listed] == [0, 0]
