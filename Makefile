@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python -m bench.done_batch || status=1; \
 	$(BIN)/python -m bench.workers || status=1; \
 	$(BIN)/python -m bench.metrics || status=1; \
+	$(BIN)/python -m bench.webhooks || status=1; \
 	exit $$status
 
 clean:

@@ -32,6 +32,7 @@ from service.http import openapi
 from service.http import operations as operations_routes
 from service.http import routes as api_routes
 from service.http import sandbox as sandbox_routes
+from service.http import webhooks as webhook_routes
 from service.http.auth import Authenticator
 from service.http.keys import (
     API_TIMES,
@@ -49,6 +50,8 @@ from service.http.keys import (
     SERVICE,
     STORE,
     TEMPLATES,
+    WEBHOOK_SECRETS,
+    WEBHOOK_STATS,
 )
 from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
@@ -63,6 +66,10 @@ from service.presenters import remembered_api_time
 from service.security import hash_password
 from service.views import ReadModel
 from service.views.backends import projectors_for, read_model_of
+from service.webhooks.outbox import Outbox
+from service.webhooks.sender import WebhookSender
+from service.webhooks.signing import SecretBox
+from service.webhooks.stats import WebhookStats
 from service.workers.expiry import run_expiry_task
 from service.workers.reconcile import run_reconcile_task
 from service.workers.refunds import run_refund_worker
@@ -107,6 +114,8 @@ def create_app(
     app[REQUEST_IDS] = RequestIds()
     app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
     app[METRICS] = Metrics()
+    app[WEBHOOK_SECRETS] = SecretBox(config.webhook_secret_key)
+    app[WEBHOOK_STATS] = WebhookStats()
     # Opened in this order and closed in the reverse one (aiohttp unwinds cleanup_ctx from the
     # end): the workers stop first, then what they use, the gateway and the HTTP client, and the
     # store last of all.
@@ -114,6 +123,7 @@ def create_app(
     app.add_routes(api_routes.routes)
     app.add_routes(operations_routes.routes)
     app.add_routes(admin_routes.routes)
+    app.add_routes(webhook_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
     openapi.setup(app)  # last: it describes the routes mounted above
@@ -226,6 +236,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             views, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
         ),
     }
+    jobs.update(_webhook_jobs(app))
     if config.reconcile_interval_seconds > 0:
         jobs["reconcile-task"] = lambda: run_reconcile_task(
             views,
@@ -249,6 +260,32 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         await leases.close()
+
+
+def _webhook_jobs(app: web.Application) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+    """The outbox (messages from the log) and the sender, each made anew when (re)started."""
+    config, store, service, views = app[CONFIG], app[STORE], app[SERVICE], app[READ_MODEL]
+
+    def sender() -> WebhookSender:
+        return WebhookSender(
+            store,
+            service,
+            views,
+            app[WEBHOOK_SECRETS],
+            schedule=config.webhook_schedule,
+            timeout=config.webhook_timeout_seconds,
+            concurrency=config.webhook_concurrency,
+            poll_interval=config.webhook_poll_interval_seconds,
+            disable_after=timedelta(seconds=config.webhook_disable_after_seconds),
+            development=config.development,
+            clock=app[CLOCK],
+            stats=app[WEBHOOK_STATS],
+        )
+
+    return {
+        "webhook-outbox": lambda: Outbox(store, service, views, app[CLOCK]).run(),
+        "webhook-sender": lambda: sender().run(),
+    }
 
 
 async def ensure_dev_accounts(service: InvoiceService) -> None:

@@ -21,6 +21,9 @@ ENV_PREFIX = "INVOICE_"
 DEVELOPMENT = "development"
 DEV_TOKEN_SECRET = "dev-token-secret-not-for-production"
 DEV_CALLBACK_TOKEN = "dev-callback-token"
+DEV_WEBHOOK_SECRET_KEY = "dev-webhook-secret-key-not-for-production"
+# SPEC: webhook retries at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (seconds).
+DEFAULT_WEBHOOK_SCHEDULE = "0,5,300,1800,7200,18000,36000,36000"
 # More processes than this on one machine is a mistake in the number, not a plan: a few per core
 # is already past the point where they help (docs/performance.md).
 MAX_WORKERS = 64
@@ -66,10 +69,20 @@ class Config:
     merchant_name: str = "OnIndonesia Sandbox"
     merchant_city: str = "Jakarta"
     merchant_account_id: str = "936000000000000001"
+    webhook_secret_key: str = ""  # encrypts the endpoints' secrets in the log
+    webhook_retry_schedule: str = DEFAULT_WEBHOOK_SCHEDULE
+    webhook_timeout_seconds: float = 15.0
+    webhook_concurrency: int = 50  # deliveries in flight at once
+    webhook_poll_interval_seconds: float = 0.5  # how often due retries are looked for
+    webhook_disable_after_seconds: int = 5 * 24 * 3600  # failing this long disables an endpoint
 
     @property
     def development(self) -> bool:
         return self.mode == DEVELOPMENT
+
+    @property
+    def webhook_schedule(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(","))
 
 
 class _ConfigSchema(Schema):
@@ -107,6 +120,14 @@ class _ConfigSchema(Schema):
     merchant_name = f.String(validate=validate.Length(min=1, max=25))
     merchant_city = f.String(validate=validate.Length(min=1, max=15))
     merchant_account_id = f.String(validate=validate.Regexp(r"^[0-9]{1,19}$"))
+    webhook_secret_key = f.String()
+    webhook_retry_schedule = f.String(
+        validate=validate.Regexp(r"^[0-9]+(\.[0-9]+)?(,[0-9]+(\.[0-9]+)?){0,29}$")
+    )
+    webhook_timeout_seconds = f.Float(validate=validate.Range(min=0.1, max=120))
+    webhook_concurrency = f.Integer(validate=validate.Range(min=1, max=1000))
+    webhook_poll_interval_seconds = f.Float(validate=validate.Range(min=0.01, max=60))
+    webhook_disable_after_seconds = f.Integer(validate=validate.Range(min=60))
 
 
 def load_config(
@@ -173,10 +194,15 @@ def _with_secrets(config: Config) -> Config:
             config,
             token_secret=config.token_secret or DEV_TOKEN_SECRET,
             callback_token=config.callback_token or DEV_CALLBACK_TOKEN,
+            webhook_secret_key=config.webhook_secret_key or DEV_WEBHOOK_SECRET_KEY,
         )
-    for name in ("token_secret", "callback_token"):
+    for name in ("token_secret", "callback_token", "webhook_secret_key"):
         value = getattr(config, name)
-        if len(value) < 16 or value in (DEV_TOKEN_SECRET, DEV_CALLBACK_TOKEN):
+        if len(value) < 16 or value in (
+            DEV_TOKEN_SECRET,
+            DEV_CALLBACK_TOKEN,
+            DEV_WEBHOOK_SECRET_KEY,
+        ):
             raise ConfigError(
                 f"{name} must be set to a secret of at least 16 characters outside development"
                 f" mode (environment variable {ENV_PREFIX}{name.upper()})"

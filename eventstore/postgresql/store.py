@@ -300,8 +300,12 @@ class PostgreSQLEventStore:
                     position = head
                 committed = self._committed
                 if self._head_position <= position and not self._closed:
+                    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose wait
+                    # ends (a commit) as a cancel arrives drops the cancel, and the
+                    # subscription would never end.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(committed.wait(), self._poll_interval)
+                        async with asyncio.timeout(self._poll_interval):
+                            await committed.wait()
         except StoreClosedError:
             return
 

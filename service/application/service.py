@@ -13,7 +13,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
-from service.application import accounts, checkout, mark_paid, payments, platform
+from service.application import accounts, checkout, mark_paid, payments, platform, webhooks
 from service.application.commands import Command, Context
 from service.application.handling import Application
 from service.domain.accounts import Account, evolve_account
@@ -41,6 +41,14 @@ HANDLERS: Mapping[type[Command[Any]], Handler] = MappingProxyType(
         accounts.TopUp: accounts.top_up,
         accounts.DisableUser: accounts.disable_user,
         accounts.EnableUser: accounts.enable_user,
+        webhooks.CreateWebhookEndpoint: webhooks.create_endpoint,
+        webhooks.UpdateWebhookEndpoint: webhooks.update_endpoint,
+        webhooks.RotateWebhookSecret: webhooks.rotate_secret,
+        webhooks.DeleteWebhookEndpoint: webhooks.delete_endpoint,
+        webhooks.DisableFailingEndpoint: webhooks.disable_failing,
+        webhooks.QueueWebhookMessages: webhooks.queue_messages,
+        webhooks.RecordWebhookAttempt: webhooks.record_attempt,
+        webhooks.ResendWebhookMessages: webhooks.resend_messages,
     }
 )
 

@@ -1,8 +1,10 @@
 """The command line: ``python -m service serve | users add|disable|enable | rebuild | history |
-verify | backup | reconcile | migrate-store``, on an SQLite file or a PostgreSQL database alike.
+verify | backup | reconcile | migrate-store | webhooks listen``, on an SQLite file or a
+PostgreSQL database alike.
 
 Each command is a function ``(config, args) -> exit status`` in a module by what it is for:
-accounts (``accounts``), reading the log (``audit``), copies of the database (``moving``); this
+accounts (``accounts``), reading the log (``audit``), copies of the database (``moving``),
+webhook tools (``webhooks``); this
 module parses the arguments and runs serve and reconcile.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from eventstore import EventStoreError
 from service.app import make_gateway, make_service, utc_now
-from service.cli import accounts, audit, moving
+from service.cli import accounts, audit, moving, webhooks
 from service.cli.common import open_service_store
 from service.config import Config, ConfigError, load_config
 from service.domain.services import SERVICES
@@ -114,6 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("source", help="the store to copy: a file path or a URL")
     migrate.add_argument("target", help="an empty store (or one a run left half-copied)")
     migrate.set_defaults(command=moving.migrate_store)
+
+    webhooks.add_commands(commands)
 
     verify = command("verify", help="check the hash chain, and that the views equal a fresh replay")
     verify.set_defaults(command=audit.verify)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.domain.webhook_events import WEBHOOK_EVENT_TYPES, WebhookEvent
+
 
 @dataclass(frozen=True, slots=True)
 class TransactionLine:
@@ -256,6 +258,7 @@ Event = (
     | UserRegistered
     | UserDisabled
     | UserEnabled
+    | WebhookEvent
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -280,4 +283,4 @@ EVENT_TYPES: dict[str, type[Any]] = {
         UserDisabled,
         UserEnabled,
     )
-}
+} | WEBHOOK_EVENT_TYPES

@@ -34,3 +34,11 @@ def idempotency_stream(username: str, key: str) -> str:
     # Hashed: a client's key may be long or contain anything a stream id must not.
     digest = hashlib.sha256(f"{username}\n{key}".encode()).hexdigest()[:40]
     return f"idempotency-{digest}"
+
+
+def webhook_endpoint_stream(endpoint: str) -> str:
+    return f"webhook-endpoint-{endpoint}"
+
+
+def webhook_message_stream(message: str) -> str:
+    return f"webhook-message-{message}"

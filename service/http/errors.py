@@ -18,6 +18,8 @@ STATUS_OF_CODE: Final = MappingProxyType(
         "IDEMPOTENCY_KEY_REUSED": 409,
         "PAYMENT_ID_REUSED": 409,
         "USER_EXISTS": 409,
+        "WEBHOOK_ENDPOINT_NOT_FOUND": 404,
+        "WEBHOOK_MESSAGE_NOT_FOUND": 404,
     }
 )
 

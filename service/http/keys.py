@@ -29,6 +29,8 @@ from service.http.request_ids import RequestIds
 from service.http.request_keys import REQUEST_ID, USERNAME
 from service.metrics import Metrics
 from service.views import ReadModel
+from service.webhooks.signing import SecretBox
+from service.webhooks.stats import WebhookStats
 
 __all__ = [
     "API_TIMES",
@@ -48,6 +50,8 @@ __all__ = [
     "TEMPLATES",
     "USERNAME",
     "WEBHOOKS_ADMIN",
+    "WEBHOOK_SECRETS",
+    "WEBHOOK_STATS",
 ]
 
 CONFIG = web.AppKey("config", Config)
@@ -64,6 +68,9 @@ WEBHOOKS_ADMIN: web.AppKey[WebhooksAdmin] = web.AppKey("webhooks_admin")
 # The background jobs' tasks (``run_single_active``), by name: alive while running or waiting
 # for a lease another process holds; one that ended makes the process not ready.
 JOBS: web.AppKey[dict[str, asyncio.Task[None]]] = web.AppKey("jobs")
+# Seals webhook secrets for the log and opens them for signing (``webhook_secret_key``).
+WEBHOOK_SECRETS = web.AppKey("webhook_secrets", SecretBox)
+WEBHOOK_STATS = web.AppKey("webhook_stats", WebhookStats)
 
 # The HTML pages' templates (service/templates/), loaded and compiled once per app.
 TEMPLATES = web.AppKey("templates", jinja2.Environment)

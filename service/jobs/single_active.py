@@ -10,7 +10,6 @@ the lease) a moment later: a failing job must not keep the lease from a process 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -81,5 +80,9 @@ async def _run_while_held(
     finally:
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                # The job's end, as asked; a cancel of this task itself that arrived meanwhile
+                # (the app stopping just as a lease was lost) goes on.
+                _raise_if_cancelled()

@@ -12,6 +12,9 @@ VIEW_TABLES: Final = {
     "ledger_entries": "position, line",
     "account_balances": "account",
     "users": "username",
+    "webhook_endpoints": "endpoint",
+    "webhook_messages": "message",
+    "webhook_attempts": "message, attempt",
 }
 
 

@@ -74,6 +74,52 @@ class HourlyVolume:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRow:
+    """A webhook endpoint as the API lists it (never its secret)."""
+
+    endpoint: str
+    service: str
+    url: str
+    event_types: tuple[str, ...]
+    description: str
+    disabled: bool
+    disabled_reason: str
+    failing_since: datetime | None  # the first failure since the last success
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttemptRow:
+    """One delivery attempt, as the delivery log shows it."""
+
+    attempt: int
+    at: datetime
+    status: int
+    duration_ms: int
+    response: str
+    error: str
+    outcome: str
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookMessageRow:
+    """A webhook message and its attempts, oldest first."""
+
+    message: str
+    endpoint: str
+    service: str
+    invoice: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    queued_at: datetime
+    attempt_log: list[WebhookAttemptRow]
+
+
 class ReadModel(Protocol):
     """The service's views, asked by name."""
 
@@ -146,4 +192,40 @@ class ReadModel(Protocol):
         PENDING one, and every one EXPIRED or CANCELED, or marked paid out of band (paid with no
         gateway payment seen), whose expiry is at or after ``since`` (a payment may have arrived
         late), in creation order."""
+        ...
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    async def webhook_endpoints(self, service: str | None) -> list[WebhookEndpointRow]:
+        """The endpoints not deleted of ``service`` (None: of every service), oldest first."""
+        ...
+
+    async def webhook_endpoint(self, endpoint: str) -> WebhookEndpointRow | None:
+        """The endpoint, unless there is none or it was deleted."""
+        ...
+
+    async def webhook_messages(
+        self,
+        service: str | None,
+        *,
+        endpoint: str | None,
+        status: str | None,
+        invoice: str | None,
+        limit: int,
+    ) -> list[WebhookMessageRow]:
+        """The latest ``limit`` messages matching every filter given, newest first, each with
+        its attempts."""
+        ...
+
+    async def due_webhook_messages(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` pending messages due at ``now`` to enabled endpoints, the earliest
+        due first."""
+        ...
+
+    async def oldest_pending_webhook(self) -> datetime | None:
+        """When the oldest message still pending to an enabled endpoint was queued."""
+        ...
+
+    async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:
+        """The failed messages of ``endpoint`` queued at or after ``since``, oldest first."""
         ...

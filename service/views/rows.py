@@ -27,6 +27,7 @@ from service.domain.events import (
 from service.domain.invoice import Invoice, evolve
 from service.domain.ledger import postings
 from service.domain.streams import INVOICE_STREAM_PREFIX
+from service.domain.webhook_events import WEBHOOK_EVENT_TYPES
 from service.records import decode
 from service.views.invoice_state import decode_state, encode_state
 from service.views.status_history import (
@@ -71,7 +72,7 @@ NO_POSTINGS = frozenset(
         "UserDisabled",
         "UserEnabled",
     }
-)
+) | frozenset(WEBHOOK_EVENT_TYPES)
 MONEY_EVENTS = frozenset(EVENT_TYPES) - NO_POSTINGS
 # (position, line, account, amount, event_type, invoice, recorded_at): a row of ledger_entries.
 Entry = tuple[int, int, str, int, str, str | None, str]

@@ -369,6 +369,18 @@ def admin_page_request(ctx: Ctx) -> Request:
     return "GET", "/admin", {"q": ctx.world.market_invoice}, None
 
 
+def webhook_endpoints_request(ctx: Ctx) -> Request:
+    return "GET", "/webhooks/endpoints", {}, None
+
+
+def webhook_messages_request(ctx: Ctx) -> Request:
+    return "GET", "/webhooks/messages", {"invoice": ctx.world.market_invoice}, None
+
+
+def webhook_create_request(ctx: Ctx) -> Request:
+    return "POST", "/webhooks/endpoints", {}, {"url": "http://127.0.0.1:9/hook"}
+
+
 def login_request(username: str, password: str) -> EndpointFn:
     return lambda ctx: ("POST", "/auth", {}, {"username": username, "password": password})
 
@@ -389,6 +401,8 @@ BASIC_ENDPOINTS: dict[str, tuple[EndpointFn, str]] = {
     "mark-paid": (mark_paid_request, DELIVERY),
     "topup": (topup_request, ADMIN),
     "admin-page": (admin_page_request, ADMIN),
+    "webhook-endpoints": (webhook_endpoints_request, MARKET),
+    "webhook-messages": (webhook_messages_request, MARKET),
 }
 # /metrics, /health/live and /health/ready ask for no credentials (/metrics only with the
 # setting metrics_token: tests/e2e/test_metrics.py), so they have no cell here.
@@ -759,6 +773,21 @@ def build_cells() -> list[ParameterSet]:
     for fault, account in (("buyer-account", VICTIM), ("platform-account", MARKET)):
         cell = Cell(admin_page_request, as_basic(account), 403, FORBIDDEN, caller=account)
         add(f"admin-page.{fault}", cell)
+
+    # Webhooks: platform accounts (and admins, to read); buyers never; only platforms create.
+    webhook_cases: list[tuple[str, EndpointFn, str]] = [
+        ("webhook-endpoints.buyer-account", webhook_endpoints_request, VICTIM),
+        ("webhook-messages.buyer-account", webhook_messages_request, VICTIM),
+        ("webhook-create.buyer-account", webhook_create_request, VICTIM),
+        ("webhook-create.admin-account", webhook_create_request, ADMIN),
+    ]
+    for name, request, account in webhook_cases:
+        add(name, Cell(request, as_basic(account), 403, FORBIDDEN, caller=account))
+    for fault, (credentials, warning) in basic_faults(MARKET).items():
+        cell = Cell(webhook_create_request, credentials, 401, AUTH_ERROR, warning=warning)
+        if fault == "unknown-user":
+            cell = replace(cell, twin_credentials=basic_faults(MARKET)["wrong-password"][0])
+        add(f"webhook-create.{fault}", cell)
 
     # POST /auth: wrong logins, all alike.
     logins: list[tuple[str, str, str]] = [

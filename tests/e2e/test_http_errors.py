@@ -268,7 +268,11 @@ async def test_sandbox_routes_exist_only_in_development_mode(
 ) -> None:
     """In production mode /sandbox/... answers 404 like any unknown path."""
     production = dataclasses.replace(
-        config, mode="production", token_secret="x" * 32, callback_token="y" * 32
+        config,
+        mode="production",
+        token_secret="x" * 32,
+        callback_token="y" * 32,
+        webhook_secret_key="z" * 32,
     )
     assert not production.development
     client = await aiohttp_client(create_app(production, clock=clock))

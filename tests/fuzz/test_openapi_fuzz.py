@@ -236,6 +236,34 @@ def base_requests(server: Server) -> dict[tuple[str, str], list[dict[str, Any]]]
                 }
             }
         ],
+        **_webhook_requests(),
+    }
+
+
+def _webhook_requests() -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The webhook operations, on an endpoint id nobody has (404 is documented)."""
+    endpoint = {"endpoint": "ep_" + "0" * 24}
+    url = "http://127.0.0.1:9/hook"
+    return {
+        ("post", "/webhooks/endpoints"): [
+            {"body": {"url": url, "event_types": ["invoice.paid"], "description": "sweep"}}
+        ],
+        ("get", "/webhooks/endpoints"): [{"query": {}}],
+        ("get", "/webhooks/endpoints/{endpoint}"): [{"query": {}, "path": endpoint}],
+        ("patch", "/webhooks/endpoints/{endpoint}"): [
+            {"body": {"url": url, "disabled": False, "description": "x"}, "path": endpoint}
+        ],
+        ("delete", "/webhooks/endpoints/{endpoint}"): [{"query": {}, "path": endpoint}],
+        ("post", "/webhooks/endpoints/{endpoint}/rotate-secret"): [{"query": {}, "path": endpoint}],
+        ("post", "/webhooks/endpoints/{endpoint}/recover"): [
+            {"body": {"since": "2030-01-01T00:00:00Z"}, "path": endpoint}
+        ],
+        ("get", "/webhooks/messages"): [
+            {"query": {"status": "failed", "invoice": "OM0000000000000", "limit": "5"}}
+        ],
+        ("post", "/webhooks/messages/{message}/resend"): [
+            {"query": {}, "path": {"message": "msg_" + "0" * 32}}
+        ],
     }
 
 
@@ -263,7 +291,7 @@ def test_no_field_breaks_the_service_with_a_nasty_value(
         for leaf in _leaves(base[location]):
             for variant in _nasty_variants(_at(base[location], leaf), location == "query"):
                 data = _replaced(base[location], leaf, variant)
-                case = operation.Case(**{location: data})
+                case = operation.Case(**{location: data}, path_parameters=base.get("path"))
                 headers = credentials(case, fuzz_server)
                 response = case.call(session=session, headers=headers, timeout=30)
                 fuzz_stats.statuses[(operation.label, response.status_code)] += 1

@@ -98,7 +98,8 @@ async def _wait_for_status(
 
 async def populate(database: Path) -> None:
     """Every kind of event through the real app: top-ups, checkouts of each source, payments,
-    a done, a refund, a cancel, an expiry and a late payment."""
+    a done, a refund, a cancel, an expiry and a late payment, and webhook messages with their
+    (failed) attempts."""
     config, clock = _app_config(database), Clock()
     buyer = bearer(config, clock, "usernew1")
     async with TestClient(TestServer(create_app(config, clock=clock))) as client:
@@ -108,6 +109,16 @@ async def populate(database: Path) -> None:
             "/balance/topup",
             json={"username": "usernew1", "amount": 500000},
             headers=basic("admin"),
+        )
+
+        # A webhook endpoint nobody listens at: messages, and failed attempts, in the log.
+        await call(
+            client,
+            "POST",
+            "/webhooks/endpoints",
+            expect=201,
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["invoice.created"]},
+            headers=basic("onmarket"),
         )
 
         async def checkout(body: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +223,7 @@ async def _can_log_in(database: Path, username: str, password: str) -> bool:
         mode="production",
         token_secret="t" * 32,
         callback_token="c" * 32,
+        webhook_secret_key="w" * 32,
         log_level="WARNING",
     )
     async with TestClient(TestServer(create_app(config))) as client:
@@ -485,6 +497,9 @@ VIEW_EDITS = {
     ),
     "users": "UPDATE users SET role = 'admin' WHERE username = 'usernew1'",
     "invoice_waybills": "DELETE FROM invoice_waybills",
+    "webhook_endpoints": "UPDATE webhook_endpoints SET disabled = 1",
+    "webhook_messages": "UPDATE webhook_messages SET status = 'delivered'",
+    "webhook_attempts": "DELETE FROM webhook_attempts",
 }
 
 

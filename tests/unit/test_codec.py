@@ -46,6 +46,15 @@ from service.domain.events import (
     UserRegistered,
 )
 from service.domain.invoice import Invoice, evolve
+from service.domain.webhook_events import (
+    WebhookDeliveryAttempted,
+    WebhookEndpointCreated,
+    WebhookEndpointDeleted,
+    WebhookEndpointUpdated,
+    WebhookMessageQueued,
+    WebhookMessageResent,
+    WebhookSecretRotated,
+)
 
 TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 
@@ -120,6 +129,31 @@ SAMPLES: list[Event] = [
     UserRegistered("onmarket", "platform", "ONMARKET", "scrypt$16384$8$1$c2FsdA$aGFzaA", AT),
     UserDisabled("usernew1", "cli:operator", AT),
     UserEnabled("usernew1", "cli:operator", AT + timedelta(minutes=5)),
+    WebhookEndpointCreated(
+        "ep_0123456789abcdef01234567",
+        "ONMARKET",
+        "https://example.com/hook",
+        ("invoice.paid", "invoice.expired"),
+        "",
+        "gAAAA-sealed",
+        "onmarket",
+        AT_WIB,
+    ),
+    WebhookEndpointUpdated(
+        "ep_0123456789abcdef01234567", "https://x.test/", (), "d", True, "system", AT, "410"
+    ),
+    WebhookSecretRotated("ep_0123456789abcdef01234567", "gAAAA-new", AT, "onmarket", AT_WIB),
+    WebhookEndpointDeleted("ep_0123456789abcdef01234567", "admin", AT),
+    WebhookMessageQueued(
+        "msg_" + "0" * 32, "ep_x", "ONMARKET", INVOICE, "invoice.paid", '{"a": 1}', 7, AT
+    ),
+    WebhookDeliveryAttempted(
+        "msg_" + "0" * 32, "ep_x", 1, AT, 500, 12, "oops", "", "pending", AT_WIB
+    ),
+    WebhookDeliveryAttempted(
+        "msg_" + "0" * 32, "ep_x", 2, AT, 0, 15000, "", "timeout", "failed", None
+    ),
+    WebhookMessageResent("msg_" + "0" * 32, "ep_x", "onmarket", AT),
 ]
 
 

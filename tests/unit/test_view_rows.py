@@ -7,7 +7,9 @@ import hypothesis
 
 from service.domain.events import Event, UserDisabled, UserEnabled
 from service.domain.ledger import postings
+from service.domain.webhook_events import WEBHOOK_EVENT_TYPES
 from service.views.rows import MONEY_EVENTS, NO_POSTINGS
+from tests.unit.test_codec import SAMPLES
 from tests.unit.test_ledger import AT, BUYER, NON_MONEY_EVENTS, money_events
 
 EXAMPLES = {
@@ -16,6 +18,7 @@ EXAMPLES = {
         *NON_MONEY_EVENTS,
         UserDisabled(BUYER, "admin", AT),
         UserEnabled(BUYER, "admin", AT),
+        *(event for event in SAMPLES if type(event).__name__ in WEBHOOK_EVENT_TYPES),
     ]
 }
 

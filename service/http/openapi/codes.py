@@ -22,6 +22,8 @@ from service.application import (
     UserNotFound,
 )
 from service.domain import errors
+from service.domain.webhook_delivery import WebhookMessageNotFound
+from service.domain.webhook_endpoint import WebhookEndpointNotFound, WebhookUrlRefused
 from service.gateway.port import GatewayRejected, GatewayUnavailable
 
 ANY_PATH = "any path"
@@ -102,6 +104,12 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         ("POST /invoice/done/batch",),
     ),
     _domain(UserNotFound, 400, "No account of that username"),
+    _domain(
+        WebhookUrlRefused,
+        400,
+        "A webhook URL the service may not send to: not https in production, or a host that"
+        " resolves to a loopback, private, link-local, multicast or reserved address",
+    ),
     _domain(NotABuyer, 400, "A top-up of an account that is not a buyer"),
     ErrorCode(
         "AUTH_ERROR",
@@ -115,6 +123,16 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         "An account of the wrong kind, or acting for another platform",
     ),
     ErrorCode("NOT_FOUND", 404, "Not found", "No route at this path", (ANY_PATH,)),
+    _domain(
+        WebhookEndpointNotFound,
+        404,
+        "No such webhook endpoint, or another platform's (answered alike)",
+    ),
+    _domain(
+        WebhookMessageNotFound,
+        404,
+        "No such webhook message, or another platform's (answered alike)",
+    ),
     ErrorCode(
         "METHOD_NOT_ALLOWED",
         405,

@@ -173,13 +173,17 @@ def _operation(method: str, path: str, operation: Operation) -> dict[str, Any]:
         parameters.append({"in": "query", "schema": operation.query})
     parameters.extend(operation.headers)  # names of components.parameters
     parameters.append(REQUEST_ID_HEADER)
-    responses: dict[str, Any] = {
-        "200": {
-            "description": operation.answer_description,
-            "headers": {REQUEST_ID_HEADER: _ref("headers", REQUEST_ID_HEADER)},
-            "content": {operation.answer_media_type: {"schema": operation.answer}},
-        }
+    for name in re.findall(r"{([a-z_]+)}", path):
+        parameters.append(
+            {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
+        )
+    success: dict[str, Any] = {
+        "description": operation.answer_description,
+        "headers": {REQUEST_ID_HEADER: _ref("headers", REQUEST_ID_HEADER)},
     }
+    if operation.status != 204:  # a 204 has no body
+        success["content"] = {operation.answer_media_type: {"schema": operation.answer}}
+    responses: dict[str, Any] = {str(operation.status): success}
     for status, codes in operation.errors.items():
         responses[str(status)] = _error_response(status, codes)
     result: dict[str, Any] = {

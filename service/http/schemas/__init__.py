@@ -67,6 +67,21 @@ from service.http.schemas.requests import (
     TopUpSchema,
     TransactionSchema,
 )
+from service.http.schemas.webhooks import (
+    WEBHOOK_ENDPOINT_ID,
+    WEBHOOK_MESSAGE_ID,
+    WebhookAttemptAnswer,
+    WebhookEndpointAnswer,
+    WebhookEndpointCreateSchema,
+    WebhookEndpointListAnswer,
+    WebhookEndpointUpdateSchema,
+    WebhookMessageAnswer,
+    WebhookMessageListAnswer,
+    WebhookMessagesQuerySchema,
+    WebhookRecoverSchema,
+    WebhookResentAnswer,
+    WebhookSecretAnswer,
+)
 
 __all__ = [
     "API_TIME",
@@ -80,6 +95,8 @@ __all__ = [
     "MAX_REASON",
     "MAX_REFERENCE",
     "MAX_TRANSACTIONS",
+    "WEBHOOK_ENDPOINT_ID",
+    "WEBHOOK_MESSAGE_ID",
     "AdminQuerySchema",
     "AuthSchema",
     "BalanceAnswer",
@@ -122,5 +139,16 @@ __all__ = [
     "TopUpSchema",
     "TransactionSchema",
     "TransactionStatusAnswer",
+    "WebhookAttemptAnswer",
+    "WebhookEndpointAnswer",
+    "WebhookEndpointCreateSchema",
+    "WebhookEndpointListAnswer",
+    "WebhookEndpointUpdateSchema",
+    "WebhookMessageAnswer",
+    "WebhookMessageListAnswer",
+    "WebhookMessagesQuerySchema",
+    "WebhookRecoverSchema",
+    "WebhookResentAnswer",
+    "WebhookSecretAnswer",
     "XenditCheckoutAnswer",
 ]

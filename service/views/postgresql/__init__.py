@@ -19,6 +19,7 @@ from service.views.postgresql.invoices import InvoiceView
 from service.views.postgresql.ledger import LedgerView
 from service.views.postgresql.read_model import PostgreSQLReadModel
 from service.views.postgresql.users import UsersView
+from service.views.postgresql.webhooks import WebhookView
 from service.views.rows import INVOICE_AND_USER_READS, invoice_and_user_events
 
 
@@ -47,9 +48,15 @@ class InvoiceAndUserViews:
             await self.users.apply_decoded(conn, users)
 
 
-def all_projectors() -> list[InvoiceAndUserViews | LedgerView]:
+def all_projectors() -> list[InvoiceAndUserViews | LedgerView | WebhookView]:
     """The projectors the service opens a PostgreSQL store with, as on SQLite."""
-    return [InvoiceAndUserViews(), LedgerView()]
+    return [InvoiceAndUserViews(), LedgerView(), WebhookView()]
 
 
-__all__ = ["InvoiceAndUserViews", "LedgerView", "PostgreSQLReadModel", "all_projectors"]
+__all__ = [
+    "InvoiceAndUserViews",
+    "LedgerView",
+    "PostgreSQLReadModel",
+    "WebhookView",
+    "all_projectors",
+]

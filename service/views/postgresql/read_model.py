@@ -20,6 +20,7 @@ from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.domain.ledger import buyer, seller
 from service.views.invoice_state import decode_state
+from service.views.postgresql.webhooks import PostgreSQLWebhookReads
 from service.views.read_model import (
     HourlyVolume,
     LedgerEntry,
@@ -33,7 +34,7 @@ from service.views.status_history import decode_history
 STATE_CACHE_SIZE = 2048
 
 
-class PostgreSQLReadModel:
+class PostgreSQLReadModel(PostgreSQLWebhookReads):
     """The ``ReadModel`` over the views kept in one PostgreSQL database, read through ``pool``."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

@@ -1,9 +1,10 @@
 """The read model on SQLite: the views' projectors, and ``SQLiteReadModel`` over their tables.
 
-The views are inline, each built from the log in the append's own transaction. Two projectors:
-the invoice and users views, and the ledger. A rebuild of a long log replays the ledger in a
-worker process while this one replays the invoices (``eventstore.sqlite.rebuild``), so each
-says which events it reads and which tables it writes.
+The views are inline, each built from the log in the append's own transaction. Three
+projectors: the invoice and users views, the ledger, and the webhooks' endpoints and messages.
+A rebuild of a long log replays the ledger and the webhooks in worker processes while this one
+replays the invoices (``eventstore.sqlite.rebuild``), so each says which events it reads and
+which tables it writes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.views.sqlite.invoices import InvoiceView
 from service.views.sqlite.ledger import LedgerView
 from service.views.sqlite.read_model import SQLiteReadModel
 from service.views.sqlite.users import UsersView
+from service.views.sqlite.webhooks import WebhookView
 
 
 class InvoiceAndUserViews:
@@ -47,7 +49,7 @@ class InvoiceAndUserViews:
 def all_projectors() -> list[Projector[sqlite3.Connection]]:
     """The projectors the service opens its store with, the heaviest first: a rebuild replays
     the first in its own process and may hand the others to workers."""
-    return [InvoiceAndUserViews(), LedgerView()]
+    return [InvoiceAndUserViews(), LedgerView(), WebhookView()]
 
 
 __all__ = ["InvoiceAndUserViews", "SQLiteReadModel", "all_projectors"]

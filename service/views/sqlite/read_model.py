@@ -23,6 +23,7 @@ from service.views.read_model import (
     Viewer,
     VisibleInvoice,
 )
+from service.views.sqlite.webhooks import SQLiteWebhookReads
 from service.views.status_history import decode_history
 
 # Decoded states remembered per read model, by their stored text (see ``_state``).
@@ -37,7 +38,7 @@ class SQLiteQueries(Protocol):
     async def lookup(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]: ...
 
 
-class SQLiteReadModel:
+class SQLiteReadModel(SQLiteWebhookReads):
     """The ``ReadModel`` over one SQLite store's views (the views live in the log's file)."""
 
     def __init__(self, store: SQLiteQueries) -> None:

@@ -1,0 +1,242 @@
+"""The sender: delivers due webhook messages and records every attempt in the log.
+
+One process at a time runs it (``run_single_active``, on SQLite and PostgreSQL alike), so each
+message is sent by one process at a time. It looks for due messages in the view when woken by
+a newly queued or resent message (a subscription: at once in this process, within the store's
+poll interval from another) and every ``poll_interval`` for retries that came due. Up to
+``concurrency`` deliveries are in flight; each is a POST with aiohttp (``timeout``, no
+redirects), signed per Standard Webhooks with every secret that signs now. Its result is
+recorded as a ``WebhookDeliveryAttempted`` at the message's version as read before sending: a
+sender that died between its send and its record leaves the message due, and the next sender
+sends it again with the same ``webhook-id`` (receivers deduplicate on it).
+
+A 410 disables the endpoint; so does failing without a success for ``disable_after`` (an
+error is logged). The URL is checked against the SSRF rules again before each send, since
+what its name resolves to can change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import functools
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import structlog
+
+from eventstore import EventStore
+from service.application import Context, InvoiceService
+from service.application.webhooks import (
+    DisableFailingEndpoint,
+    RecordWebhookAttempt,
+    load_endpoint,
+    load_message,
+)
+from service.domain.webhook_delivery import DELIVERED, GONE, PENDING, AttemptResult
+from service.domain.webhook_endpoint import WebhookUrlRefused
+from service.views import ReadModel
+from service.webhooks.signing import SecretBox, signatures
+from service.webhooks.ssrf import check_url
+from service.webhooks.stats import WebhookStats
+
+log = structlog.get_logger("service.webhooks")
+
+RESPONSE_KEPT = 1024  # bytes of the receiver's answer kept in the delivery log
+WAKE_TYPES = ("WebhookMessageQueued", "WebhookMessageResent")
+USER_AGENT = "invoice-service-webhooks/1"
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        store: EventStore,
+        service: InvoiceService,
+        views: ReadModel,
+        box: SecretBox,
+        *,
+        schedule: tuple[float, ...],
+        timeout: float,
+        concurrency: int,
+        poll_interval: float,
+        disable_after: timedelta,
+        development: bool,
+        clock: Callable[[], datetime],
+        stats: WebhookStats,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.service, self.views, self.box = store, service, views, box
+        self.schedule, self.timeout, self.concurrency = schedule, timeout, concurrency
+        self.poll_interval, self.disable_after = poll_interval, disable_after
+        self.development, self.clock, self.stats, self.wall = development, clock, stats, wall
+        self._jitter = random.Random()
+        self._wake = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        head = await self.store.head_position()
+        waker = asyncio.create_task(self._wake_on_new(head))
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                while True:
+                    await self._round(session)
+        finally:
+            await _cancelled([waker, *self._in_flight.values()])
+
+    async def _wake_on_new(self, head: int) -> None:
+        async for _ in self.store.subscribe("webhook-sender-wake", head, types=WAKE_TYPES):
+            self._wake.set()
+
+    async def _round(self, session: aiohttp.ClientSession) -> None:
+        self._wake.clear()
+        room = self.concurrency - len(self._in_flight)
+        started = 0
+        if room > 0:
+            due = await self.views.due_webhook_messages(self.clock(), room + len(self._in_flight))
+            for message in due:
+                if message in self._in_flight or len(self._in_flight) >= self.concurrency:
+                    continue
+                task = asyncio.create_task(self._deliver_logged(session, message))
+                self._in_flight[message] = task
+                task.add_done_callback(functools.partial(self._done, message))
+                started += 1
+        if started and len(self._in_flight) >= self.concurrency:
+            await asyncio.wait(list(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_interval):  # not wait_for: it can drop a cancel
+                await self._wake.wait()
+
+    def _done(self, message: str, _: asyncio.Task[None]) -> None:
+        self._in_flight.pop(message, None)
+        self._wake.set()  # a slot is free, and a retry recorded at once may be due
+
+    async def _deliver_logged(self, session: aiohttp.ClientSession, message: str) -> None:
+        try:
+            await self.deliver(session, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery failed to run", message=message)
+            await asyncio.sleep(self.poll_interval)
+
+    async def deliver(self, session: aiohttp.ClientSession, message_id: str) -> str | None:
+        """One attempt of a due message; answers the recorded outcome (None: nothing sent,
+        or another sender recorded first)."""
+        state, version = await load_message(self.service, message_id)
+        now = self.clock()
+        if state is None or state.status != PENDING or state.next_attempt_at is None:
+            return None
+        if state.next_attempt_at > now:
+            return None
+        endpoint = await load_endpoint(self.service, state.endpoint)
+        if endpoint is None or endpoint.deleted or endpoint.disabled:
+            return None
+        secrets = [self.box.open(sealed) for sealed in endpoint.signing_secrets(now)]
+        result = await self._post(session, endpoint.url, message_id, state.body.encode(), secrets)
+        recorded = await self.service.handle(
+            RecordWebhookAttempt(message_id, version, result, self.schedule, self._jitter.random()),
+            Context("system:webhook-sender"),
+        )
+        if recorded is None:
+            self.stats.count("lost_race")
+            return None
+        outcome = recorded.outcome if recorded.outcome != PENDING else "retrying"
+        self.stats.count(outcome)
+        if recorded.outcome != DELIVERED:
+            await self._maybe_disable(state.endpoint, result)
+        return recorded.outcome
+
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        message_id: str,
+        body: bytes,
+        secrets: list[str],
+    ) -> AttemptResult:
+        at = self.clock()
+        started = time.perf_counter()
+
+        def result(
+            status: int, response: str, error: str = "", retry_after: float | None = None
+        ) -> AttemptResult:
+            duration = round((time.perf_counter() - started) * 1000)
+            return AttemptResult(at, status, duration, response, error, retry_after)
+
+        try:
+            await check_url(url, development=self.development)
+        except WebhookUrlRefused as refused:
+            return result(0, "", f"refused: {refused.detail}")
+        timestamp = int(self.wall())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signatures(secrets, message_id, timestamp, body),
+        }
+        try:
+            async with session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                kept = await answer.content.read(RESPONSE_KEPT)
+                retry_after = _retry_after(answer.headers.get("Retry-After"), self.wall())
+                return result(answer.status, kept.decode("utf-8", "replace"), "", retry_after)
+        except TimeoutError:
+            return result(0, "", f"timeout after {self.timeout:g} s")
+        except aiohttp.ClientError as error:
+            return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
+
+    async def _maybe_disable(self, endpoint: str, result: AttemptResult) -> None:
+        reason = None
+        if result.status == GONE:
+            reason = "the endpoint answered 410 Gone"
+        else:
+            row = await self.views.webhook_endpoint(endpoint)
+            since = row.failing_since if row is not None else None
+            if since is not None and result.at - since >= self.disable_after:
+                reason = f"failing since {since.isoformat()}"
+        if reason is None:
+            return
+        changed = await self.service.handle(
+            DisableFailingEndpoint(endpoint, reason), Context("system:webhook-sender")
+        )
+        if changed:
+            log.error("webhook endpoint disabled", endpoint=endpoint, reason=reason)
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they end. Cancelled again while they run on: on Python
+    3.11 a ``wait_for`` whose inner wait ends as the cancel arrives drops the cancel, and the
+    subscription would go on waiting for ever."""
+    while True:
+        running = [task for task in tasks if not task.done()]
+        if not running:
+            return
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=0.1)
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` in seconds from now: a number of seconds, or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
