@@ -183,17 +183,24 @@ class WebhookSender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signatures(secrets, message_id, timestamp, body),
         }
-        try:
-            async with session.post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as answer:
-                kept = await answer.content.read(RESPONSE_KEPT)
-                retry_after = _retry_after(answer.headers.get("Retry-After"), self.wall())
-                return result(answer.status, kept.decode("utf-8", "replace"), "", retry_after)
-        except TimeoutError:
-            return result(0, "", f"timeout after {self.timeout:g} s")
-        except aiohttp.ClientError as error:
-            return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
+        for fresh in (False, True):
+            try:
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as answer:
+                    kept = await answer.content.read(RESPONSE_KEPT)
+                    retry_after = _retry_after(answer.headers.get("Retry-After"), self.wall())
+                    return result(answer.status, kept.decode("utf-8", "replace"), "", retry_after)
+            except aiohttp.ServerDisconnectedError as error:
+                # A kept-alive connection the receiver had closed meanwhile: sent again once,
+                # at once, on a new one (a delivery may arrive twice; receivers keep webhook-id).
+                if fresh:
+                    return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
+            except TimeoutError:
+                return result(0, "", f"timeout after {self.timeout:g} s")
+            except aiohttp.ClientError as error:
+                return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
+        raise AssertionError("unreachable: the second try returns")
 
     async def _maybe_disable(self, endpoint: str, result: AttemptResult) -> None:
         reason = None
