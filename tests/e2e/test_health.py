@@ -21,7 +21,7 @@ async def test_live_and_ready_while_everything_runs(api: Api) -> None:
     assert await response.json() == {
         "status": "ready",
         "pid": os.getpid(),
-        "jobs": ["expiry-task", "refund-worker"],
+        "jobs": ["expiry-task", "refund-worker", "webhook-outbox", "webhook-sender"],
     }
 
 

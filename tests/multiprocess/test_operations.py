@@ -162,7 +162,12 @@ async def test_readiness_answers_503_once_the_database_is_gone(tmp_path: Path) -
             status, body = await service.request("GET", "/health/ready")
             assert status == 200, body
             assert body["status"] == "ready"
-            assert set(body["jobs"]) == {"refund-worker", "expiry-task"}
+            assert set(body["jobs"]) == {
+                "refund-worker",
+                "expiry-task",
+                "webhook-outbox",
+                "webhook-sender",
+            }
             name = url.rsplit("/", 1)[1]
             admin = await asyncpg.connect(ADMIN_URL)
             try:
