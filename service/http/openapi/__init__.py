@@ -26,8 +26,9 @@ from aiohttp import web
 from service.http.docs_page import render_page, style_source
 from service.http.keys import TEMPLATES
 from service.http.openapi.codes import ERROR_MESSAGES
+from service.http.openapi.common import Operation
 from service.http.openapi.document import build_document, routes_to_document
-from service.http.openapi.operations import OPERATIONS, Operation
+from service.http.openapi.operations import OPERATIONS
 
 __all__ = [
     "ERROR_MESSAGES",

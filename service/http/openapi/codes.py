@@ -1,6 +1,6 @@
 """The catalogue of every error ``code`` the service answers: its HTTP status, message, condition.
 
-One code names one condition and answers one status everywhere. ``operations._errors`` refuses
+One code names one condition and answers one status everywhere. ``common.error_table`` refuses
 (at import) an operation that lists a code under another status than the catalogue's, the
 OpenAPI document's per-status ``enum`` is built from the operations' lists, and the table in
 docs/api.md is ``markdown_table(OPERATIONS)`` (tests/unit/test_error_codes.py checks it is

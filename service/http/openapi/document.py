@@ -22,17 +22,14 @@ from marshmallow import Schema, fields
 from service.http import schemas
 from service.http.middleware import REQUEST_ID_HEADER
 from service.http.openapi.codes import ERROR_MESSAGES
-from service.http.openapi.operations import (
+from service.http.openapi.common import (
     BASIC,
     BEARER,
     CALLBACK_TOKEN,
-    DESCRIPTION,
     IDEMPOTENCY_KEY,
-    OPERATIONS,
-    STATUS_TEXT,
-    TAGS,
     Operation,
 )
+from service.http.openapi.operations import DESCRIPTION, OPERATIONS, STATUS_TEXT, TAGS
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Invoice service API"

@@ -3,22 +3,29 @@
 ``OPERATIONS`` holds, for every documented (method, path): summary, description, credentials,
 query and header parameters, the request and answer schemas, and every status the endpoint can
 answer with the error codes behind it (each under the status ``codes.CATALOGUE`` gives it).
+The table is assembled here, in the document's order; the webhook routes' entries come from
+``webhook_operations.py``, and the ``Operation`` type and shared error tables from ``common.py``.
 ``document.py`` turns these into the document.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-
-from marshmallow import Schema
-
 from service.http import schemas
-from service.http.openapi.codes import check_listed, markdown_table
-
-BEARER, BASIC, CALLBACK_TOKEN = "bearer", "basic", "callbackToken"
-IDEMPOTENCY_KEY = "Idempotency-Key"
+from service.http.openapi.codes import markdown_table
+from service.http.openapi.common import (
+    ALWAYS,
+    AUTH,
+    BASIC,
+    BEARER,
+    BODY_ERRORS,
+    CALLBACK_TOKEN,
+    IDEMPOTENCY_KEY,
+    PLATFORM_REFUSALS,
+    ROLE,
+    Operation,
+    error_table,
+)
+from service.http.openapi.webhook_operations import WEBHOOK_OPERATIONS
 
 STATUS_TEXT = {
     400: "Bad request",
@@ -34,73 +41,13 @@ STATUS_TEXT = {
     503: "Not ready to take traffic (`errors` says why)",
 }
 
-# Errors every endpoint with a JSON body can answer before its handler decides anything.
-_BODY_ERRORS: dict[int, tuple[str, ...]] = {
-    400: ("VALIDATION", "MALFORMED_JSON"),
-    408: ("REQUEST_TIMEOUT",),
-    413: ("PAYLOAD_TOO_LARGE",),
-    415: ("UNSUPPORTED_MEDIA_TYPE",),
-}
-_ALWAYS: dict[int, tuple[str, ...]] = {500: ("INTERNAL",)}
-_AUTH: dict[int, tuple[str, ...]] = {401: ("AUTH_ERROR",)}
-_ROLE: dict[int, tuple[str, ...]] = {401: ("AUTH_ERROR",), 403: ("FORBIDDEN",)}
-_PLATFORM_REFUSALS = (
-    "INVOICE_NOT_FOUND",
-    "TRANSACTION_NOT_FOUND",
-    "REFUND_ALREADY_IN_PROCESS",
-    "TRANSACTION_ALREADY_CANCELED",
-    "TRANSACTION_ALREADY_REFUNDED",
-    "INVOICE_EXPIRED",
-    "TRANSACTION_ALREADY_COMPLETED",
-    "TRANSACTION_NOT_PAID",
-)
-
-
-def _errors(*tables: Mapping[int, tuple[str, ...]]) -> dict[int, tuple[str, ...]]:
-    """Merge status → codes tables, keeping each code once; each code under its catalogued
-    status (``codes.CATALOGUE``), or the import fails."""
-    merged: dict[int, tuple[str, ...]] = {}
-    for table in tables:
-        for status, codes in table.items():
-            check_listed(status, codes)  # one code, one status: the catalogue's
-            merged[status] = tuple(dict.fromkeys((*merged.get(status, ()), *codes)))
-    return dict(sorted(merged.items()))
-
-
-# -- the operations -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """What the document says about one route, beyond what its schemas say."""
-
-    tag: str
-    summary: str
-    description: str
-    answer: type[Schema] | dict[str, Any]
-    errors: dict[int, tuple[str, ...]]
-    security: str | None = None
-    body: type[Schema] | None = None
-    query: type[Schema] | None = None
-    headers: tuple[str, ...] = ()
-    answer_media_type: str = "application/json"
-    answer_description: str = "OK"
-    status: int = 200  # of a success
-
-
 # Both gateway callbacks refuse the same way.
-_CALLBACK_ERRORS = _errors(
-    _BODY_ERRORS,
+_CALLBACK_ERRORS = error_table(
+    BODY_ERRORS,
     {400: ("INVOICE_NOT_FOUND", "PAID_AMOUNT_MISMATCH")},
-    _AUTH,
+    AUTH,
     {409: ("PAYMENT_ID_REUSED", "CONFLICT")},
-    _ALWAYS,
-)
-
-_ENDPOINT = {404: ("WEBHOOK_ENDPOINT_NOT_FOUND",)}
-_WEBHOOK_DOC = (
-    " Basic credentials of a platform account (its own service's endpoints and messages only:"
-    " another's answer as missing ones) or an admin (every service's)."
+    ALWAYS,
 )
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -113,7 +60,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         body=schemas.AuthSchema,
         answer=schemas.TokenAnswer,
-        errors=_errors(_BODY_ERRORS, _AUTH, _ALWAYS),
+        errors=error_table(BODY_ERRORS, AUTH, ALWAYS),
     ),
     ("post", "/payment-checkout"): Operation(
         tag="buyers",
@@ -135,12 +82,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         headers=(IDEMPOTENCY_KEY,),
         answer={"oneOf": list(schemas.CHECKOUT_ANSWERS)},
         answer_description="The invoice: its shape depends on `source`",
-        errors=_errors(
-            _BODY_ERRORS,
+        errors=error_table(
+            BODY_ERRORS,
             {400: ("INVOICE_ONMARKET_IN_USE", "SELLER_NOT_FOUND", "INSUFFICIENT_BALANCE")},
-            _ROLE,
+            ROLE,
             {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")},
-            _ALWAYS,
+            ALWAYS,
             {502: ("GATEWAY_UNAVAILABLE", "GATEWAY_REJECTED")},
         ),
     ),
@@ -157,7 +104,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BEARER,
         query=schemas.DetailQuerySchema,
         answer=schemas.DetailAnswer,
-        errors=_errors({400: ("VALIDATION", "INVOICE_NOT_FOUND")}, _AUTH, _ALWAYS),
+        errors=error_table({400: ("VALIDATION", "INVOICE_NOT_FOUND")}, AUTH, ALWAYS),
     ),
     ("get", "/invoice/history"): Operation(
         tag="buyers",
@@ -169,7 +116,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BEARER,
         query=schemas.HistoryQuerySchema,
         answer=schemas.HistoryAnswer,
-        errors=_errors({400: ("VALIDATION", "INVOICE_NOT_FOUND")}, _AUTH, _ALWAYS),
+        errors=error_table({400: ("VALIDATION", "INVOICE_NOT_FOUND")}, AUTH, ALWAYS),
     ),
     ("get", "/balance"): Operation(
         tag="buyers",
@@ -181,7 +128,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BEARER,
         query=schemas.BalanceQuerySchema,
         answer=schemas.BalanceAnswer,
-        errors=_errors({400: ("VALIDATION",)}, _AUTH, _ALWAYS),
+        errors=error_table({400: ("VALIDATION",)}, AUTH, ALWAYS),
     ),
     ("post", "/invoice/cancel"): Operation(
         tag="platforms",
@@ -196,12 +143,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BASIC,
         body=schemas.CancelSchema,
         answer=schemas.CancelAnswer,
-        errors=_errors(
-            _BODY_ERRORS,
-            {400: (*_PLATFORM_REFUSALS, "BUYER_MISMATCH")},
-            _ROLE,
+        errors=error_table(
+            BODY_ERRORS,
+            {400: (*PLATFORM_REFUSALS, "BUYER_MISMATCH")},
+            ROLE,
             {409: ("CONFLICT",)},
-            _ALWAYS,
+            ALWAYS,
         ),
     ),
     ("post", "/invoice/done"): Operation(
@@ -216,8 +163,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BASIC,
         body=schemas.PlatformActionSchema,
         answer=schemas.DoneAnswer,
-        errors=_errors(
-            _BODY_ERRORS, {400: _PLATFORM_REFUSALS}, _ROLE, {409: ("CONFLICT",)}, _ALWAYS
+        errors=error_table(
+            BODY_ERRORS, {400: PLATFORM_REFUSALS}, ROLE, {409: ("CONFLICT",)}, ALWAYS
         ),
     ),
     ("post", "/invoice/done/batch"): Operation(
@@ -232,7 +179,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             " another service's invoice fails alone (`FORBIDDEN`). Item codes: "
             + ", ".join(
                 f"`{code}`"
-                for code in (*_PLATFORM_REFUSALS, "AMOUNT_MISMATCH", "FORBIDDEN", "CONFLICT")
+                for code in (*PLATFORM_REFUSALS, "AMOUNT_MISMATCH", "FORBIDDEN", "CONFLICT")
             )
             + ".\n\nWith `Idempotency-Key`, a repeat with the same key and body within 24 h"
             " answers the first answer again and changes nothing; the same key with another body"
@@ -242,7 +189,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=schemas.DoneBatchSchema,
         headers=(IDEMPOTENCY_KEY,),
         answer=schemas.DoneBatchAnswer,
-        errors=_errors(_BODY_ERRORS, _ROLE, {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")}, _ALWAYS),
+        errors=error_table(
+            BODY_ERRORS, ROLE, {409: ("IDEMPOTENCY_KEY_REUSED", "CONFLICT")}, ALWAYS
+        ),
     ),
     ("post", "/invoice/mark-paid"): Operation(
         tag="platforms",
@@ -261,8 +210,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BASIC,
         body=schemas.MarkPaidSchema,
         answer=schemas.MarkPaidAnswer,
-        errors=_errors(
-            _BODY_ERRORS,
+        errors=error_table(
+            BODY_ERRORS,
             {
                 400: (
                     "INVOICE_NOT_FOUND",
@@ -271,9 +220,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "INVOICE_ALREADY_PAID",
                 )
             },
-            _ROLE,
+            ROLE,
             {409: ("CONFLICT",)},
-            _ALWAYS,
+            ALWAYS,
         ),
     ),
     ("post", "/balance/topup"): Operation(
@@ -283,7 +232,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         security=BASIC,
         body=schemas.TopUpSchema,
         answer=schemas.TopUpAnswer,
-        errors=_errors(_BODY_ERRORS, {400: ("USER_NOT_FOUND", "NOT_A_BUYER")}, _ROLE, _ALWAYS),
+        errors=error_table(BODY_ERRORS, {400: ("USER_NOT_FOUND", "NOT_A_BUYER")}, ROLE, ALWAYS),
     ),
     ("post", "/callback/xendit/invoice"): Operation(
         tag="gateway",
@@ -314,130 +263,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer=schemas.CallbackAnswer,
         errors=_CALLBACK_ERRORS,
     ),
-    ("post", "/webhooks/endpoints"): Operation(
-        tag="webhooks",
-        summary="Register a webhook endpoint for the caller's service",
-        description=(
-            "Platform accounts only. Deliveries of the selected `event_types` (all when empty)"
-            " are POSTed to `url`, signed per Standard Webhooks with `secret`, which is shown"
-            " only here (and on rotation). In production the URL must be https and resolve to"
-            " public addresses only (`WEBHOOK_URL_REFUSED`)."
-        ),
-        security=BASIC,
-        body=schemas.WebhookEndpointCreateSchema,
-        answer=schemas.WebhookEndpointAnswer,
-        status=201,
-        answer_description="Created: the endpoint, with its secret",
-        errors=_errors(_BODY_ERRORS, {400: ("WEBHOOK_URL_REFUSED",)}, _ROLE, _ALWAYS),
-    ),
-    ("get", "/webhooks/endpoints"): Operation(
-        tag="webhooks",
-        summary="The caller's webhook endpoints",
-        description="Oldest first, without their secrets." + _WEBHOOK_DOC,
-        security=BASIC,
-        answer=schemas.WebhookEndpointListAnswer,
-        errors=_errors(_ROLE, _ALWAYS),
-    ),
-    ("get", "/webhooks/endpoints/{endpoint}"): Operation(
-        tag="webhooks",
-        summary="A webhook endpoint",
-        description="Without its secret." + _WEBHOOK_DOC,
-        security=BASIC,
-        answer=schemas.WebhookEndpointAnswer,
-        errors=_errors(_ROLE, _ENDPOINT, _ALWAYS),
-    ),
-    ("patch", "/webhooks/endpoints/{endpoint}"): Operation(
-        tag="webhooks",
-        summary="Change a webhook endpoint: url, event types, description, disabled",
-        description=(
-            "Only the fields given change. `disabled: false` enables an endpoint the service"
-            " disabled (410, or failing for days); its pending messages are then sent, and"
-            " failed ones can be recovered." + _WEBHOOK_DOC
-        ),
-        security=BASIC,
-        body=schemas.WebhookEndpointUpdateSchema,
-        answer=schemas.WebhookEndpointAnswer,
-        errors=_errors(
-            _BODY_ERRORS,
-            {400: ("WEBHOOK_URL_REFUSED",)},
-            _ROLE,
-            _ENDPOINT,
-            {409: ("CONFLICT",)},
-            _ALWAYS,
-        ),
-    ),
-    ("delete", "/webhooks/endpoints/{endpoint}"): Operation(
-        tag="webhooks",
-        summary="Delete a webhook endpoint",
-        description="Nothing more is sent to it; its delivery log stays." + _WEBHOOK_DOC,
-        security=BASIC,
-        answer={"type": "null"},
-        status=204,
-        answer_description="Deleted",
-        errors=_errors(_ROLE, _ENDPOINT, {409: ("CONFLICT",)}, _ALWAYS),
-    ),
-    ("post", "/webhooks/endpoints/{endpoint}/rotate-secret"): Operation(
-        tag="webhooks",
-        summary="Rotate a webhook endpoint's secret",
-        description=(
-            "A new secret signs from now on; the previous one signs beside it (a second"
-            " `v1,` signature in `webhook-signature`) until `old_secret_expires_at`, 24 h"
-            " later, so receivers can switch without missing a delivery." + _WEBHOOK_DOC
-        ),
-        security=BASIC,
-        answer=schemas.WebhookSecretAnswer,
-        errors=_errors(_ROLE, _ENDPOINT, {409: ("CONFLICT",)}, _ALWAYS),
-    ),
-    ("post", "/webhooks/endpoints/{endpoint}/recover"): Operation(
-        tag="webhooks",
-        summary="Resend every failed message of an endpoint since a time",
-        description=(
-            "Each failed message queued at or after `since` is due again at once, with a new"
-            " round of retries and the same `webhook-id`." + _WEBHOOK_DOC
-        ),
-        security=BASIC,
-        body=schemas.WebhookRecoverSchema,
-        answer=schemas.WebhookResentAnswer,
-        status=202,
-        answer_description="Accepted: the messages are due again",
-        errors=_errors(_BODY_ERRORS, _ROLE, _ENDPOINT, {409: ("CONFLICT",)}, _ALWAYS),
-    ),
-    ("get", "/webhooks/messages"): Operation(
-        tag="webhooks",
-        summary="The delivery log: messages and their attempts",
-        description=(
-            "Newest first, filtered by `endpoint_id`, `status` (pending, delivered, failed)"
-            " and `invoice`. Each attempt shows its time, the HTTP status (0: no answer, with"
-            " `error`), its duration and the first 1 KiB of the answer." + _WEBHOOK_DOC
-        ),
-        security=BASIC,
-        query=schemas.WebhookMessagesQuerySchema,
-        answer=schemas.WebhookMessageListAnswer,
-        errors=_errors({400: ("VALIDATION",)}, _ROLE, _ALWAYS),
-    ),
-    ("post", "/webhooks/messages/{message}/resend"): Operation(
-        tag="webhooks",
-        summary="Send a message again, delivered or not",
-        description="Due at once, with the same `webhook-id`." + _WEBHOOK_DOC,
-        security=BASIC,
-        answer=schemas.WebhookResentAnswer,
-        status=202,
-        answer_description="Accepted: the message is due again",
-        errors=_errors(_ROLE, {404: ("WEBHOOK_MESSAGE_NOT_FOUND",)}, {409: ("CONFLICT",)}, _ALWAYS),
-    ),
+    **WEBHOOK_OPERATIONS,  # here, so the document and the codes table keep their order
     ("get", "/health"): Operation(
         tag="operations",
         summary="Liveness, and the log's head position",
         description="Answers once the event store is open.",
         answer=schemas.HealthAnswer,
-        errors=_errors(_ALWAYS),
+        errors=error_table(ALWAYS),
     ),
     ("get", "/health/live"): Operation(
         tag="operations",
         summary="Liveness: the process answers",
         description="200 as long as the process answers requests; nothing else is checked.",
         answer=schemas.LiveAnswer,
-        errors=_errors(_ALWAYS),
+        errors=error_table(ALWAYS),
     ),
     ("get", "/health/ready"): Operation(
         tag="operations",
@@ -448,7 +287,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             " job's lease); otherwise 503 `NOT_READY`, `errors` naming `database` or `jobs`."
         ),
         answer=schemas.ReadyAnswer,
-        errors=_errors({503: ("NOT_READY",)}, _ALWAYS),
+        errors=error_table({503: ("NOT_READY",)}, ALWAYS),
     ),
     ("get", "/metrics"): Operation(
         tag="operations",
@@ -463,7 +302,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         answer={"type": "string"},
         answer_media_type="text/plain",
-        errors=_errors(_AUTH, _ALWAYS),
+        errors=error_table(AUTH, ALWAYS),
     ),
     ("get", "/admin"): Operation(
         tag="operations",
@@ -479,7 +318,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer_media_type="text/html",
         security=BASIC,
         query=schemas.AdminQuerySchema,
-        errors=_errors({400: ("VALIDATION",)}, _ROLE, _ALWAYS),
+        errors=error_table({400: ("VALIDATION",)}, ROLE, ALWAYS),
     ),
     ("get", "/openapi.json"): Operation(
         tag="documentation",
