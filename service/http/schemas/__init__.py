@@ -1,10 +1,11 @@
 """Request and answer schemas (marshmallow): every body the API reads or writes.
 
-``requests``: what the API reads (bodies, queries) and the field types they share, with the
-gateway's callbacks in ``callbacks`` and the mark-paid body in ``mark_paid``; ``answers``: what
-it answers. Everything is re-exported here, so callers write ``schemas.CheckoutSchema``
-whichever module holds it, and the OpenAPI document finds each schema's docstring by its name
-here.
+``base``: the field types and strict schema every request shares; ``requests``: the bodies the
+API reads, ``queries`` its queries, with the gateway's callbacks in ``callbacks``, the mark-paid
+body in ``mark_paid`` and the webhook endpoints' bodies and answers in ``webhooks``;
+``answers``: what it answers. Everything is re-exported here, so callers write
+``schemas.CheckoutSchema`` whichever module holds it, and the OpenAPI document finds each
+schema's docstring by its name here.
 """
 
 from __future__ import annotations
@@ -38,32 +39,36 @@ from service.http.schemas.answers import (
     TransactionStatusAnswer,
     XenditCheckoutAnswer,
 )
+from service.http.schemas.base import (
+    MAX_AMOUNT,
+    MAX_NAME_SHOWN,
+    MAX_NAMED_UNKNOWN,
+    FullMatch,
+    Money,
+    StrictSchema,
+)
 from service.http.schemas.callbacks import (
     InvoiceCallbackSchema,
     QrCallbackSchema,
     QrPaymentDataSchema,
 )
 from service.http.schemas.mark_paid import MAX_REASON, MAX_REFERENCE, MarkPaidSchema
-from service.http.schemas.requests import (
-    MAX_AMOUNT,
-    MAX_BATCH_ITEMS,
-    MAX_NAME_SHOWN,
-    MAX_NAMED_UNKNOWN,
+from service.http.schemas.queries import (
     MAX_POSITION,
-    MAX_TRANSACTIONS,
     AdminQuerySchema,
-    AuthSchema,
     BalanceQuerySchema,
+    DetailQuerySchema,
+    HistoryQuerySchema,
+)
+from service.http.schemas.requests import (
+    MAX_BATCH_ITEMS,
+    MAX_TRANSACTIONS,
+    AuthSchema,
     BatchItemSchema,
     CancelSchema,
     CheckoutSchema,
-    DetailQuerySchema,
     DoneBatchSchema,
-    FullMatch,
-    HistoryQuerySchema,
-    Money,
     PlatformActionSchema,
-    StrictSchema,
     TopUpSchema,
     TransactionSchema,
 )

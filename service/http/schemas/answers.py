@@ -13,7 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from service.domain.services import SERVICE_PREFIXES, SERVICES, SOURCES
 from service.domain.statuses import INVOICE_STATUSES, TRANSACTION_STATUSES
-from service.http.schemas.requests import FullMatch, doc
+from service.http.schemas.base import FullMatch, doc
 
 API_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 INVOICE_ID = rf"^({'|'.join(SERVICE_PREFIXES.values())})[0-9A-Za-z]{{13}}$"

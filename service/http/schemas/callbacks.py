@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from service.http.schemas.requests import NAME, Money, doc, in_utc_range
+from service.http.schemas.base import NAME, Money, doc, in_utc_range
 
 
 class InvoiceCallbackSchema(Schema):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from service.domain.services import SERVICES
-from service.http.schemas.requests import NAME, StrictSchema, doc
+from service.http.schemas.base import NAME, StrictSchema, doc
 
 MAX_REFERENCE = 255
 MAX_REASON = 500

@@ -1,152 +1,29 @@
-"""What the API reads (marshmallow): request bodies and queries (the gateway's callbacks are in
-``callbacks``), and the field types they share.
+"""What the API reads in request bodies (marshmallow): checkout, done (one or a batch), cancel,
+login and top-up. The field types they share are in ``base``, the queries in ``queries``, the
+gateway's callbacks in ``callbacks``, the webhook endpoints' bodies in ``webhooks``.
 
-Requests refuse unknown fields, and money is a strict integer: booleans, floats, numeric strings
-and negatives are refused, and no amount may exceed 10^12. The OpenAPI document
-(``service/http/openapi/``) is generated from these classes, so each constraint is written
-once, as a validator that both refuses bad input and documents the rule; ``metadata``
-descriptions become the document's.
+The OpenAPI document (``service/http/openapi/``) is generated from these classes, so each
+constraint is written once, as a validator that both refuses bad input and documents the rule;
+``metadata`` descriptions become the document's.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import (
-    RAISE,
-    Schema,
-    ValidationError,
-    fields,
-    post_load,
-    pre_load,
-    validate,
-    validates_schema,
-)
+from marshmallow import ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from service.domain.events import TransactionLine
 from service.domain.services import SERVICES, SOURCES
-
-MAX_AMOUNT = 10**12
-MAX_TRANSACTIONS = 100
-MAX_POSITION = 2**63 - 1  # SQLite's largest integer: the log's positions cannot go beyond
-
-
-class FullMatch(validate.Regexp):
-    """A ``Regexp`` that must match the whole value.
-
-    ``re.match`` with ``$`` accepts a value that ends in a newline ("abc\\n"), which a JSON
-    Schema ``pattern`` (ECMA-262) does not: the whole value must match here, as documented.
-    """
-
-    def __call__(self, value: Any) -> Any:
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
-# A list, not validate.And, so that the OpenAPI generator sees each rule.
-NAME = (
-    validate.Length(min=1, max=100),
-    FullMatch(r"^[\x20-\x7e]+$", error="Must be printable ASCII text."),
+from service.http.schemas.base import (
+    NAME,
+    Money,
+    StrictSchema,
+    doc,
+    refuse_long_list,
 )
 
-
-def in_utc_range(moment: datetime) -> None:
-    """A time must also exist in UTC (0001-01-01 +01:00 does not)."""
-    try:
-        moment.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError("Out of the range of representable times.") from None
-
-
-class Money(fields.Field[int]):
-    """An amount in the smallest unit (IDR): an integer from 0 to 10^12, nothing else."""
-
-    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
-        "invalid": "Must be an integer amount, not a boolean, float or string.",
-        "range": f"Must be between 0 and {MAX_AMOUNT}.",
-    }
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.make_error("invalid")
-        if not 0 <= value <= MAX_AMOUNT:
-            raise self.make_error("range")
-        return value
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-# A refusal names at most this many unknown fields, each cut to a readable length: an answer
-# must not grow with what an abusive body sends (80,000 unknown fields answered 2.2 MB).
-MAX_NAMED_UNKNOWN = 20
-MAX_NAME_SHOWN = 100
-
-
-class StrictSchema(Schema):
-    """Unknown fields are refused, by name."""
-
-    class Meta:
-        unknown = RAISE
-
-    @pre_load
-    def refuse_many_unknown_fields(self, data: Any, **kwargs: Any) -> Any:
-        """A few unknown fields are named with the body's other errors; many, or a very long
-        name, end the load at once with a sample of them."""
-        if not isinstance(data, dict):
-            return data  # marshmallow names the wrong type
-        if len(data) <= MAX_NAMED_UNKNOWN and all(len(key) <= MAX_NAME_SHOWN for key in data):
-            return data  # few and short: marshmallow names them with the other errors
-        known = {field.data_key or name for name, field in self.load_fields.items()}
-        unknown = [key for key in data if key not in known]
-        if len(unknown) <= MAX_NAMED_UNKNOWN and all(len(key) <= MAX_NAME_SHOWN for key in unknown):
-            return data
-        errors: dict[str, list[str]] = {
-            _shown(key): ["Unknown field."] for key in unknown[:MAX_NAMED_UNKNOWN]
-        }
-        if len(unknown) > MAX_NAMED_UNKNOWN:
-            errors["_schema"] = [f"{len(unknown)} unknown fields; the first are named."]
-        raise ValidationError(errors)
-
-
-def _shown(name: str) -> str:
-    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "…"
-
-
-class QueryInteger(fields.Integer):
-    """An integer written in a query string: ASCII digits, with a ``-`` for a negative number.
-
-    ``int()`` (and so ``fields.Integer``) also reads "٣", "１", "+5", " 5" and "5_0"; a proxy,
-    a cache or a log reader may read those differently or not at all, so they are refused.
-    """
-
-    default_error_messages = {  # noqa: RUF012 - marshmallow's own convention
-        "invalid": "Not a valid integer: ASCII digits 0-9 only.",
-    }
-
-    _DIGITS = re.compile(r"-?[0-9]+")
-
-    def _validated(self, value: Any) -> int:
-        if not isinstance(value, str) or self._DIGITS.fullmatch(value) is None:
-            raise self.make_error("invalid")
-        return super()._validated(value)
-
-
-def refuse_long_list(data: Any, name: str, most: int) -> Any:
-    """``data`` as it is, unless its list ``name`` holds more than ``most`` items: refused by
-    its length before any item is loaded (the same message the field's own length check
-    gives)."""
-    items = data.get(name) if isinstance(data, dict) else None
-    if isinstance(items, list) and len(items) > most:
-        raise ValidationError(f"Length must be between 1 and {most}; got {len(items)}.", name)
-    return data
-
-
-def doc(description: str) -> dict[str, Any]:
-    return {"description": description}
+MAX_TRANSACTIONS = 100
 
 
 class TransactionSchema(StrictSchema):
@@ -342,62 +219,3 @@ class TopUpSchema(StrictSchema):
 
     username = fields.String(required=True, validate=NAME, metadata=doc("A buyer account."))
     amount = Money(required=True, validate=validate.Range(min=1), metadata=doc("IDR."))
-
-
-class DetailQuerySchema(StrictSchema):
-    invoice = fields.String(
-        validate=NAME, metadata=doc("The invoice id; exactly one of this and waybill_number.")
-    )
-    waybill_number = fields.String(
-        validate=NAME,
-        metadata=doc("The newest visible invoice with this waybill; exactly one of the two."),
-    )
-    as_of = fields.AwareDateTime(
-        validate=in_utc_range,
-        metadata=doc(
-            "The invoice as it stood at this time (ISO 8601 with a timezone), replayed from"
-            " the log; not together with as_of_position."
-        ),
-    )
-    as_of_position = QueryInteger(
-        validate=validate.Range(min=0, max=MAX_POSITION),
-        metadata=doc("The invoice as it stood just after this log position."),
-    )
-
-    @validates_schema
-    def exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if ("invoice" in data) == ("waybill_number" in data):
-            raise ValidationError("Give exactly one of invoice and waybill_number.", "_schema")
-        if "as_of" in data and "as_of_position" in data:
-            raise ValidationError("Give at most one of as_of and as_of_position.", "_schema")
-
-
-class AdminQuerySchema(StrictSchema):
-    q = fields.String(
-        validate=NAME, metadata=doc("An invoice id or a waybill number to show the timeline of.")
-    )
-    as_of = fields.AwareDateTime(
-        validate=in_utc_range,
-        metadata=doc("Show the invoice as it stood at this time (ISO 8601 with a timezone)."),
-    )
-    as_of_position = QueryInteger(
-        validate=validate.Range(min=0, max=MAX_POSITION),
-        metadata=doc("Show the invoice as it stood just after this log position."),
-    )
-
-    @validates_schema
-    def one_moment(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "as_of" in data and "as_of_position" in data:
-            raise ValidationError("Give at most one of as_of and as_of_position.", "_schema")
-
-
-class HistoryQuerySchema(StrictSchema):
-    invoice = fields.String(required=True, validate=NAME, metadata=doc("The invoice id."))
-
-
-class BalanceQuerySchema(StrictSchema):
-    limit = QueryInteger(
-        load_default=100,
-        validate=validate.Range(min=1, max=500),
-        metadata=doc("How many ledger entries, newest first."),
-    )

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from service.domain.webhook_delivery import MESSAGE_STATUSES, WEBHOOK_EVENT_TYPES
 from service.http.schemas.answers import API_TIME
-from service.http.schemas.requests import NAME, FullMatch, QueryInteger, StrictSchema, doc
+from service.http.schemas.base import NAME, FullMatch, QueryInteger, StrictSchema, doc
 
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
