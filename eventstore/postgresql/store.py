@@ -1,7 +1,9 @@
 """The PostgreSQL event store: ``eventstore.EventStore`` on one PostgreSQL database, for several
 processes and nodes at once.
 
-Writes go through one :class:`GroupCommitWriter` per store (its own connection); reads use a
+The appends, the reads passed straight to ``LogReads`` and the subscription loop are
+``eventstore.logstore.LogStore``'s, shared with the SQLite store. Writes go through one
+:class:`GroupCommitWriter` per store (its own connection); reads use a
 pool of their own (``pool``, which a read model kept in the same database may use too); a
 :class:`Listener` on one more connection turns other processes' commits into wake-ups.
 Everything a caller passes is validated and serialised before it is queued, so a bad event fails
@@ -12,18 +14,15 @@ stuck client cannot hold the log's lock or its snapshot for ever.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from eventstore.errors import EventStoreError, StoreClosedError
 from eventstore.interface import Progress
-from eventstore.model import Checkpoint, NewEvent, RecordedEvent, StreamAppend, VerifyReport
+from eventstore.logstore import LogStore, utc_now
+from eventstore.model import Checkpoint, RecordedEvent, VerifyReport
 from eventstore.postgresql.appending import AppendOperation
 from eventstore.postgresql.importing import ImportOperation
 from eventstore.postgresql.listener import Listener
@@ -33,7 +32,7 @@ from eventstore.postgresql.rebuild import RebuildOperation
 from eventstore.postgresql.schema import EVENTSTORE_MIGRATIONS, apply_migrations
 from eventstore.postgresql.verification import verify_log
 from eventstore.postgresql.writer import GroupCommitWriter
-from eventstore.records import encode_appends, encode_stream
+from eventstore.records import EncodedStream
 
 
 async def _reset_reader(conn: asyncpg.Connection) -> None:
@@ -46,12 +45,10 @@ async def _reset_reader(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class PostgreSQLEventStore:
+class PostgreSQLEventStore(LogStore):
     """An append-only log of events in one PostgreSQL database. Open with :meth:`open`."""
+
+    _writer: GroupCommitWriter
 
     def __init__(
         self,
@@ -66,10 +63,10 @@ class PostgreSQLEventStore:
         idle_timeout: float,
         on_batch: Callable[[int], None] | None,
     ) -> None:
+        super().__init__(poll_interval)
         self.url = url
         self._projectors = tuple(projectors)
         self._page_size = page_size
-        self._poll_interval = poll_interval
         self._readers = readers
         self._settings = {
             "idle_in_transaction_session_timeout": str(int(idle_timeout * 1000)),
@@ -77,9 +74,6 @@ class PostgreSQLEventStore:
         }
         self._pool: asyncpg.Pool | None = None
         self._reads: LogReads | None = None
-        self._head_position = 0
-        self._committed = asyncio.Event()
-        self._closed = False
         self._writer = GroupCommitWriter(
             self._connect,
             clock=clock,
@@ -103,7 +97,7 @@ class PostgreSQLEventStore:
         page_size: int = 250,
         poll_interval: float = 0.5,
         idle_timeout: float = 60.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         on_batch: Callable[[int], None] | None = None,
     ) -> PostgreSQLEventStore:
         """Open the store in the database at ``url`` (``postgresql://user@host:port/db``) and
@@ -183,45 +177,12 @@ class PostgreSQLEventStore:
         if self._pool is not None:
             await self._pool.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # -- writing -----------------------------------------------------------------------------
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        *,
-        checkpoint: Checkpoint | None = None,
-    ) -> list[RecordedEvent]:
-        """Append ``events`` to one stream if it is at ``expected_version`` (see
-        ``EventStore.append``)."""
-        operation = AppendOperation(
-            [encode_stream(stream_id, expected_version, events)], checkpoint
-        )
-        (recorded,) = await self._submit(operation)
-        return recorded  # type: ignore[no-any-return]
-
-    async def append_streams(
-        self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
-    ) -> list[list[RecordedEvent]]:
-        """Append to several streams in one all-or-nothing transaction."""
-        operation = AppendOperation(encode_appends(appends), checkpoint)
-        return await self._submit(operation)  # type: ignore[no-any-return]
-
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
-        await self.append_streams([], checkpoint=Checkpoint(name, position))
+    def _append_operation(
+        self, streams: list[EncodedStream], checkpoint: Checkpoint | None
+    ) -> AppendOperation:
+        return AppendOperation(streams, checkpoint)
 
     async def import_events(self, events: Sequence[RecordedEvent]) -> int:
         """Store events of another log unchanged, if they continue this one (under the lock)."""
@@ -241,16 +202,6 @@ class PostgreSQLEventStore:
     async def checkpointed(self) -> None:
         """Nothing to wait for: a rebuild's rows are in place once it commits."""
 
-    async def _submit(self, operation: Any) -> Any:
-        if self._closed:
-            raise StoreClosedError("the event store is closed")
-        return await self._writer.submit(operation)
-
-    def _note_commit(self, head_position: int) -> None:
-        self._head_position = max(self._head_position, head_position)
-        self._committed.set()
-        self._committed = asyncio.Event()
-
     # -- reading -----------------------------------------------------------------------------
 
     def _log(self) -> LogReads:
@@ -258,69 +209,16 @@ class PostgreSQLEventStore:
             raise StoreClosedError("the event store is closed")
         return self._reads
 
-    def read_stream(self, stream_id: str, after_version: int = 0) -> AsyncIterator[RecordedEvent]:
-        """The events of one stream after ``after_version``, oldest first, in pages."""
-        return self._log().read_stream(stream_id, after_version)
-
     async def stream_tail(
         self, stream_id: str, after_version: int, limit: int = 100
     ) -> list[RecordedEvent]:
         """At most ``limit`` events of one stream after ``after_version``: one index range."""
         return await self._log().stream_tail(stream_id, after_version, limit)
 
-    def read_all(
-        self, after_position: int = 0, *, types: Collection[str] | None = None
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event after ``after_position`` in commit order, in pages; with ``types``,
-        only events of those types."""
-        return self._log().read_range(after_position, None, types)
-
-    async def subscribe(
-        self,
-        name: str,
-        after_position: int | None = None,
-        *,
-        types: Collection[str] | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        """Yield events as they commit, in position order, never skipping one (see
-        ``EventStore.subscribe``). Other processes' commits wake it by their notice, or are
-        found by polling every ``poll_interval`` seconds."""
-        try:
-            position = (
-                await self.load_checkpoint(name) if after_position is None else after_position
-            )
-            while not self._closed:
-                # Up to the head as one statement saw it: every position up to there is
-                # committed (positions are taken under the log's lock and committed in their
-                # order), so the range is complete and the next pass starts after it.
-                head = await self.head_position()
-                if head > position:
-                    async for event in self._log().read_range(position, head, types):
-                        yield event
-                    position = head
-                committed = self._committed
-                if self._head_position <= position and not self._closed:
-                    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose wait
-                    # ends (a commit) as a cancel arrives drops the cancel, and the
-                    # subscription would never end.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._poll_interval):
-                            await committed.wait()
-        except StoreClosedError:
-            return
-
-    async def load_checkpoint(self, name: str) -> int:
-        """The stored position of checkpoint ``name``; 0 if it was never saved."""
-        return await self._log().load_checkpoint(name)
-
     async def last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
         """The last event of each stream in ``stream_ids`` that exists, in one query per
         ``LAST_EVENTS_CHUNK`` streams."""
         return await self._log().last_events(stream_ids)
-
-    async def stream_version(self, stream_id: str) -> int:
-        """The version of a stream: the number of events in it (0 if it does not exist)."""
-        return await self._log().stream_version(stream_id)
 
     async def head_position(self) -> int:
         """The position of the last committed event; 0 for an empty log."""

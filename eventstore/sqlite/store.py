@@ -2,7 +2,9 @@
 verify. It implements ``eventstore.EventStore``, plus ``query`` and ``lookup`` for a read model
 kept in the same file.
 
-Writes go through one :class:`GroupCommitWriter`; reads use read-only connections of their own
+The appends, the reads passed straight to ``LogReads`` and the subscription loop are
+``eventstore.logstore.LogStore``'s, shared with the PostgreSQL store. Writes go through one
+:class:`GroupCommitWriter`; reads use read-only connections of their own
 (``LogReads``), so they never wait for the writer (WAL lets readers and the writer work at
 once). Everything a caller passes is validated and serialised before it is queued, so a bad
 event fails alone and early, and nothing is written.
@@ -14,22 +16,16 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from eventstore.errors import EventStoreError, NotADatabaseError, StoreClosedError
 from eventstore.interface import Progress
-from eventstore.model import (
-    Checkpoint,
-    NewEvent,
-    RecordedEvent,
-    StreamAppend,
-    VerifyReport,
-)
-from eventstore.records import encode_appends, encode_stream
+from eventstore.logstore import LogStore, utc_now
+from eventstore.model import Checkpoint, RecordedEvent, VerifyReport
+from eventstore.records import EncodedStream
 from eventstore.sqlite.importing import ImportOperation
 from eventstore.sqlite.operations import AppendOperation
 from eventstore.sqlite.projection import SQLiteProjector
@@ -43,12 +39,10 @@ from eventstore.sqlite.writer import GroupCommitWriter
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class SQLiteEventStore:
+class SQLiteEventStore(LogStore):
     """An append-only log of events in one SQLite file. Open with :meth:`open`."""
+
+    _writer: GroupCommitWriter
 
     def __init__(
         self,
@@ -65,18 +59,15 @@ class SQLiteEventStore:
         rebuild_parallel_from: int,
         on_batch: Callable[[int], None] | None,
     ) -> None:
+        super().__init__(poll_interval)
         self.path = path
         self._projectors = tuple(projectors)
         self._page_size = page_size
         self._rebuild_workers = rebuild_workers
         self._rebuild_parallel_from = rebuild_parallel_from
-        self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
         self._reads = LogReads(path, busy_timeout, readers, page_size)
-        self._head_position = 0
-        self._committed = asyncio.Event()
         self._checkpoint: asyncio.Future[None] | None = None
-        self._closed = False
         self._writer = GroupCommitWriter(
             lambda: _connect_writer(path, busy_timeout),
             clock=clock,
@@ -100,7 +91,7 @@ class SQLiteEventStore:
         page_size: int = 250,
         poll_interval: float = 0.5,
         busy_timeout: float = 5.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         rebuild_workers: int | None = None,
         rebuild_parallel_from: int = 50_000,
         on_batch: Callable[[int], None] | None = None,
@@ -166,53 +157,12 @@ class SQLiteEventStore:
         # database and removes it, which a read-only connection cannot do.
         await self._writer.close()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     # -- writing -----------------------------------------------------------------------------
 
-    async def append(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int,
-        *,
-        checkpoint: Checkpoint | None = None,
-    ) -> list[RecordedEvent]:
-        """Append ``events`` to one stream if it is at ``expected_version``.
-
-        ``expected_version`` is an exact version, ``NO_STREAM`` or ``ANY``. A stream at another
-        version raises ``ConcurrencyError`` with the actual version, and nothing is written.
-        Appending events whose ids are all stored already returns the stored events.
-        """
-        operation = AppendOperation(
-            [encode_stream(stream_id, expected_version, events)], checkpoint, self._projectors
-        )
-        (recorded,) = await self._submit(operation)
-        return recorded  # type: ignore[no-any-return]
-
-    async def append_streams(
-        self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
-    ) -> list[list[RecordedEvent]]:
-        """Append to several streams in one all-or-nothing transaction.
-
-        Returns the recorded events of each stream, in the order given. A conflict on any stream
-        writes nothing on any. ``checkpoint``, if given, moves in the same transaction.
-        """
-        operation = AppendOperation(encode_appends(appends), checkpoint, self._projectors)
-        return await self._submit(operation)  # type: ignore[no-any-return]
-
-    async def save_checkpoint(self, name: str, position: int) -> None:
-        """Move checkpoint ``name`` forward to ``position`` (a transaction of its own)."""
-        await self.append_streams([], checkpoint=Checkpoint(name, position))
+    def _append_operation(
+        self, streams: list[EncodedStream], checkpoint: Checkpoint | None
+    ) -> AppendOperation:
+        return AppendOperation(streams, checkpoint, self._projectors)
 
     async def import_events(self, events: Sequence[RecordedEvent]) -> int:
         if not events:
@@ -260,22 +210,10 @@ class SQLiteEventStore:
         if self._checkpoint is not None:
             await self._checkpoint
 
-    async def _submit(self, operation: Any) -> Any:
-        if self._closed:
-            raise StoreClosedError("the event store is closed")
-        return await self._writer.submit(operation)
-
-    def _note_commit(self, head_position: int) -> None:
-        self._head_position = max(self._head_position, head_position)
-        self._committed.set()
-        self._committed = asyncio.Event()
-
     # -- reading -----------------------------------------------------------------------------
 
-    def read_stream(self, stream_id: str, after_version: int = 0) -> AsyncIterator[RecordedEvent]:
-        """The events of one stream after ``after_version``, oldest first, read in pages on
-        the reader pool."""
-        return self._reads.read_stream(stream_id, after_version)
+    def _log(self) -> LogReads:
+        return self._reads  # which refuses every read once closed
 
     async def stream_tail(
         self, stream_id: str, after_version: int, limit: int = 100
@@ -285,65 +223,11 @@ class SQLiteEventStore:
         there are usually none or a few."""
         return self._reads.stream_tail(stream_id, after_version, limit)
 
-    def read_all(
-        self, after_position: int = 0, *, types: Collection[str] | None = None
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event after ``after_position`` in commit order, read in pages; with ``types``,
-        only events of those types (the others are skipped by the query, never decoded)."""
-        return self._reads.read_range(after_position, None, types)
-
-    async def subscribe(
-        self,
-        name: str,
-        after_position: int | None = None,
-        *,
-        types: Collection[str] | None = None,
-    ) -> AsyncIterator[RecordedEvent]:
-        """Yield events as they commit, in position order, never skipping one; with ``types``,
-        only events of those types.
-
-        Starts after ``after_position``, or after checkpoint ``name`` when not given. The
-        subscription does not move the checkpoint: pass ``Checkpoint(name, event.position)`` to
-        the append that records the event's effects (exactly once), or call
-        :meth:`save_checkpoint`. Commits of other processes are found by polling every
-        ``poll_interval`` seconds. It ends when the store closes.
-        """
-        position = await self.load_checkpoint(name) if after_position is None else after_position
-        try:
-            while not self._closed:
-                # Up to the head as one snapshot saw it: every position up to there is
-                # committed (one writer at a time assigns them), so the range is complete and
-                # the next pass starts after it, whatever the filter left out.
-                head = await self.head_position()
-                if head > position:
-                    async for event in self._reads.read_range(position, head, types):
-                        yield event
-                    position = head
-                committed = self._committed
-                if self._head_position <= position and not self._closed:
-                    # Other processes' commits are found by polling.
-                    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose wait
-                    # ends (a commit) as a cancel arrives drops the cancel, and the
-                    # subscription would never end.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._poll_interval):
-                            await committed.wait()
-        except StoreClosedError:
-            return
-
-    async def load_checkpoint(self, name: str) -> int:
-        """The stored position of checkpoint ``name``; 0 if it was never saved."""
-        return await self._reads.load_checkpoint(name)
-
     async def last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:
         """The last event of each stream in ``stream_ids`` that exists, in one :meth:`lookup`
         per ``LAST_EVENTS_CHUNK`` streams: for streams whose last event is their whole state
         (claims, keys), read together instead of one round trip each."""
         return self._reads.last_events(stream_ids)
-
-    async def stream_version(self, stream_id: str) -> int:
-        """The version of a stream: the number of events in it (0 if it does not exist)."""
-        return await self._reads.stream_version(stream_id)
 
     async def head_position(self) -> int:
         """The position of the last committed event; 0 for an empty log (a :meth:`lookup`)."""

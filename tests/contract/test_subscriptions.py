@@ -83,6 +83,16 @@ async def test_a_subscription_ends_when_the_store_closes(backend: Backend) -> No
         assert await consumer == 0
 
 
+async def test_a_subscription_to_a_closed_store_ends_without_error(backend: Backend) -> None:
+    """Subscribing after close, from a checkpoint, yields nothing and raises nothing (as the
+    interface says: it ends, without error, when the store closes)."""
+    store = await backend.open()
+    await store.close()
+
+    async with asyncio.timeout(5):
+        assert [event async for event in store.subscribe("s")] == []
+
+
 async def test_a_checkpoint_moves_with_the_append_it_belongs_to(store: EventStore) -> None:
     """The checkpoint is saved in the same transaction as the subscriber's own events."""
     (source,) = await store.append("invoice", [NewEvent("RefundRequested", {})], NO_STREAM)
