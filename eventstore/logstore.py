@@ -95,12 +95,8 @@ class LogStore(ABC):
         *,
         checkpoint: Checkpoint | None = None,
     ) -> list[RecordedEvent]:
-        """Append ``events`` to one stream if it is at ``expected_version``.
-
-        ``expected_version`` is an exact version, ``NO_STREAM`` or ``ANY``. A stream at another
-        version raises ``ConcurrencyError`` with the actual version, and nothing is written.
-        Appending events whose ids are all stored already returns the stored events.
-        """
+        """Append ``events`` to one stream if it is at ``expected_version`` (see
+        ``EventStore.append``); events whose ids are all stored already answer as stored."""
         operation = self._append_operation(
             [encode_stream(stream_id, expected_version, events)], checkpoint
         )
@@ -110,11 +106,8 @@ class LogStore(ABC):
     async def append_streams(
         self, appends: Sequence[StreamAppend], *, checkpoint: Checkpoint | None = None
     ) -> list[list[RecordedEvent]]:
-        """Append to several streams in one all-or-nothing transaction.
-
-        Returns the recorded events of each stream, in the order given. A conflict on any stream
-        writes nothing on any. ``checkpoint``, if given, moves in the same transaction.
-        """
+        """Append to several streams in one all-or-nothing transaction (see
+        ``EventStore.append_streams``)."""
         operation = self._append_operation(encode_appends(appends), checkpoint)
         return await self._submit(operation)  # type: ignore[no-any-return]
 

@@ -28,7 +28,7 @@ import contextlib
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,23 +104,39 @@ async def register_accounts(location: str) -> None:
             await service.handle(command, Context("test"))
 
 
+Fill = Callable[[str], Coroutine[Any, Any, None]]
+
+
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory, folder: str, fill: Fill) -> Path:
+    """An SQLite file that ``fill(location)`` filled, to copy a test's database from."""
+    path = tmp_path_factory.mktemp(folder) / "invoices.db"
+    asyncio.run(fill(str(path)))
+    return path
+
+
+@contextlib.contextmanager
+def postgresql_template(prefix: str, fill: Fill) -> Iterator[str]:
+    """A PostgreSQL database that ``fill(url)`` filled, to create a test's database from: its
+    name. Closed once filled (a template must have nobody connected); dropped on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    admin_statement(f"CREATE DATABASE {name}")
+    try:
+        run(lambda: fill(database_url(name)))
+        yield name
+    finally:
+        drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "invoices.db"
-    asyncio.run(register_accounts(str(path)))
-    return path
+    return sqlite_template(tmp_path_factory, "template", register_accounts)
 
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    """The name of the session's PostgreSQL template database (closed: nobody connected)."""
-    name = f"e2e_template_{uuid.uuid4().hex}"
-    admin_statement(f"CREATE DATABASE {name}")
-    try:
-        run(lambda: register_accounts(database_url(name)))
+    """The name of the session's PostgreSQL template database."""
+    with postgresql_template("e2e_template", register_accounts) as name:
         yield name
-    finally:
-        drop_database(name)
 
 
 def database_from_template(template: str) -> str:

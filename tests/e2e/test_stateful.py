@@ -50,7 +50,6 @@ import secrets
 import shutil
 import sqlite3
 import tempfile
-import uuid
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -92,13 +91,19 @@ from service.http.keys import READ_MODEL, SERVICE, STORE
 from service.migration import copy_log, rebuild_and_verify
 from service.presenters import api_time
 from service.security import verify_password
-from service.storage.sqlite.views_check import VIEW_TABLES
 from service.views.backends import projectors_for, read_model_of
 from service.views.read_model import ReadModel
 from service.views.sqlite import all_projectors
 from service.workers.expiry import expire_due
-from tests.contract.backends.postgresql import admin_statement, database_url, drop_database, run
-from tests.e2e.conftest import Api, FakeClock, database_from_template
+from tests.contract.backends.postgresql import database_url, drop_database
+from tests.dumps import sqlite_view_rows
+from tests.e2e.conftest import (
+    Api,
+    FakeClock,
+    database_from_template,
+    postgresql_template,
+    sqlite_template,
+)
 from tests.pgdb import fresh_database
 from tests.sqlviews import view_tables, views_query
 from tests.viewreplay import first_difference
@@ -647,7 +652,7 @@ class InvoiceMachine(RuleBasedStateMachine):
         assert (await rebuild_and_verify(str(target))).ok
         async with await open_store(self.database) as source, await open_store(target) as moved:
             assert [e async for e in moved.read_all()] == [e async for e in source.read_all()]
-        assert view_rows(target) == view_rows(self.database)
+        assert sqlite_view_rows(target) == sqlite_view_rows(self.database)
 
     def _moves_into_postgresql(self) -> bool:
         """Is this SQLite example's log one of the few moved into PostgreSQL too?"""
@@ -1343,17 +1348,6 @@ class InvoiceMachine(RuleBasedStateMachine):
 # -- the views, replayed --------------------------------------------------------------------
 
 
-def view_rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
-    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in VIEW_TABLES.items()
-        }
-    finally:
-        conn.close()
-
-
 def take_snapshot(database: Path, target: Path) -> None:
     """A consistent copy of ``database`` (only read), as ``service.storage.sqlite.backup`` takes
     it, unsynced."""
@@ -1377,11 +1371,11 @@ async def views_differing_from_a_replay(database: Path) -> dict[str, str]:
     snapshot = database.with_name("replay.db")
     snapshot.unlink(missing_ok=True)
     take_snapshot(database, snapshot)
-    live = view_rows(snapshot)
+    live = sqlite_view_rows(snapshot)
     replica = await SQLiteEventStore.open(snapshot, projectors=all_projectors(), synchronous="OFF")
     async with replica:
         await replica.rebuild_projections()
-    replayed = view_rows(snapshot)
+    replayed = sqlite_view_rows(snapshot)
     return {
         table: first_difference(rows, replayed[table])
         for table, rows in live.items()
@@ -1445,21 +1439,14 @@ async def create_template(location: str) -> None:
 
 @pytest.fixture(scope="session")
 def stateful_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("stateful-template") / "invoices.db"
-    asyncio.run(create_template(str(path)))
-    return path
+    return sqlite_template(tmp_path_factory, "stateful-template", create_template)
 
 
 @pytest.fixture(scope="session")
 def stateful_pg_template() -> Iterator[str]:
-    """The PostgreSQL template's name (closed: a template must have nobody connected)."""
-    name = f"stateful_template_{uuid.uuid4().hex}"
-    admin_statement(f"CREATE DATABASE {name}")
-    try:
-        run(lambda: create_template(database_url(name)))
+    """The PostgreSQL template's name."""
+    with postgresql_template("stateful_template", create_template) as name:
         yield name
-    finally:
-        drop_database(name)
 
 
 # make test: 40 examples of up to 30 steps (15 on PostgreSQL), 10-20 s on 2 cores; SOAK=1: 300

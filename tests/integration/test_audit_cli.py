@@ -37,9 +37,9 @@ from service.domain.events import BalanceToppedUp
 from service.progress import Progress
 from service.records import encode
 from service.storage.sqlite import views_check
-from service.storage.sqlite.views_check import VIEW_TABLES
 from service.views.sqlite import all_projectors
 from tests.credentials import basic, bearer
+from tests.dumps import sqlite_view_text
 from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import TIMEOUT, environment, run_cli
 
@@ -197,18 +197,6 @@ def events(database: Path) -> dict[int, Row]:
         conn.close()
 
 
-def view_rows(database: Path) -> dict[str, str]:
-    """Every row of every view table, as text that tells 1 from 1.0 and '1' from 1."""
-    conn = sqlite3.connect(database)
-    try:
-        return {
-            table: repr(conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall())
-            for table, order in VIEW_TABLES.items()
-        }
-    finally:
-        conn.close()
-
-
 # -- history ---------------------------------------------------------------------------------
 
 
@@ -299,7 +287,7 @@ def test_rebuild_off_a_terminal_prints_plain_progress_and_a_summary(
     workdir: Path, populated: Path
 ) -> None:
     """stderr (a pipe) gets plain lines, no bar; stdout the summary; the views are unchanged."""
-    before = view_rows(populated)
+    before = sqlite_view_text(populated)
     count = len(events(populated))
     result = run_cli(workdir, "--db", str(populated), "rebuild")
     assert result.returncode == 0, result.stderr
@@ -311,7 +299,7 @@ def test_rebuild_off_a_terminal_prints_plain_progress_and_a_summary(
     assert progress[-1].endswith("s left")
     assert "/s" in progress[-1]
     assert result.stdout.startswith(f"rebuilt the views from {count} events in ")
-    assert view_rows(populated) == before
+    assert sqlite_view_text(populated) == before
 
 
 def test_rebuild_on_a_terminal_draws_a_bar(workdir: Path, populated: Path) -> None:

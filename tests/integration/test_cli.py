@@ -32,6 +32,7 @@ from service.config import Config, load_config
 from service.security import verify_password
 from service.storage.sqlite.views_check import VIEW_TABLES
 from tests.credentials import basic, bearer
+from tests.dumps import sqlite_view_text
 from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import REPO_ROOT, environment, run_cli
 
@@ -181,17 +182,6 @@ def populated(populated_template: Path, tmp_path: Path) -> Path:
     path = tmp_path / "populated.db"
     shutil.copy(populated_template, path)
     return path
-
-
-def view_rows(database: Path) -> dict[str, str]:
-    """Every row of every view table, as text that tells 1 from 1.0 and '1' from 1."""
-    with sqlite3.connect(database) as conn:
-        dumped = {
-            table: repr(conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall())
-            for table, order in VIEW_TABLES.items()
-        }
-    conn.close()
-    return dumped
 
 
 def execute(database: Path, *statements: str, parameters: tuple[Any, ...] = ()) -> None:
@@ -400,7 +390,7 @@ def test_users_disable_of_an_unknown_account_exits_1_and_writes_nothing(workdir:
 
 def test_rebuild_leaves_the_views_identical(workdir: Path, populated: Path) -> None:
     """Dropping the views and replaying the log gives back every row, exactly."""
-    before = view_rows(populated)
+    before = sqlite_view_text(populated)
     assert all(before[table] != "[]" for table in VIEW_TABLES), before
     events = scalar(populated, "SELECT COUNT(*) FROM events")
 
@@ -408,7 +398,7 @@ def test_rebuild_leaves_the_views_identical(workdir: Path, populated: Path) -> N
     assert result.returncode == 0, result.stderr
     assert f"rebuilt the views from {events} events" in result.stdout
 
-    after = view_rows(populated)
+    after = sqlite_view_text(populated)
     for table in VIEW_TABLES:
         assert after[table] == before[table], table
     assert scalar(populated, "SELECT SUM(balance) FROM account_balances") == 0
@@ -416,17 +406,17 @@ def test_rebuild_leaves_the_views_identical(workdir: Path, populated: Path) -> N
 
 def test_rebuild_repairs_an_edited_view(workdir: Path, populated: Path) -> None:
     """A view row edited behind the service's back is put right by a rebuild."""
-    before = view_rows(populated)
+    before = sqlite_view_text(populated)
     execute(
         populated,
         "UPDATE account_balances SET balance = balance + 1 WHERE account = 'buyer:usernew1'",
         "DELETE FROM invoice_waybills",
         "UPDATE users SET role = 'admin' WHERE username = 'usernew1'",
     )
-    assert view_rows(populated) != before
+    assert sqlite_view_text(populated) != before
     result = run_cli(workdir, "--db", str(populated), "rebuild")
     assert result.returncode == 0, result.stderr
-    assert view_rows(populated) == before
+    assert sqlite_view_text(populated) == before
 
 
 def test_db_may_follow_the_command(workdir: Path, populated: Path) -> None:

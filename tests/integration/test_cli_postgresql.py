@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from eventstore import RecordedEvent, open_store
-from service.storage.view_tables import VIEW_TABLES
+from tests.dumps import read_log, sqlite_view_rows
 from tests.integration.cli import run_cli
 from tests.integration.test_audit_cli import Populated, populate
 from tests.pgdb import ADMIN_URL, database_url
@@ -54,25 +52,6 @@ def admin_execute(statement: str) -> None:
     execute(ADMIN_URL, statement)
 
 
-def log(location: str | Path) -> list[RecordedEvent]:
-    async def read() -> list[RecordedEvent]:
-        async with await open_store(location) as store:
-            return [event async for event in store.read_all()]
-
-    return asyncio.run(read())
-
-
-def sqlite_views(database: Path) -> dict[str, list[tuple[object, ...]]]:
-    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in VIEW_TABLES.items()
-        }
-    finally:
-        conn.close()
-
-
 def execute(url: str, *statements: str) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(url)
@@ -94,10 +73,10 @@ def test_the_log_moves_to_postgresql_and_back_unchanged(
 
     assert moved.returncode == 0, moved.stderr
     assert "postgresql://postgres@" in moved.stdout
-    events = log(source)
-    assert log(database) == events
-    assert log(back) == events
-    assert sqlite_views(back) == sqlite_views(source)
+    events = read_log(source)
+    assert read_log(database) == events
+    assert read_log(back) == events
+    assert sqlite_view_rows(back) == sqlite_view_rows(source)
 
 
 def test_verify_passes_and_history_reads_as_on_the_file(
@@ -150,7 +129,7 @@ def test_backup_keeps_a_dump_that_restores_and_verifies(database: str, tmp_path:
     made = run_cli(tmp_path, "backup", str(target), "--db", database)
 
     assert made.returncode == 0, made.stderr
-    head = log(database)[-1]
+    head = read_log(database)[-1]
     assert f"head position {head.position}, head hash {head.hash}" in made.stdout
     assert target.stat().st_size > 0
     again = run_cli(tmp_path, "backup", str(target), "--db", database)
@@ -174,7 +153,7 @@ def test_accounts_and_reconcile_work_on_postgresql(database: str, tmp_path: Path
     disabled = run_cli(tmp_path, "users", "disable", "newbuyer", "--db", database)
     assert disabled.returncode == 0, disabled.stderr
     assert "account 'newbuyer' disabled" in disabled.stdout
-    assert log(database)[-1].type == "UserDisabled"
+    assert read_log(database)[-1].type == "UserDisabled"
     reconciled = run_cli(tmp_path, "reconcile", "--db", database)
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert run_cli(tmp_path, "verify", "--db", database).returncode == 0

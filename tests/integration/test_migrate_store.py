@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from eventstore import NO_STREAM, NewEvent, RecordedEvent, open_store
-from service.storage.sqlite.views_check import VIEW_TABLES
+from eventstore import NO_STREAM, NewEvent, open_store
+from tests.dumps import read_log, sqlite_view_rows
 from tests.integration.cli import run_cli
 from tests.integration.test_audit_cli import populate
 
@@ -31,25 +30,6 @@ def source(filled_template: Path, tmp_path: Path) -> Path:
     return path
 
 
-def log(database: Path) -> list[RecordedEvent]:
-    async def read() -> list[RecordedEvent]:
-        async with await open_store(database) as store:
-            return [event async for event in store.read_all()]
-
-    return asyncio.run(read())
-
-
-def views(database: Path) -> dict[str, list[tuple[object, ...]]]:
-    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-            for table, order in VIEW_TABLES.items()
-        }
-    finally:
-        conn.close()
-
-
 def test_the_copy_has_every_event_unchanged_and_the_same_views(
     source: Path, tmp_path: Path
 ) -> None:
@@ -58,20 +38,20 @@ def test_the_copy_has_every_event_unchanged_and_the_same_views(
     done = run_cli(tmp_path, "migrate-store", str(source), str(target))
 
     assert done.returncode == 0, done.stderr
-    events = log(source)
-    assert log(target) == events
+    events = read_log(source)
+    assert read_log(target) == events
     assert f"copied {len(events):,} events" in done.stdout
     assert f"verified: {len(events):,} events" in done.stdout
     assert "copying events" in done.stderr
     assert "rebuilding views" in done.stderr
-    copied = views(target)
+    copied = sqlite_view_rows(target)
     assert copied["invoice_view"], "a rebuild that wrote nothing would differ"
-    assert copied == views(source)
+    assert copied == sqlite_view_rows(source)
     assert run_cli(tmp_path, "verify", "--db", str(target)).returncode == 0
 
 
 def test_a_run_cut_short_goes_on_from_where_it_stopped(source: Path, tmp_path: Path) -> None:
-    events = log(source)
+    events = read_log(source)
     target = tmp_path / "target.db"
 
     async def copy_half() -> None:
@@ -84,8 +64,8 @@ def test_a_run_cut_short_goes_on_from_where_it_stopped(source: Path, tmp_path: P
 
     assert done.returncode == 0, done.stderr
     assert f"resumed after position {len(events) // 2:,}" in done.stdout
-    assert log(target) == events
-    assert views(target) == views(source)
+    assert read_log(target) == events
+    assert sqlite_view_rows(target) == sqlite_view_rows(source)
 
 
 def test_a_target_with_a_log_of_its_own_is_refused_untouched(source: Path, tmp_path: Path) -> None:
@@ -96,13 +76,13 @@ def test_a_target_with_a_log_of_its_own_is_refused_untouched(source: Path, tmp_p
             await store.append("other", [NewEvent("E", {"n": 1})], NO_STREAM)
 
     asyncio.run(write_own())
-    before = log(target)
+    before = read_log(target)
 
     done = run_cli(tmp_path, "migrate-store", str(source), str(target))
 
     assert done.returncode == 2
     assert "not the start of the source's log" in done.stderr
-    assert log(target) == before
+    assert read_log(target) == before
 
 
 @pytest.mark.parametrize(
