@@ -20,7 +20,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,16 @@ from eventstore.records import chain_hash
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.schema import GUARD_TRIGGERS
 from service.app import create_app
-from service.config import Config, load_config
 from service.domain.events import BalanceToppedUp
 from service.progress import Progress
 from service.records import encode
 from service.storage.sqlite import views_check
 from service.views.sqlite import all_projectors
-from tests.credentials import basic, bearer
+from tests.credentials import bearer
 from tests.dumps import sqlite_view_text
 from tests.integration.api import Client, call, checkout_body
 from tests.integration.cli import TIMEOUT, environment, run_cli
-
-BUYER = "usernew1"
+from tests.integration.populated import BUYER, Clock, Populated, app_config
 
 Row = tuple[Any, ...]
 
@@ -62,130 +60,17 @@ def workdir(tmp_path: Path) -> Path:
 # -- a populated database --------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def app_config(database: Path) -> Config:
-    return load_config(
-        None,
-        {},
-        database=str(database),
-        refund_delay_seconds=0,
-        expiry_interval_seconds=0.05,
-        log_level="WARNING",
-    )
-
-
-class Populated:
-    """What ``populate`` made: each invoice's id and the API's history of it."""
-
-    def __init__(self) -> None:
-        self.invoices: dict[str, str] = {}
-        self.histories: dict[str, list[dict[str, Any]]] = {}
-
-
-async def populate(database: Path) -> Populated:
-    """Invoices in every final state through the real app, and the API's history of each."""
-    config, clock = app_config(database), Clock()
-    buyer = bearer(config, clock, BUYER)
-    made = Populated()
-    async with TestClient(TestServer(create_app(config, clock=clock))) as client:
-
-        async def checkout(name: str, source: str, numbers: list[str]) -> dict[str, Any]:
-            body = checkout_body("ONMARKET", source, numbers)
-            answer = await call(client, "POST", "/payment-checkout", json=body, headers=buyer)
-            made.invoices[name] = answer["invoice"]
-            return answer
-
-        async def pay(reference: str) -> None:
-            await call(client, "POST", f"/sandbox/invoices/{reference}/pay", json={})
-
-        async def platform(action: str, **body: Any) -> None:
-            await call(
-                client,
-                "POST",
-                f"/invoice/{action}",
-                json={"platform": "ONMARKET", **body},
-                headers=basic("onmarket"),
-            )
-
-        async def history(name: str) -> list[dict[str, Any]]:
-            answer = await call(
-                client,
-                "GET",
-                "/invoice/history",
-                params={"invoice": made.invoices[name]},
-                headers=bearer(config, clock, "admin", role="admin"),
-            )
-            events: list[dict[str, Any]] = answer["events"]
-            return events
-
-        async def until(name: str, last_type: str) -> None:
-            for _ in range(200):
-                if (await history(name))[-1]["type"] == last_type:
-                    return
-                await asyncio.sleep(0.02)
-            raise AssertionError(f"{name} never got {last_type}")
-
-        await call(
-            client,
-            "POST",
-            "/balance/topup",
-            json={"username": BUYER, "amount": 500000},
-            headers=basic("admin"),
-        )
-        mixed = await checkout("mixed", "XENDIT", ["AUD-1", "AUD-2"])
-        await pay(mixed["xendit_invoice"])
-        await platform("done", invoice_id=mixed["invoice"], invoice_onmarket="AUD-1")
-        await platform(
-            "cancel", invoice_id=mixed["invoice"], invoice_onmarket="AUD-2", buyer_username=BUYER
-        )
-        await until("mixed", "RefundCompleted")
-        await checkout("balance", "BALANCE", ["AUD-3"])
-        canceled = await checkout("canceled", "XENDIT", ["AUD-4"])
-        await platform("cancel", invoice_id=canceled["invoice"])
-        mismatched = await checkout("mismatched", "XENDIT", ["AUD-6"])
-        for payment_id, amount in (("aud-wrong", 15000), ("aud-right", 15100)):
-            callback = {
-                "id": payment_id,
-                "external_id": mismatched["invoice"],
-                "status": "PAID",
-                "paid_amount": amount,
-            }
-            token = {"x-callback-token": config.callback_token}
-            await call(client, "POST", "/callback/xendit/invoice", json=callback, headers=token)
-        late = await checkout("late", "XENDIT", ["AUD-5"])
-        clock.now += timedelta(hours=3)
-        await until("late", "InvoiceExpired")
-        await pay(late["xendit_invoice"])
-        for name in made.invoices:
-            made.histories[name] = await history(name)
-    return made
-
-
-@pytest.fixture(scope="module")
-def populated_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Populated]:
-    path = tmp_path_factory.mktemp("audit") / "invoices.db"
-    made = asyncio.run(populate(path))
-    return path, made
-
-
 @pytest.fixture
-def populated(populated_template: tuple[Path, Populated], tmp_path: Path) -> Path:
+def populated(final_states_template: tuple[Path, Populated], tmp_path: Path) -> Path:
     """A private copy of the populated database."""
     path = tmp_path / "populated.db"
-    shutil.copy(populated_template[0], path)
+    shutil.copy(final_states_template[0], path)
     return path
 
 
 @pytest.fixture
-def made(populated_template: tuple[Path, Populated]) -> Populated:
-    return populated_template[1]
+def made(final_states_template: tuple[Path, Populated]) -> Populated:
+    return final_states_template[1]
 
 
 def events(database: Path) -> dict[int, Row]:

@@ -16,21 +16,14 @@ import pytest
 
 from tests.dumps import read_log, sqlite_view_rows
 from tests.integration.cli import run_cli
-from tests.integration.test_audit_cli import Populated, populate
+from tests.integration.populated import Populated
 from tests.pgdb import ADMIN_URL, database_url
 
 
-@pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Populated]:
-    path = tmp_path_factory.mktemp("cli-pg") / "invoices.db"
-    made = asyncio.run(populate(path))
-    return path, made
-
-
 @pytest.fixture
-def source(filled: tuple[Path, Populated], tmp_path: Path) -> Path:
+def source(final_states_template: tuple[Path, Populated], tmp_path: Path) -> Path:
     path = tmp_path / "source.db"
-    shutil.copy(filled[0], path)
+    shutil.copy(final_states_template[0], path)
     return path
 
 
@@ -80,12 +73,12 @@ def test_the_log_moves_to_postgresql_and_back_unchanged(
 
 
 def test_verify_passes_and_history_reads_as_on_the_file(
-    source: Path, database: str, filled: tuple[Path, Populated], tmp_path: Path
+    source: Path, database: str, final_states_template: tuple[Path, Populated], tmp_path: Path
 ) -> None:
     verified = run_cli(tmp_path, "verify", "--db", database)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "views ok" in verified.stdout
-    for invoice in filled[1].invoices.values():
+    for invoice in final_states_template[1].invoices.values():
         on_postgresql = run_cli(tmp_path, "history", invoice, "--db", database)
         on_file = run_cli(tmp_path, "history", invoice, "--db", str(source))
         assert on_postgresql.returncode == 0, on_postgresql.stderr

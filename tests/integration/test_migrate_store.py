@@ -13,20 +13,13 @@ import pytest
 from eventstore import NO_STREAM, NewEvent, open_store
 from tests.dumps import read_log, sqlite_view_rows
 from tests.integration.cli import run_cli
-from tests.integration.test_audit_cli import populate
-
-
-@pytest.fixture(scope="module")
-def filled_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("migrate") / "invoices.db"
-    asyncio.run(populate(path))
-    return path
+from tests.integration.populated import Populated
 
 
 @pytest.fixture
-def source(filled_template: Path, tmp_path: Path) -> Path:
+def source(final_states_template: tuple[Path, Populated], tmp_path: Path) -> Path:
     path = tmp_path / "source.db"
-    shutil.copy(filled_template, path)
+    shutil.copy(final_states_template[0], path)
     return path
 
 
