@@ -56,9 +56,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def _post(resolver: GuardedResolver, url: str) -> int:
     connector = aiohttp.TCPConnector(resolver=resolver)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.post(url, data=b"{}") as answer:
-            return answer.status
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(url, data=b"{}") as answer,
+    ):
+        return answer.status
 
 
 async def test_production_refuses_a_name_that_now_resolves_to_loopback(
