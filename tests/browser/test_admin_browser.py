@@ -197,6 +197,7 @@ async def test_an_admin_resends_a_failed_webhook_delivery_with_its_button(
         await expect(row).to_contain_text("HTTP 500")
         await expect(row).to_contain_text("invoice.created")
 
+        await page.screenshot(path=tmp_path / "admin-failed-webhook.png", full_page=True)
         await row.get_by_role("button", name="Resend").click()
 
         await expect(page).to_have_url(f"{server.base_url}/admin?resent={message['id']}")
