@@ -12,6 +12,7 @@ which says what was resent.
 
 from __future__ import annotations
 
+from html import escape
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
@@ -57,5 +58,13 @@ async def resend(request: web.Request) -> web.StreamResponse:
         raise WebhookMessageNotFound()
     command = ResendWebhookMessages((delivery,), None, actor.username)  # an admin's: any service
     await request.app[SERVICE].handle(command, context(request, actor.username))
-    location = f"{ADMIN_PATH}?{urlencode({'resent': delivery})}"
-    return web.Response(status=303, headers={"Location": location})
+    return back_to_the_page(f"{ADMIN_PATH}?{urlencode({'resent': delivery})}")
+
+
+def back_to_the_page(location: str) -> web.Response:
+    """303 See Other: the browser loads the page again (a reload does not post twice); the body
+    is the documented HTML, a link there."""
+    link = f'<!doctype html><title>Resent</title><a href="{escape(location)}">Operator page</a>'
+    return web.Response(
+        status=303, headers={"Location": location}, text=link, content_type="text/html"
+    )

@@ -237,6 +237,7 @@ async def test_the_webhooks_panel_shows_the_backlog_and_resends_a_failed_deliver
         response = await resend(api, failed["id"], **SAME_ORIGIN)
         assert response.status == 303, await response.text()
         assert response.headers["Location"] == f"/admin?resent={failed['id']}"
+        assert response.headers["Content-Type"].startswith("text/html")
         await until(lambda: _messages_with(api, "delivered", attempts=3))
         deliveries = await receiver.wait_for(4)
     assert [d.id for d in deliveries] == [failed["id"]] * 2 + [waiting["id"], failed["id"]]
