@@ -139,6 +139,7 @@ class FailedWebhookRow:
     failed_at: datetime
     status: int  # the last attempt's HTTP status; 0 when no answer came
     error: str  # why no answer came ('' when one did)
+    endpoint_disabled: bool  # a resend waits until the endpoint is enabled again
 
 
 class ReadModel(Protocol):

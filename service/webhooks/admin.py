@@ -18,8 +18,10 @@ FAILED_SHOWN = 20
 
 
 def reason(row: FailedWebhookRow) -> str:
-    """Why the last attempt failed: no answer's error, else the answer's status."""
-    return row.error or f"HTTP {row.status}"
+    """Why the last attempt failed: no answer's error, else the answer's status; and whether
+    its endpoint was disabled since (a resend waits until it is enabled again)."""
+    why = row.error or f"HTTP {row.status}"
+    return f"{why}; endpoint disabled" if row.endpoint_disabled else why
 
 
 class WebhooksOverview:

@@ -284,3 +284,36 @@ async def test_only_an_admin_resends_and_only_from_the_page(api: Api) -> None:
         "/admin", params={"resent": "not-a-message"}, headers=api.basic("admin")
     )
     assert response.status == 400
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+async def test_a_delivery_to_an_endpoint_disabled_since_says_so_and_waits_for_it(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """410 Gone fails the message and disables the endpoint: the panel's reason says both. A
+    resend waits while the endpoint is disabled (not pending in the backlog, nothing sent);
+    enabled again, the message is delivered."""
+    settings = quick_webhooks(config, schedule="0,3600")
+    api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
+    async with Receiver(status=410) as receiver:
+        endpoint = await register(api, receiver.url, event_types=["invoice.created"])
+        await api.checkout()
+        [failed] = await until(lambda: _messages_with(api, "failed", attempts=1))
+        shown = await page(api)
+        assert shown.rows["failed-deliveries"][1][3] == "HTTP 410; endpoint disabled"
+
+        receiver.status = 200
+        response = await resend(api, failed["id"], **SAME_ORIGIN)
+        assert response.status == 303
+        await asyncio.sleep(0.2)  # several polls of the sender: none sends to a disabled endpoint
+        assert len(receiver.deliveries) == 1
+        assert (await page(api)).by_id["webhook-pending"] == "0"  # nothing it can deliver
+
+        enabled = await api.client.patch(
+            f"/webhooks/endpoints/{endpoint['id']}",
+            json={"disabled": False},
+            headers=api.basic("admin"),
+        )
+        assert enabled.status == 200, await enabled.text()
+        await until(lambda: _messages_with(api, "delivered", attempts=2))
+    assert [d.id for d in receiver.deliveries] == [failed["id"]] * 2

@@ -38,8 +38,11 @@ def test_an_outcome_outside_the_fixed_label_set_is_refused() -> None:
 
 def test_a_failure_reads_as_its_error_or_else_its_status() -> None:
     at = datetime(2026, 3, 1, tzinfo=UTC)
-    answered = FailedWebhookRow("msg_1", "https://x.example/h", "invoice.paid", at, 500, "")
-    unanswered = FailedWebhookRow("msg_2", "https://x.example/h", "invoice.paid", at, 0, "timeout")
+    url, event = "https://x.example/h", "invoice.paid"
+    answered = FailedWebhookRow("msg_1", url, event, at, 500, "", endpoint_disabled=False)
+    unanswered = FailedWebhookRow("msg_2", url, event, at, 0, "timeout", endpoint_disabled=False)
+    gone = FailedWebhookRow("msg_3", url, event, at, 410, "", endpoint_disabled=True)
 
     assert reason(answered) == "HTTP 500"
     assert reason(unanswered) == "timeout"
+    assert reason(gone) == "HTTP 410; endpoint disabled"

@@ -220,7 +220,7 @@ class PostgreSQLWebhookReads:
 
     async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
         sql = (
-            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error"
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
             " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
             " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
             " WHERE m.status = 'failed' AND NOT e.deleted"

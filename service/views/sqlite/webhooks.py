@@ -260,15 +260,15 @@ class SQLiteWebhookReads:
 
     async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
         sql = (
-            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error"
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
             " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
             " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
             " WHERE m.status = 'failed' AND e.deleted = 0"
             " ORDER BY a.at DESC, m.position DESC LIMIT ?"
         )
         return [
-            FailedWebhookRow(message, url, event_type, _utc(at), status, error)
-            for message, url, event_type, at, status, error in await self._store.query(
+            FailedWebhookRow(message, url, event_type, _utc(at), status, error, bool(disabled))
+            for message, url, event_type, at, status, error, disabled in await self._store.query(
                 sql, (limit,)
             )
         ]
