@@ -51,6 +51,7 @@ from service.http.schemas.requests import (
     MAX_NAMED_UNKNOWN,
     MAX_POSITION,
     MAX_TRANSACTIONS,
+    WEBHOOK_MESSAGE_ID,
     AdminQuerySchema,
     AuthSchema,
     BalanceQuerySchema,
@@ -69,7 +70,6 @@ from service.http.schemas.requests import (
 )
 from service.http.schemas.webhooks import (
     WEBHOOK_ENDPOINT_ID,
-    WEBHOOK_MESSAGE_ID,
     WebhookAttemptAnswer,
     WebhookEndpointAnswer,
     WebhookEndpointCreateSchema,

@@ -46,6 +46,10 @@ class FullMatch(validate.Regexp):
         return value
 
 
+# Here, not in ``webhooks``, since the operator page's query names one too.
+WEBHOOK_MESSAGE_ID = FullMatch(r"^msg_[0-9a-f]{32}$", error="Not a webhook message id.")
+
+
 # A list, not validate.And, so that the OpenAPI generator sees each rule.
 NAME = (
     validate.Length(min=1, max=100),
@@ -383,6 +387,10 @@ class AdminQuerySchema(StrictSchema):
     as_of_position = QueryInteger(
         validate=validate.Range(min=0, max=MAX_POSITION),
         metadata=doc("Show the invoice as it stood just after this log position."),
+    )
+    resent = fields.String(
+        validate=WEBHOOK_MESSAGE_ID,
+        metadata=doc("A webhook delivery just resent from the page (its notice says so)."),
     )
 
     @validates_schema

@@ -12,7 +12,12 @@ import orjson
 
 from eventstore import Migration, RecordedEvent
 from eventstore.postgresql import apply_migrations
-from service.views.read_model import WebhookEndpointRow, WebhookMessageRow
+from service.views.read_model import (
+    FailedWebhookRow,
+    WebhookBacklog,
+    WebhookEndpointRow,
+    WebhookMessageRow,
+)
 from service.views.webhook_rows import (
     MESSAGES_WITH_ATTEMPTS,
     WEBHOOK_READS,
@@ -69,6 +74,13 @@ MIGRATIONS = (
             PRIMARY KEY (message, attempt)
         );
         """,
+    ),
+    # The operator page's latest failures: the failed messages found without a full scan.
+    Migration(
+        2,
+        "failed webhook messages",
+        "CREATE INDEX webhook_messages_failed ON webhook_messages (position)"
+        " WHERE status = 'failed';",
     ),
 )
 
@@ -187,13 +199,24 @@ class PostgreSQLWebhookReads:
         )
         return [row[0] for row in await self._pool.fetch(sql, now, limit)]
 
-    async def oldest_pending_webhook(self) -> datetime | None:
+    async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
+            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
             " USING (endpoint) WHERE m.status = 'pending' AND NOT e.disabled AND NOT e.deleted"
         )
-        value: datetime | None = await self._pool.fetchval(sql)
-        return value
+        row = await self._pool.fetchrow(sql)
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        return WebhookBacklog(row[0], row[1])
+
+    async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
+        sql = (
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
+            " WHERE m.status = 'failed' AND NOT e.deleted"
+            " ORDER BY a.at DESC, m.position DESC LIMIT $1"
+        )
+        return [FailedWebhookRow(*row) for row in await self._pool.fetch(sql, limit)]
 
     async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:
         sql = (

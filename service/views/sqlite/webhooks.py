@@ -12,7 +12,12 @@ import orjson
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time, parse_time
-from service.views.read_model import WebhookEndpointRow, WebhookMessageRow
+from service.views.read_model import (
+    FailedWebhookRow,
+    WebhookBacklog,
+    WebhookEndpointRow,
+    WebhookMessageRow,
+)
 from service.views.webhook_rows import (
     MESSAGES_WITH_ATTEMPTS,
     WEBHOOK_READS,
@@ -72,6 +77,13 @@ MIGRATIONS = (
             PRIMARY KEY (message, attempt)
         );
         """,
+    ),
+    # The operator page's latest failures: the failed messages found without a full scan.
+    Migration(
+        2,
+        "failed webhook messages",
+        "CREATE INDEX webhook_messages_failed ON webhook_messages (position)"
+        " WHERE status = 'failed';",
     ),
 )
 
@@ -198,13 +210,28 @@ class SQLiteWebhookReads:
         )
         return [row[0] for row in await self._store.query(sql, (format_time(now), limit))]
 
-    async def oldest_pending_webhook(self) -> datetime | None:
+    async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
+            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
             " USING (endpoint) WHERE m.status = 'pending' AND e.disabled = 0 AND e.deleted = 0"
         )
-        rows = await self._store.query(sql)
-        return None if not rows or rows[0][0] is None else _utc(rows[0][0])
+        [(count, oldest)] = await self._store.query(sql)
+        return WebhookBacklog(count, None if oldest is None else _utc(oldest))
+
+    async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
+        sql = (
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
+            " WHERE m.status = 'failed' AND e.deleted = 0"
+            " ORDER BY a.at DESC, m.position DESC LIMIT ?"
+        )
+        return [
+            FailedWebhookRow(message, url, event_type, _utc(at), status, error, bool(disabled))
+            for message, url, event_type, at, status, error, disabled in await self._store.query(
+                sql, (limit,)
+            )
+        ]
 
     async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:
         sql = (
