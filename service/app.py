@@ -28,6 +28,7 @@ from service.gateway.sandbox import SandboxGateway
 from service.gateway.sandbox_memory import FolderMemory, sandbox_folder
 from service.gateway.xendit import XenditGateway
 from service.http import admin as admin_routes
+from service.http import admin_webhooks as admin_webhook_routes
 from service.http import openapi
 from service.http import operations as operations_routes
 from service.http import routes as api_routes
@@ -52,6 +53,7 @@ from service.http.keys import (
     TEMPLATES,
     WEBHOOK_SECRETS,
     WEBHOOK_STATS,
+    WEBHOOKS_ADMIN,
 )
 from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
@@ -66,10 +68,11 @@ from service.presenters import remembered_api_time
 from service.security import hash_password
 from service.views import ReadModel
 from service.views.backends import projectors_for, read_model_of
+from service.webhooks.admin import WebhooksOverview
 from service.webhooks.outbox import Outbox
 from service.webhooks.sender import WebhookSender
 from service.webhooks.signing import SecretBox
-from service.webhooks.stats import WebhookStats
+from service.webhooks.stats import WebhookStats, backlog
 from service.workers.expiry import run_expiry_task
 from service.workers.reconcile import run_reconcile_task
 from service.workers.refunds import run_refund_worker
@@ -115,7 +118,8 @@ def create_app(
     app[SEND_TIMEOUTS] = weakref.WeakKeyDictionary()
     app[METRICS] = Metrics()
     app[WEBHOOK_SECRETS] = SecretBox(config.webhook_secret_key)
-    app[WEBHOOK_STATS] = WebhookStats()
+    # Every delivery attempt's outcome also moves /metrics' webhook_deliveries counter.
+    app[WEBHOOK_STATS] = WebhookStats(app[METRICS].webhook_delivered)
     # Opened in this order and closed in the reverse one (aiohttp unwinds cleanup_ctx from the
     # end): the workers stop first, then what they use, the gateway and the HTTP client, and the
     # store last of all.
@@ -123,6 +127,7 @@ def create_app(
     app.add_routes(api_routes.routes)
     app.add_routes(operations_routes.routes)
     app.add_routes(admin_routes.routes)
+    app.add_routes(admin_webhook_routes.routes)
     app.add_routes(webhook_routes.routes)
     if config.development and isinstance(app[GATEWAY], SandboxGateway):
         app.add_routes(sandbox_routes.routes)
@@ -186,11 +191,20 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         **store_options(config),
     )
     app[STORE] = store
-    app[READ_MODEL] = read_model_of(store)
+    views = app[READ_MODEL] = read_model_of(store)
+    _webhook_operations(app, views)
     try:
         yield
     finally:
         await store.close()
+
+
+def _webhook_operations(app: web.Application, views: ReadModel) -> None:
+    """The webhooks' backlog for /metrics (asked at each scrape) and their operator page
+    panel, both from the read model."""
+    clock = app[CLOCK]
+    app[METRICS].webhook_stats = lambda: backlog(views, clock())
+    app[WEBHOOKS_ADMIN] = WebhooksOverview(views, clock)
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

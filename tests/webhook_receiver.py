@@ -70,6 +70,14 @@ class Receiver:
         return list(self.deliveries)
 
     async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Listen (on a free port unless ``port`` is set); ``async with`` does it for you."""
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -79,10 +87,9 @@ class Receiver:
         sockets = getattr(site._server, "sockets", None)
         assert sockets
         self.port = sockets[0].getsockname()[1]
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def stop(self) -> None:
         if self.hang is not None:
             self.hang.set()
-        assert self._runner is not None
-        await self._runner.cleanup()
+        if self._runner is not None:  # None: it never started
+            await self._runner.cleanup()

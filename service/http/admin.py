@@ -52,8 +52,9 @@ routes = web.RouteTableDef()
 PATH = "/admin"
 
 
-@routes.get(PATH)
-async def admin_page(request: web.Request) -> web.StreamResponse:
+async def admin_or_prompt(request: web.Request) -> Actor | web.Response:
+    """The admin the request's Basic credentials name; without valid ones, the 401 that makes
+    a browser show its login prompt; another account's role is refused (403)."""
     try:
         actor = await request.app[AUTH].basic(request)
     except ApiError as error:  # the browser's login prompt
@@ -61,6 +62,14 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         response.headers["WWW-Authenticate"] = 'Basic realm="operator", charset="UTF-8"'
         return response
     require_role(actor, "admin")
+    return actor
+
+
+@routes.get(PATH)
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    actor = await admin_or_prompt(request)
+    if isinstance(actor, web.Response):
+        return actor
     query = request.app[LOADER].load_query(schemas.AdminQuerySchema, request.query)
     now = request.app[CLOCK]()
     views = request.app[READ_MODEL]
@@ -87,6 +96,7 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
         refund_backlog=backlog,
         webhooks=await hooks.panel() if hooks is not None else None,
         query=query.get("q", ""),
+        resent=query.get("resent"),
         found=found,
         missing=bool(query.get("q")) and found is None,
     )

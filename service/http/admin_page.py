@@ -2,8 +2,9 @@
 
 ``AdminPage`` holds plain values and two charts (``charts``) for ``templates/admin.html``: the
 invoices by status, the last 24 hours' checkouts by hour (count and volume), the refund backlog,
-the webhooks panel (``WebhooksPanel``: filled by the webhooks feature through the
-``WEBHOOKS_ADMIN`` hook, "not available" until then), and a search's result: the invoice's
+the webhooks panel (``WebhooksPanel``: the backlog and the latest failed deliveries, each with a
+Resend button; filled by ``service.webhooks.admin`` through the ``WEBHOOKS_ADMIN`` hook, which
+the app sets; an app without it says "not available"), and a search's result: the invoice's
 timeline (its events with their actors, each with a link to the state just after it) and its
 state at the moment asked for (``as_of``), replayed from the log as ``/invoice/detail`` does.
 """
@@ -45,8 +46,9 @@ class WebhooksPanel:
 
 class WebhooksAdmin(Protocol):
     """The hook the webhooks feature fills (``keys.WEBHOOKS_ADMIN``): its backlog and latest
-    failed deliveries for the page, and a resend of one of them (the page's button posts to
-    ``/admin/webhooks/{delivery_id}/resend``, a route that feature mounts)."""
+    failed deliveries for the page (``service.webhooks.admin.WebhooksOverview``). The page's
+    Resend button posts to ``/admin/webhooks/{delivery_id}/resend``
+    (``service.http.admin_webhooks``)."""
 
     async def panel(self) -> WebhooksPanel: ...
 
@@ -100,6 +102,7 @@ class AdminPage:
     day_amount: int
     refund_backlog: int
     webhooks: WebhooksPanel | None
+    resent: str | None  # the delivery just resent from this page, if one was
     query: str
     found: Found | None
     missing: bool  # a search found nothing

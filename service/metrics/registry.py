@@ -36,6 +36,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Appends per group commit: 1 when idle, hundreds under load (``max_batch`` is 512).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# What a webhook delivery attempt can end in: the ``outcome`` label's whole, fixed set.
+WEBHOOK_OUTCOMES = ("delivered", "retrying", "failed", "lost_race")
 
 
 def multiprocess_dir() -> str | None:
@@ -130,6 +132,8 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        for outcome in WEBHOOK_OUTCOMES:  # every series from the start: rate() sees the first
+            self.webhook_deliveries.labels(outcome)
         self.webhook_pending = Gauge(
             "webhook_pending_messages",
             "Webhook messages not yet delivered.",
@@ -161,12 +165,15 @@ class Metrics:
         self.batch_sizes.observe(size)
 
     def webhook_delivered(self, outcome: str) -> None:
-        """A webhook delivery attempt ended with ``outcome`` (a small fixed set: delivered,
-        failed, gave_up, ...)."""
+        """A webhook delivery attempt ended with ``outcome``: one of the small fixed set
+        ``WEBHOOK_OUTCOMES`` (delivered, retrying, failed, lost_race), told by
+        the sender's ``WebhookStats``. In multiprocess mode each worker's count is in its own
+        file, summed at a scrape, as for the other counters."""
         self.webhook_deliveries.labels(outcome).inc()
 
     async def refresh_webhooks(self) -> None:
-        """Ask the webhooks feature, if it is there, for its backlog."""
+        """Ask the webhooks feature, if it is there, for its backlog (the app sets the hook to
+        ``service.webhooks.stats.backlog``: one query of the read model)."""
         if self.webhook_stats is None:
             return
         stats = await self.webhook_stats()

@@ -120,6 +120,28 @@ class WebhookMessageRow:
     attempt_log: list[WebhookAttemptRow]
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookBacklog:
+    """The messages still to deliver to enabled endpoints: how many, and the oldest's queue
+    time (None when there is none)."""
+
+    pending: int
+    oldest_queued_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedWebhookRow:
+    """A message that failed for good, with its endpoint's URL and its last attempt."""
+
+    message: str
+    url: str
+    event_type: str
+    failed_at: datetime
+    status: int  # the last attempt's HTTP status; 0 when no answer came
+    error: str  # why no answer came ('' when one did)
+    endpoint_disabled: bool  # a resend waits until the endpoint is enabled again
+
+
 class ReadModel(Protocol):
     """The service's views, asked by name."""
 
@@ -222,8 +244,14 @@ class ReadModel(Protocol):
         due first."""
         ...
 
-    async def oldest_pending_webhook(self) -> datetime | None:
-        """When the oldest message still pending to an enabled endpoint was queued."""
+    async def webhook_backlog(self) -> WebhookBacklog:
+        """The messages still pending to enabled endpoints: their count and the oldest's queue
+        time, in one query (the metrics' gauges and the operator page ask at once)."""
+        ...
+
+    async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
+        """The ``limit`` messages of every service that failed last (by their last attempt's
+        time, latest first), to endpoints not deleted."""
         ...
 
     async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:

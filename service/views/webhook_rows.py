@@ -10,7 +10,8 @@ a backend that keeps times in a time type converts that text in its SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -27,6 +28,7 @@ from service.domain.webhook_events import (
     WebhookMessageResent,
 )
 from service.records import decode
+from service.views.read_model import WebhookAttemptRow, WebhookMessageRow
 
 WEBHOOK_READS = EventSelection(types=frozenset(WEBHOOK_EVENT_TYPES))
 WEBHOOK_TABLES = ("webhook_endpoints", "webhook_messages", "webhook_attempts")
@@ -116,3 +118,59 @@ def webhook_changes(events: Sequence[RecordedEvent]) -> Iterator[Change]:
             )
         elif isinstance(event, WebhookMessageResent):
             yield "resend", (format_time(event.resent_at), event.message)
+
+
+# The delivery log's question, one statement on every backend so the messages and their attempts
+# come from one snapshot (two statements could show an attempt recorded after its message's row
+# was read: eight attempts on a message still "pending"). ``{where}`` filters the messages;
+# ``{limit}`` is the backend's placeholder for the page size.
+MESSAGES_WITH_ATTEMPTS = (
+    "WITH m AS (SELECT message, endpoint, service, invoice, event_type, status, attempts,"
+    " next_attempt_at, queued_at, position FROM webhook_messages WHERE {where}"
+    " ORDER BY position DESC, message LIMIT {limit})"
+    " SELECT m.message, m.endpoint, m.service, m.invoice, m.event_type, m.status, m.attempts,"
+    " m.next_attempt_at, m.queued_at, a.attempt, a.at, a.status, a.duration_ms, a.response,"
+    " a.error, a.outcome, a.next_attempt_at"
+    " FROM m LEFT JOIN webhook_attempts a ON a.message = m.message"
+    " ORDER BY m.position DESC, m.message, a.attempt"
+)
+
+
+def messages_with_attempts(
+    rows: Iterable[Any], to_time: Callable[[Any], datetime]
+) -> list[WebhookMessageRow]:
+    """The messages of ``MESSAGES_WITH_ATTEMPTS``' rows (sequences: one per attempt, or one with
+    no attempt), each with its attempts oldest first; ``to_time`` reads the backend's times."""
+    messages: dict[str, WebhookMessageRow] = {}
+    for row in rows:
+        message = messages.get(row[0])
+        if message is None:
+            name, endpoint, service, invoice, event_type, status, count = row[:7]
+            message = WebhookMessageRow(
+                name,
+                endpoint,
+                service,
+                invoice,
+                event_type,
+                status,
+                count,
+                None if row[7] is None else to_time(row[7]),
+                to_time(row[8]),
+                [],
+            )
+            messages[row[0]] = message
+        if row[9] is not None:
+            attempt, at, status, duration, response, error, outcome, next_at = row[9:17]
+            message.attempt_log.append(
+                WebhookAttemptRow(
+                    attempt,
+                    to_time(at),
+                    status,
+                    duration,
+                    response,
+                    error,
+                    outcome,
+                    None if next_at is None else to_time(next_at),
+                )
+            )
+    return list(messages.values())

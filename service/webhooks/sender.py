@@ -11,8 +11,9 @@ sender that died between its send and its record leaves the message due, and the
 sends it again with the same ``webhook-id`` (receivers deduplicate on it).
 
 A 410 disables the endpoint; so does failing without a success for ``disable_after`` (an
-error is logged). The URL is checked against the SSRF rules again before each send, since
-what its name resolves to can change.
+error is logged). The URL is checked against the SSRF rules again at each send, since what its
+name resolves to can change: its form before, its addresses as the connection resolves them
+(``GuardedResolver``), so the address checked is the one connected to.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from service.domain.webhook_delivery import DELIVERED, GONE, PENDING, AttemptRes
 from service.domain.webhook_endpoint import WebhookUrlRefused
 from service.views import ReadModel
 from service.webhooks.signing import SecretBox, signatures
-from service.webhooks.ssrf import check_url
+from service.webhooks.ssrf import AddressRefused, GuardedResolver, check_before_send
 from service.webhooks.stats import WebhookStats
 
 log = structlog.get_logger("service.webhooks")
@@ -81,7 +82,8 @@ class WebhookSender:
         """Deliver until cancelled."""
         head = await self.store.head_position()
         waker = asyncio.create_task(self._wake_on_new(head))
-        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        resolver = GuardedResolver(development=self.development)
+        connector = aiohttp.TCPConnector(limit=self.concurrency, resolver=resolver)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -172,7 +174,7 @@ class WebhookSender:
             return AttemptResult(at, status, duration, response, error, retry_after)
 
         try:
-            await check_url(url, development=self.development)
+            check_before_send(url, development=self.development)
         except WebhookUrlRefused as refused:
             return result(0, "", f"refused: {refused.detail}")
         timestamp = int(self.wall())
@@ -198,6 +200,10 @@ class WebhookSender:
                     return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
             except TimeoutError:
                 return result(0, "", f"timeout after {self.timeout:g} s")
+            except aiohttp.ClientConnectorError as error:
+                if isinstance(error.os_error, AddressRefused):
+                    return result(0, "", f"refused: {error.os_error}")
+                return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
             except aiohttp.ClientError as error:
                 return result(0, "", f"{type(error).__name__}: {error}"[:RESPONSE_KEPT])
         raise AssertionError("unreachable: the second try returns")

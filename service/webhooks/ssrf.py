@@ -2,9 +2,13 @@
 
 In production only https, and no host that resolves to a loopback, private, link-local,
 multicast, unspecified or reserved address: a platform must not make the service call into
-its own network. Checked when an endpoint is registered or changed, and again before every
-delivery, since what a name resolves to can change (DNS rebinding). Development mode allows
-http and local addresses, so ``python -m service webhooks listen`` on 127.0.0.1 works.
+its own network. Checked when an endpoint is registered or changed (``check_url``), and again
+at every delivery, since what a name resolves to can change (DNS rebinding): the sender's
+connections resolve names through ``GuardedResolver``, so the addresses checked are the very
+ones connected to (a second lookup after the check could answer otherwise), and
+``check_before_send`` checks the form and an address written in the URL itself, which aiohttp
+connects to without resolving. Development mode allows http and local addresses, so
+``python -m service webhooks listen`` on 127.0.0.1 works.
 """
 
 from __future__ import annotations
@@ -12,11 +16,23 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from service.domain.webhook_endpoint import WebhookUrlRefused
 
 MAX_URL = 2048
+PRIVATE = (
+    "The URL's host resolves to a loopback, private, link-local, multicast or reserved address."
+)
+
+
+class AddressRefused(OSError):
+    """A name resolved to an address the service must not connect to (raised by
+    ``GuardedResolver``; aiohttp hands it on as the ``os_error`` of its connector error)."""
 
 
 def _refused(detail: str) -> WebhookUrlRefused:
@@ -64,9 +80,46 @@ async def check_url(url: str, *, development: bool) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as error:
         raise _refused("The URL's host does not resolve.") from error
-    addresses = {str(info[4][0]) for info in infos}
-    if not addresses or any(_forbidden(address) for address in addresses):
-        raise _refused(
-            "The URL's host resolves to a loopback, private, link-local, multicast or reserved"
-            " address."
-        )
+    if not _all_public(str(info[4][0]) for info in infos):
+        raise _refused(PRIVATE)
+
+
+def check_before_send(url: str, *, development: bool) -> None:
+    """Refuse a URL the sender must not post to: its form, and in production an address written
+    in it (a name's addresses are checked as it is resolved, by ``GuardedResolver``)."""
+    host = check_shape(url, development=development)
+    if development:
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name
+    if not _all_public([host]):
+        raise _refused(PRIVATE)
+
+
+def _all_public(addresses: Iterable[str]) -> bool:
+    found = set(addresses)
+    return bool(found) and not any(_forbidden(address) for address in found)
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for the sender's connections: in production a name that resolves to
+    any address that is not public is refused (``AddressRefused``) before a connection is
+    made, so a name that resolved to a public address when the endpoint was registered cannot
+    lead the service into its own network later."""
+
+    def __init__(self, *, development: bool, inner: AbstractResolver | None = None) -> None:
+        self.development = development
+        self._inner = inner if inner is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if not self.development and not _all_public(result["host"] for result in found):
+            raise AddressRefused(PRIVATE)
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()

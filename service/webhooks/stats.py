@@ -1,25 +1,40 @@
-"""What the operations side will export (``GET /metrics`` to come): deliveries by outcome and
-the age of the oldest pending message, from one place."""
+"""What the webhooks tell the operations side, from one place: delivery attempts counted by
+outcome (fed to the ``webhook_deliveries`` counter of ``/metrics``), and the backlog (the
+pending messages and the oldest one's age) that both ``/metrics`` and the operator page show.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
+from service.metrics import registry
+from service.metrics.registry import WEBHOOK_OUTCOMES
 from service.views import ReadModel
 
 
 class WebhookStats:
-    """Counters of this process's delivery attempts by outcome (``delivered``, ``retrying``,
-    ``failed``, ``lost_race``), and the oldest pending message's age from the views."""
+    """Counters of this process's delivery attempts by outcome (one of ``WEBHOOK_OUTCOMES``,
+    the metric's fixed label set); each count is also told to ``listener`` (the app passes
+    ``Metrics.webhook_delivered``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, listener: Callable[[str], None] | None = None) -> None:
         self.deliveries: Counter[str] = Counter()
+        self._listener = listener
 
     def count(self, outcome: str) -> None:
+        if outcome not in WEBHOOK_OUTCOMES:  # a new one is added there, to the label set
+            raise ValueError(f"unknown webhook delivery outcome {outcome!r}")
         self.deliveries[outcome] += 1
+        if self._listener is not None:
+            self._listener(outcome)
 
-    async def oldest_pending_seconds(self, views: ReadModel, now: datetime) -> float:
-        """How long the oldest message still pending has waited (0 when none is)."""
-        oldest = await views.oldest_pending_webhook()
-        return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+
+async def backlog(views: ReadModel, now: datetime) -> registry.WebhookStats:
+    """The messages still pending to enabled endpoints and how long the oldest has waited at
+    ``now`` (0 when none is): one query."""
+    found = await views.webhook_backlog()
+    oldest = found.oldest_queued_at
+    age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+    return registry.WebhookStats(pending=found.pending, oldest_pending_age_seconds=age)

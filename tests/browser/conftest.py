@@ -8,6 +8,7 @@ the reason, except in CI (``CI`` set), where a missing browser is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -15,7 +16,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -68,16 +69,15 @@ class Server:
         return bearer(self.config, self.clock, username, *ROLES.get(username, ("buyer", None)))
 
 
-@pytest.fixture
-async def server(
-    tmp_path: Path,
-    template_db: Path,  # noqa: F811
-    clock: FakeClock,  # noqa: F811
+@contextlib.asynccontextmanager
+async def serve(
+    folder: Path, template: Path, app_clock: FakeClock, **settings: Any
 ) -> AsyncIterator[Server]:
-    """The real app on a real port. The socket is bound first, so the app can be created with
-    its own origin as public_base_url (the sandbox gateway builds payment_url from it)."""
-    database = tmp_path / "invoices.db"
-    shutil.copy(template_db, database)
+    """The real app on a real port, on a copy of ``template``, with ``settings`` over the
+    tests' own. The socket is bound first, so the app can be created with its own origin as
+    public_base_url (the sandbox gateway builds payment_url from it)."""
+    database = folder / "invoices.db"
+    shutil.copy(template, database)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -90,15 +90,27 @@ async def server(
         refund_delay_seconds=0,
         expiry_interval_seconds=0.05,
         log_format="json",
+        **settings,
     )
-    runner = web.AppRunner(create_app(config, clock=clock))
+    runner = web.AppRunner(create_app(config, clock=app_clock))
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()
-        yield Server(base_url, config, clock)
+        yield Server(base_url, config, app_clock)
     finally:
         await runner.cleanup()
         sock.close()
+
+
+@pytest.fixture
+async def server(
+    tmp_path: Path,
+    template_db: Path,  # noqa: F811
+    clock: FakeClock,  # noqa: F811
+) -> AsyncIterator[Server]:
+    """The real app on a real port (``serve``), with the tests' settings."""
+    async with serve(tmp_path, template_db, clock) as served:
+        yield served
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The operator page in a real browser: log in with Basic credentials, read the charts and the
-backlogs, find an invoice by waybill, read its timeline, and go back in time (as_of).
+backlogs, find an invoice by waybill, read its timeline, go back in time (as_of), and resend a
+failed webhook delivery with its button.
 
 Headless Chromium (Debian's) driven by Playwright against the service on a real port, like the
 sandbox page's tests; the page must ask nothing of any other host and log no error.
@@ -20,9 +21,11 @@ import pytest
 
 from service.domain.codec import parse_time
 from service.presenters import api_time
-from tests.browser.conftest import Server
+from tests.browser.conftest import Server, serve
 from tests.browser.test_checkout_browser import Watched
+from tests.credentials import basic
 from tests.e2e.conftest import FakeClock, checkout_body
+from tests.webhook_receiver import Receiver
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -83,7 +86,7 @@ async def test_an_admin_finds_an_invoice_reads_its_timeline_and_goes_back_in_tim
     await expect(page.locator('#status-counts td[data-status="PENDING"]')).to_have_text("1")
     await expect(page.locator("#day-invoices")).to_have_text("2")
     await expect(page.locator("#refund-backlog")).to_have_text("0")
-    await expect(page.locator("#webhooks-unavailable")).to_be_visible()
+    await expect(page.locator("#webhook-pending")).to_have_text("0")
     await page.screenshot(path=tmp_path / "admin-overview.png", full_page=True)
 
     await page.locator("#q").fill(WAYBILL)
@@ -140,4 +143,68 @@ async def test_the_page_asks_the_browser_for_credentials_and_refuses_others(
             response = await page.goto(f"{server.base_url}/admin")
             assert response is not None
             assert response.status == status, credentials
+        await context.close()
+
+
+async def _failed_messages(http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+    params = {"status": "failed"}
+    async with http.get("/webhooks/messages", params=params, headers=basic("admin")) as answer:
+        body = await answer.json()
+        assert answer.status == 200, body
+    found: list[dict[str, Any]] = body["messages"]
+    return found
+
+
+async def test_an_admin_resends_a_failed_webhook_delivery_with_its_button(
+    browser: Browser, tmp_path: Path, template_db: Path, clock: FakeClock
+) -> None:
+    """One attempt per round: a receiver answering 500 fails a checkout's message at once. The
+    page lists it; the receiver fixed, the admin presses Resend: back on the page, a notice
+    says it was resent, and the receiver gets the message again (its second delivery)."""
+    from playwright.async_api import expect
+
+    settings = {"webhook_retry_schedule": "0", "webhook_poll_interval_seconds": 0.05}
+    async with (
+        Receiver(status=500) as receiver,
+        serve(tmp_path, template_db, clock, **settings) as server,
+        aiohttp.ClientSession(base_url=server.base_url) as http,
+    ):
+        hook = {"url": receiver.url, "event_types": ["invoice.created"]}
+        onmarket = basic("onmarket")
+        async with http.post("/webhooks/endpoints", json=hook, headers=onmarket) as registered:
+            assert registered.status == 201, await registered.text()
+        body = checkout_body(stores=1)
+        async with http.post("/payment-checkout", json=body, headers=server.bearer("usernew1")):
+            pass
+        await receiver.wait_for(1)
+        for _ in range(100):
+            failed = await _failed_messages(http)
+            if failed:
+                break
+            await asyncio.sleep(0.05)
+        [message] = failed
+        receiver.status = 200
+
+        context = await browser.new_context(
+            http_credentials={"username": "admin", "password": "admin"},
+            viewport={"width": 1200, "height": 900},
+        )
+        page = await context.new_page()
+        page.set_default_timeout(5000)
+        watched = Watched(page, server)
+        await page.goto(f"{server.base_url}/admin")
+        row = page.locator("#failed-deliveries tr", has_text=receiver.url)
+        await expect(row).to_contain_text("HTTP 500")
+        await expect(row).to_contain_text("invoice.created")
+
+        await page.screenshot(path=tmp_path / "admin-failed-webhook.png", full_page=True)
+        await row.get_by_role("button", name="Resend").click()
+
+        await expect(page).to_have_url(f"{server.base_url}/admin?resent={message['id']}")
+        await expect(page.locator("#resent")).to_contain_text(message["id"])
+        deliveries = await receiver.wait_for(2)
+        assert [d.id for d in deliveries] == [message["id"]] * 2
+        await page.reload()
+        await expect(page.locator("#failed-deliveries")).to_contain_text("No failed deliveries.")
+        watched.assert_clean()
         await context.close()

@@ -1,6 +1,7 @@
-"""GET /admin end to end: an admin's page with the charts, the refund backlog and a search by
-invoice id or waybill showing the timeline with actors and the state as of an earlier moment;
-everyone else refused (no credentials 401 with the browser's prompt, a buyer or a platform 403).
+"""GET /admin end to end: an admin's page with the charts, the refund backlog, the webhooks'
+backlog and failed deliveries (resent by its button's post), and a search by invoice id or
+waybill showing the timeline with actors and the state as of an earlier moment; everyone else
+refused (no credentials 401 with the browser's prompt, a buyer or a platform 403).
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
 from service.app import create_app
 from service.config import Config
 from service.domain.codec import parse_time
-from service.presenters import api_time
+from service.domain.streams import webhook_message_stream
+from service.domain.webhook_delivery import JITTER
+from service.http.keys import STORE
+from service.presenters import api_time, history_entry
 from tests.e2e.conftest import Api, AppFactory, FakeClock, checkout_body
+from tests.e2e.test_webhooks import messages, quick_webhooks, register, until
 from tests.pgdb import fresh_database
+from tests.webhook_receiver import Receiver
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}  # what a browser says of the page's own post
 
 
 class Texts(HTMLParser):
@@ -70,7 +79,8 @@ async def page(api: Api, expect: int = 200, **params: str) -> Texts:
     assert response.status == expect, text
     assert response.headers["Content-Type"].startswith("text/html")
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-    assert not re.search(r"<script|https?://(?!www\.w3\.org/2000/svg)", text)  # no CDN, no JS
+    # No script, nothing loaded from another host (a webhook's URL is shown as text only).
+    assert not re.search(r"<script|(?:src|href|action)=\"?https?:|url\(\s*[\"']?https?:", text)
     parsed = Texts()
     parsed.feed(text)
     return parsed
@@ -81,8 +91,8 @@ async def test_an_admin_sees_the_counts_volume_and_refund_backlog(
     aiohttp_client: AppFactory, config: Config, clock: FakeClock, backend: str
 ) -> None:
     """Two checkouts, one paid and half refunded (the refund worker waits): the page counts
-    them by status, in the last 24 hours, and one refund waiting; webhooks not available. The
-    same on both backends (the read model's queries)."""
+    them by status, in the last 24 hours, and one refund waiting; no webhook pending nor
+    failed. The same on both backends (the read model's queries)."""
     async with contextlib.AsyncExitStack() as stack:
         slow = dataclasses.replace(config, refund_delay_seconds=3600)
         if backend == "postgresql":
@@ -110,7 +120,8 @@ async def _counts_volume_and_backlog(api: Api, clock: FakeClock) -> None:
     assert dict(zip(header, counts, strict=True))["PENDING"] == "1"
     assert shown.by_id["day-invoices"] == "2"
     assert shown.by_id["refund-backlog"] == "1"
-    assert "not available" in shown.by_id["webhooks-unavailable"]
+    assert shown.by_id["webhook-pending"] == "0"
+    assert shown.rows["failed-deliveries"][1:] == [["No failed deliveries."]]
     clock.advance(25 * 3600)  # a day later: nothing in the last 24 hours
     assert (await page(api)).by_id["day-invoices"] == "0"
 
@@ -178,3 +189,131 @@ async def test_only_an_admin_gets_the_page(api: Api) -> None:
     )
     assert response.status == 400
     assert (await response.json())["code"] == "VALIDATION"
+
+
+async def _messages_with(api: Api, status: str, attempts: int) -> list[dict[str, Any]]:
+    """The messages in ``status`` whose attempts are all recorded (at least ``attempts``)."""
+    found = await messages(api, "admin", status=status)
+    return [m for m in found if len(m["attempts"]) >= attempts]
+
+
+async def resend(api: Api, delivery: str, account: str = "admin", **headers: str) -> Any:
+    return await api.client.post(
+        f"/admin/webhooks/{delivery}/resend",
+        headers={**api.basic(account), **headers},
+        allow_redirects=False,
+    )
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+async def test_the_webhooks_panel_shows_the_backlog_and_resends_a_failed_delivery(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """A receiver answering 500, retries an hour apart: a first message fails after its two
+    attempts, a second waits for its retry. The panel counts one pending, 30 s old, and lists
+    the failure (URL, event, time, "HTTP 500"); its Resend button, once the receiver answers
+    200, has it delivered again, recorded as the admin's."""
+    settings = quick_webhooks(config, schedule="0,3600")
+    api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
+    async with Receiver(status=500) as receiver:
+        await register(api, receiver.url, event_types=["invoice.created"])
+        await api.checkout()
+        await until(lambda: _messages_with(api, "pending", attempts=1))
+        clock.advance(3600 * (1 + JITTER) + 1)  # the retry is due: it fails for good
+        failed_at = clock()
+        [failed] = await until(lambda: _messages_with(api, "failed", attempts=2))
+        await api.checkout()
+        [waiting] = await until(lambda: _messages_with(api, "pending", attempts=1))
+        clock.advance(30)
+
+        shown = await page(api)
+        assert shown.by_id["webhook-pending"] == "1"
+        assert "the oldest 30 s old" in shown.by_id["webhooks"]
+        assert shown.rows["failed-deliveries"][1:] == [
+            [api_time(failed_at), "invoice.created", receiver.url, "HTTP 500", "Resend"]
+        ]
+
+        receiver.status = 200
+        response = await resend(api, failed["id"], **SAME_ORIGIN)
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"] == f"/admin?resent={failed['id']}"
+        assert response.headers["Content-Type"].startswith("text/html")
+        await until(lambda: _messages_with(api, "delivered", attempts=3))
+        deliveries = await receiver.wait_for(4)
+    assert [d.id for d in deliveries] == [failed["id"]] * 2 + [waiting["id"], failed["id"]]
+    after = await page(api, resent=failed["id"])
+    assert failed["id"] in after.by_id["resent"]
+    assert after.rows["failed-deliveries"][1:] == [["No failed deliveries."]]
+    stream = api.client.app[STORE].read_stream(webhook_message_stream(failed["id"]))
+    events = [history_entry(event) async for event in stream]
+    resent = [event for event in events if event["type"] == "WebhookMessageResent"]
+    assert [event["actor"] for event in resent] == ["admin"]
+
+
+async def test_only_an_admin_resends_and_only_from_the_page(api: Api) -> None:
+    """No credentials: 401 with the prompt; a platform's or a buyer's: 403 as for the page; a
+    post another site made: 403; a message that does not exist: 404, never a 500."""
+    unknown = "msg_" + "0" * 32
+    response = await api.client.post(f"/admin/webhooks/{unknown}/resend")
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    for account in ("onmarket", "usernew1"):
+        response = await resend(api, unknown, account)
+        assert response.status == 403, account
+        assert (await response.json())["code"] == "FORBIDDEN"
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+    ):
+        response = await resend(api, unknown, **headers)
+        assert response.status == 403, headers
+        assert (await response.json())["code"] == "CROSS_SITE_REQUEST"
+    own = api.client.make_url("/")
+    for delivery, headers in (
+        (unknown, SAME_ORIGIN),
+        (unknown, {"Origin": f"{own.scheme}://{own.host}:{own.port}"}),
+        ("not-a-message", {}),
+        ("msg_%2E%2E", {}),
+    ):
+        response = await resend(api, delivery, **headers)
+        assert response.status == 404, delivery
+        assert (await response.json())["code"] == "WEBHOOK_MESSAGE_NOT_FOUND"
+    response = await api.client.get(
+        "/admin", params={"resent": "not-a-message"}, headers=api.basic("admin")
+    )
+    assert response.status == 400
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+async def test_a_delivery_to_an_endpoint_disabled_since_says_so_and_waits_for_it(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """410 Gone fails the message and disables the endpoint: the panel's reason says both. A
+    resend waits while the endpoint is disabled (not pending in the backlog, nothing sent);
+    enabled again, the message is delivered."""
+    settings = quick_webhooks(config, schedule="0,3600")
+    api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
+    async with Receiver(status=410) as receiver:
+        endpoint = await register(api, receiver.url, event_types=["invoice.created"])
+        await api.checkout()
+        [failed] = await until(lambda: _messages_with(api, "failed", attempts=1))
+        shown = await page(api)
+        assert shown.rows["failed-deliveries"][1][3] == "HTTP 410; endpoint disabled"
+
+        receiver.status = 200
+        response = await resend(api, failed["id"], **SAME_ORIGIN)
+        assert response.status == 303
+        await asyncio.sleep(0.2)  # several polls of the sender: none sends to a disabled endpoint
+        assert len(receiver.deliveries) == 1
+        assert (await page(api)).by_id["webhook-pending"] == "0"  # nothing it can deliver
+
+        enabled = await api.client.patch(
+            f"/webhooks/endpoints/{endpoint['id']}",
+            json={"disabled": False},
+            headers=api.basic("admin"),
+        )
+        assert enabled.status == 200, await enabled.text()
+        await until(lambda: _messages_with(api, "delivered", attempts=2))
+    assert [d.id for d in receiver.deliveries] == [failed["id"]] * 2

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.config import Config
 from tests.e2e.conftest import ROLES, Api, AppFactory, FakeClock
+from tests.e2e.test_webhooks import quick_webhooks, register
+from tests.webhook_receiver import Receiver
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 REFERENCE, REASON = "BANK-TRF-1", "paid at the branch"
@@ -203,7 +206,7 @@ async def test_gauges_show_the_head_position_batches_and_refund_backlog(
     assert value(samples, "eventstore_head_position") == health["head_position"]
     assert value(samples, "refund_backlog") == 1
     assert value(samples, "eventstore_append_batch_size_count") >= 3
-    assert value(samples, "webhook_pending_messages") == 0  # no webhooks feature yet: a hook
+    assert value(samples, "webhook_pending_messages") == 0  # no webhook endpoint
 
 
 async def test_a_metrics_token_guards_the_endpoint(
@@ -239,17 +242,14 @@ async def test_the_grafana_dashboard_asks_only_for_metrics_the_service_exports(a
     # A labelled counter has no series before its first count: pay one invoice.
     await api.pay((await api.checkout())["xendit_invoice"])
     samples = await scrape(api)
-    exported = {name for name, _ in samples} | {
-        "webhook_pending_messages",  # gauges of the webhooks hook: exported, 0 until fed
-        "webhook_oldest_pending_age_seconds",
-    }
+    exported = {name for name, _ in samples}
     dashboard = orjson.loads(
         (Path(__file__).parents[2] / "docs/grafana-dashboard.json").read_text()
     )
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert len(expressions) >= 15
     promql = {"sum", "by", "rate", "histogram_quantile", "max", "deriv", "le", "route", "source"}
-    promql |= {"channel", "status", "__rate_interval"}
+    promql |= {"channel", "status", "outcome", "__rate_interval"}
     used = {
         name
         for expression in expressions
@@ -258,3 +258,41 @@ async def test_the_grafana_dashboard_asks_only_for_metrics_the_service_exports(a
     }
     assert used, expressions
     assert used <= exported, used - exported
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+async def test_webhook_deliveries_by_outcome_and_the_backlog(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """Three endpoints get one checkout's message: one answers 200 (delivered), one 500 (to be
+    retried in an hour: still pending), one 410 (failed). Each outcome counted once; the one
+    pending message shows in the backlog gauges, its age on the app's clock."""
+    settings = quick_webhooks(config, schedule="0,3600")
+    api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
+    before = await scrape(api)
+    assert value(before, "webhook_deliveries_total", outcome="delivered") == 0  # a series
+    expected = {
+        counter("webhook_deliveries", outcome=outcome): 1
+        for outcome in ("delivered", "retrying", "failed")
+    }
+    async with Receiver() as ok, Receiver(status=500) as flaky, Receiver(status=410) as gone:
+        for receiver in (ok, flaky, gone):
+            await register(api, receiver.url, event_types=["invoice.created"])
+        await api.checkout()
+        for _ in range(500):  # the sender counts once it has recorded each attempt
+            after = await scrape(api)
+            deliveries = {
+                key: count
+                for key, count in moved(before, after).items()
+                if key[0] == "webhook_deliveries_total"
+            }
+            if deliveries == expected:
+                break
+            await asyncio.sleep(0.01)
+        assert deliveries == expected
+        assert value(after, "webhook_pending_messages") == 1
+        clock.advance(120)
+        later = await scrape(api)
+    assert value(later, "webhook_pending_messages") == 1
+    assert value(later, "webhook_oldest_pending_age_seconds") == 120
+    assert moved(after, later) == {}  # no retry within the hour, nothing else moved

@@ -52,12 +52,6 @@ async def _only_message(api: Api, attempts: int, account: str = "onmarket") -> d
     return message
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky when the machine is loaded (about 3 runs in 10 with other suites running):"
-    " the last attempt is sometimes recorded as still pending; under investigation (issue 19"
-    " is open for it). Passes alone and on a quiet machine.",
-)
 async def test_a_failing_receiver_is_retried_on_the_schedule_then_failed(
     api: Api, receiver: Receiver, clock: FakeClock
 ) -> None:

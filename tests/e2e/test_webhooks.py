@@ -4,6 +4,7 @@ delivered to a real local receiver and verified with the Standard Webhooks libra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,16 @@ import pytest
 from service.config import Config
 from tests.e2e.conftest import Api, FakeClock, copy_of, e2e_config
 from tests.webhook_receiver import Receiver
+
+
+def quick_webhooks(config: Config, schedule: str) -> Config:
+    """``config`` with retries looked for every 20 ms on the retry ``schedule`` given."""
+    return dataclasses.replace(
+        config,
+        webhook_retry_schedule=schedule,
+        webhook_poll_interval_seconds=0.02,
+        webhook_timeout_seconds=2.0,  # a loaded machine's receiver may be slow to answer
+    )
 
 
 @pytest.fixture

@@ -264,6 +264,9 @@ def _webhook_requests() -> dict[tuple[str, str], list[dict[str, Any]]]:
         ("post", "/webhooks/messages/{message}/resend"): [
             {"query": {}, "path": {"message": "msg_" + "0" * 32}}
         ],
+        ("post", "/admin/webhooks/{delivery_id}/resend"): [
+            {"query": {}, "path": {"delivery_id": "msg_" + "0" * 32}}
+        ],
     }
 
 
@@ -311,7 +314,7 @@ def credentials(case: Case[Any], server: Server) -> dict[str, str]:
     if "bearer" in schemes:
         return {"Authorization": f"Bearer {server.bearer}"}
     if "basic" in schemes:
-        admin = case.operation.path in ("/balance/topup", "/admin")
+        admin = case.operation.path.startswith(("/balance/topup", "/admin"))
         return basic("admin" if admin else "onmarket")
     if "callbackToken" in schemes:
         return {"x-callback-token": server.callback_token}

@@ -20,8 +20,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import checkout_body
-from tests.multiprocess.served import Service, start, stop_with
+from tests.multiprocess.served import Service, start, stop_with, wait_for
 from tests.pgdb import ADMIN_URL, fresh_database
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +45,20 @@ async def scrape(service: Service) -> dict[tuple[str, frozenset[Any]], float]:
 
 async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> None:
     """40 checkouts spread over two workers: every scrape, whichever worker answers it, counts
-    all 40 (one process alone saw about half of them), and their request durations too."""
-    server, database = start(tmp_path, 2)
+    all 40 (one process alone saw about half of them), and their request durations too; their
+    webhooks, sent by whichever worker holds the sender's lease, are counted in every scrape."""
+    server, database = start(tmp_path, 2, webhook_poll_interval_seconds="0.05")
     service = Service(server, database)
+    receiver = Receiver()
     try:
+        await receiver.start()
+        status, body = await service.request(
+            "POST",
+            "/webhooks/endpoints",
+            {"url": receiver.url, "event_types": ["invoice.created"]},
+            Service.basic("onmarket"),
+        )
+        assert status == 201, body
         pids = set()
         for _ in range(CHECKOUTS):
             status, body = await service.checkout(BUYER, checkout_body(stores=1))
@@ -65,7 +76,19 @@ async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> Non
             assert samples[created] == CHECKOUTS
             assert samples[timed] == CHECKOUTS
             assert samples[("eventstore_head_position", frozenset())] > CHECKOUTS
+        await receiver.wait_for(CHECKOUTS, within=30)
+        delivered = ("webhook_deliveries_total", frozenset({("outcome", "delivered")}))
+
+        async def all_counted() -> bool:
+            return (await scrape(service))[delivered] == CHECKOUTS
+
+        await wait_for(all_counted, 10, "every delivery counted")
+        for _ in range(10):
+            samples = await scrape(service)
+            assert samples[delivered] == CHECKOUTS
+            assert samples[("webhook_pending_messages", frozenset())] == 0
     finally:
+        await receiver.stop()
         await service.close()
         server.stop()
 

@@ -122,6 +122,13 @@ CATALOGUE: Final[tuple[ErrorCode, ...]] = (
         403,
         "An account of the wrong kind, or acting for another platform",
     ),
+    ErrorCode(
+        "CROSS_SITE_REQUEST",
+        403,
+        "Cross-site request refused",
+        "A form post to the operator page sent from another site (its `Sec-Fetch-Site` or"
+        " `Origin` says so): a browser's remembered credentials act only from the page itself",
+    ),
     ErrorCode("NOT_FOUND", 404, "Not found", "No route at this path", (ANY_PATH,)),
     _domain(
         WebhookEndpointNotFound,

@@ -335,6 +335,30 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         answer_media_type="text/html",
         errors={},
     ),
+    # The operator page's Resend button (service/http/admin_webhooks.py).
+    ("post", "/admin/webhooks/{delivery_id}/resend"): Operation(
+        tag="operations",
+        summary="Resend a webhook delivery from the operator page",
+        description=(
+            "The Resend button of the operator page's failed deliveries: the message (of any"
+            " service) is due again at once, with the same `webhook-id`, recorded as sent"
+            " again by the admin. Answers `303 See Other` to `/admin?resent=<id>`, whose"
+            " notice says so. A form post the browser marks as from another site"
+            " (`Sec-Fetch-Site` other than `same-origin`, or an `Origin` of another host) is"
+            " refused. A 401 carries `WWW-Authenticate: Basic`, as `/admin`'s does."
+        ),
+        answer={"type": "string"},
+        answer_media_type="text/html",
+        answer_description="See Other: back to the operator page",
+        status=303,
+        security=BASIC,
+        errors=error_table(
+            ROLE,
+            {403: ("CROSS_SITE_REQUEST",), 404: ("WEBHOOK_MESSAGE_NOT_FOUND",)},
+            {409: ("CONFLICT",)},
+            ALWAYS,
+        ),
+    ),
 }
 
 TAGS = (

@@ -43,6 +43,7 @@ from service.http.schemas.base import (
     MAX_AMOUNT,
     MAX_NAME_SHOWN,
     MAX_NAMED_UNKNOWN,
+    WEBHOOK_MESSAGE_ID,
     FullMatch,
     Money,
     StrictSchema,
@@ -74,7 +75,6 @@ from service.http.schemas.requests import (
 )
 from service.http.schemas.webhooks import (
     WEBHOOK_ENDPOINT_ID,
-    WEBHOOK_MESSAGE_ID,
     WebhookAttemptAnswer,
     WebhookEndpointAnswer,
     WebhookEndpointCreateSchema,

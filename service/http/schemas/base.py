@@ -29,6 +29,10 @@ class FullMatch(validate.Regexp):
         return value
 
 
+# Here, not in ``webhooks``, since the operator page's query names one too.
+WEBHOOK_MESSAGE_ID = FullMatch(r"^msg_[0-9a-f]{32}$", error="Not a webhook message id.")
+
+
 # A list, not validate.And, so that the OpenAPI generator sees each rule.
 NAME = (
     validate.Length(min=1, max=100),

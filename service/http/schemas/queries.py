@@ -8,7 +8,14 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from service.http.schemas.base import NAME, QueryInteger, StrictSchema, doc, in_utc_range
+from service.http.schemas.base import (
+    NAME,
+    WEBHOOK_MESSAGE_ID,
+    QueryInteger,
+    StrictSchema,
+    doc,
+    in_utc_range,
+)
 
 MAX_POSITION = 2**63 - 1  # SQLite's largest integer: the log's positions cannot go beyond
 
@@ -52,6 +59,10 @@ class AdminQuerySchema(StrictSchema):
     as_of_position = QueryInteger(
         validate=validate.Range(min=0, max=MAX_POSITION),
         metadata=doc("Show the invoice as it stood just after this log position."),
+    )
+    resent = fields.String(
+        validate=WEBHOOK_MESSAGE_ID,
+        metadata=doc("A webhook delivery just resent from the page (its notice says so)."),
     )
 
     @validates_schema

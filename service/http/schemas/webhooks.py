@@ -9,14 +9,19 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from service.domain.webhook_delivery import MESSAGE_STATUSES, WEBHOOK_EVENT_TYPES
 from service.http.schemas.answers import API_TIME
-from service.http.schemas.base import NAME, FullMatch, QueryInteger, StrictSchema, doc
+from service.http.schemas.base import (
+    NAME,
+    FullMatch,
+    QueryInteger,
+    StrictSchema,
+    doc,
+)
 
 MAX_URL = 2048
 MAX_DESCRIPTION = 500
 ENDPOINT_ID_PATTERN = re.compile(r"ep_[0-9a-f]{24}")
 MESSAGE_ID_PATTERN = re.compile(r"msg_[0-9a-f]{32}")
 WEBHOOK_ENDPOINT_ID = FullMatch(r"^ep_[0-9a-f]{24}$", error="Not a webhook endpoint id.")
-WEBHOOK_MESSAGE_ID = FullMatch(r"^msg_[0-9a-f]{32}$", error="Not a webhook message id.")
 
 
 class StrictBoolean(fields.Boolean):

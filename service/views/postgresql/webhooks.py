@@ -12,8 +12,19 @@ import orjson
 
 from eventstore import Migration, RecordedEvent
 from eventstore.postgresql import apply_migrations
-from service.views.read_model import WebhookAttemptRow, WebhookEndpointRow, WebhookMessageRow
-from service.views.webhook_rows import WEBHOOK_READS, WEBHOOK_TABLES, webhook_changes
+from service.views.read_model import (
+    FailedWebhookRow,
+    WebhookBacklog,
+    WebhookEndpointRow,
+    WebhookMessageRow,
+)
+from service.views.webhook_rows import (
+    MESSAGES_WITH_ATTEMPTS,
+    WEBHOOK_READS,
+    WEBHOOK_TABLES,
+    messages_with_attempts,
+    webhook_changes,
+)
 
 MIGRATIONS = (
     Migration(
@@ -63,6 +74,13 @@ MIGRATIONS = (
             PRIMARY KEY (message, attempt)
         );
         """,
+    ),
+    # The operator page's latest failures: the failed messages found without a full scan.
+    Migration(
+        2,
+        "failed webhook messages",
+        "CREATE INDEX webhook_messages_failed ON webhook_messages (position)"
+        " WHERE status = 'failed';",
     ),
 )
 
@@ -132,11 +150,8 @@ def _endpoint(row: asyncpg.Record) -> WebhookEndpointRow:
     return WebhookEndpointRow(*values)
 
 
-def _message(row: asyncpg.Record, attempts: list[WebhookAttemptRow]) -> WebhookMessageRow:
-    message, endpoint, service, invoice, event_type, status, count, next_at, queued = row
-    return WebhookMessageRow(
-        message, endpoint, service, invoice, event_type, status, count, next_at, queued, attempts
-    )
+def _as_is(moment: datetime) -> datetime:
+    return moment  # asyncpg reads timestamptz as an aware datetime
 
 
 class PostgreSQLWebhookReads:
@@ -167,25 +182,13 @@ class PostgreSQLWebhookReads:
         invoice: str | None,
         limit: int,
     ) -> list[WebhookMessageRow]:
-        sql = (
-            "SELECT message, endpoint, service, invoice, event_type, status, attempts,"
-            " next_attempt_at, queued_at FROM webhook_messages"
-            " WHERE ($1::text IS NULL OR service = $1) AND ($2::text IS NULL OR endpoint = $2)"
+        where = (
+            "($1::text IS NULL OR service = $1) AND ($2::text IS NULL OR endpoint = $2)"
             " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR invoice = $4)"
-            " ORDER BY position DESC, message LIMIT $5"
         )
+        sql = MESSAGES_WITH_ATTEMPTS.format(where=where, limit="$5")
         rows = await self._pool.fetch(sql, service, endpoint, status, invoice, limit)
-        attempts: dict[str, list[WebhookAttemptRow]] = {}
-        if rows:
-            found = await self._pool.fetch(
-                "SELECT message, attempt, at, status, duration_ms, response, error, outcome,"
-                " next_attempt_at FROM webhook_attempts WHERE message = ANY($1::text[])"
-                " ORDER BY message, attempt",
-                [row["message"] for row in rows],
-            )
-            for row in found:
-                attempts.setdefault(row[0], []).append(WebhookAttemptRow(*list(row)[1:]))
-        return [_message(row, attempts.get(row[0], [])) for row in rows]
+        return messages_with_attempts(rows, _as_is)
 
     async def due_webhook_messages(self, now: datetime, limit: int) -> list[str]:
         sql = (
@@ -196,13 +199,24 @@ class PostgreSQLWebhookReads:
         )
         return [row[0] for row in await self._pool.fetch(sql, now, limit)]
 
-    async def oldest_pending_webhook(self) -> datetime | None:
+    async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
+            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
             " USING (endpoint) WHERE m.status = 'pending' AND NOT e.disabled AND NOT e.deleted"
         )
-        value: datetime | None = await self._pool.fetchval(sql)
-        return value
+        row = await self._pool.fetchrow(sql)
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        return WebhookBacklog(row[0], row[1])
+
+    async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
+        sql = (
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
+            " WHERE m.status = 'failed' AND NOT e.deleted"
+            " ORDER BY a.at DESC, m.position DESC LIMIT $1"
+        )
+        return [FailedWebhookRow(*row) for row in await self._pool.fetch(sql, limit)]
 
     async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:
         sql = (

@@ -12,8 +12,19 @@ import orjson
 
 from eventstore import Migration, RecordedEvent, apply_migrations
 from service.domain.codec import format_time, parse_time
-from service.views.read_model import WebhookAttemptRow, WebhookEndpointRow, WebhookMessageRow
-from service.views.webhook_rows import WEBHOOK_READS, WEBHOOK_TABLES, webhook_changes
+from service.views.read_model import (
+    FailedWebhookRow,
+    WebhookBacklog,
+    WebhookEndpointRow,
+    WebhookMessageRow,
+)
+from service.views.webhook_rows import (
+    MESSAGES_WITH_ATTEMPTS,
+    WEBHOOK_READS,
+    WEBHOOK_TABLES,
+    messages_with_attempts,
+    webhook_changes,
+)
 
 if TYPE_CHECKING:
     from service.views.sqlite.read_model import SQLiteQueries
@@ -66,6 +77,13 @@ MIGRATIONS = (
             PRIMARY KEY (message, attempt)
         );
         """,
+    ),
+    # The operator page's latest failures: the failed messages found without a full scan.
+    Migration(
+        2,
+        "failed webhook messages",
+        "CREATE INDEX webhook_messages_failed ON webhook_messages (position)"
+        " WHERE status = 'failed';",
     ),
 )
 
@@ -180,53 +198,8 @@ class SQLiteWebhookReads:
         ]
         where = " AND ".join(["1 = 1", *(sql for sql, value in filters if value is not None)])
         params = [value for _, value in filters if value is not None]
-        sql = (
-            "SELECT message, endpoint, service, invoice, event_type, status, attempts,"
-            f" next_attempt_at, queued_at FROM webhook_messages WHERE {where}"
-            " ORDER BY position DESC, message LIMIT ?"
-        )
-        rows = await self._store.query(sql, (*params, limit))
-        attempts = await self._attempts([row[0] for row in rows])
-        return [
-            WebhookMessageRow(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                None if row[7] is None else _utc(row[7]),
-                _utc(row[8]),
-                attempts.get(row[0], []),
-            )
-            for row in rows
-        ]
-
-    async def _attempts(self, messages: list[str]) -> dict[str, list[WebhookAttemptRow]]:
-        found: dict[str, list[WebhookAttemptRow]] = {}
-        if not messages:
-            return found
-        marks = ", ".join("?" * len(messages))
-        sql = (
-            "SELECT message, attempt, at, status, duration_ms, response, error, outcome,"
-            f" next_attempt_at FROM webhook_attempts WHERE message IN ({marks})"
-            " ORDER BY message, attempt"
-        )
-        for row in await self._store.query(sql, messages):
-            found.setdefault(row[0], []).append(
-                WebhookAttemptRow(
-                    row[1],
-                    _utc(row[2]),
-                    row[3],
-                    row[4],
-                    row[5],
-                    row[6],
-                    row[7],
-                    None if row[8] is None else _utc(row[8]),
-                )
-            )
-        return found
+        sql = MESSAGES_WITH_ATTEMPTS.format(where=where, limit="?")
+        return messages_with_attempts(await self._store.query(sql, (*params, limit)), _utc)
 
     async def due_webhook_messages(self, now: datetime, limit: int) -> list[str]:
         sql = (
@@ -237,13 +210,28 @@ class SQLiteWebhookReads:
         )
         return [row[0] for row in await self._store.query(sql, (format_time(now), limit))]
 
-    async def oldest_pending_webhook(self) -> datetime | None:
+    async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
+            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
             " USING (endpoint) WHERE m.status = 'pending' AND e.disabled = 0 AND e.deleted = 0"
         )
-        rows = await self._store.query(sql)
-        return None if not rows or rows[0][0] is None else _utc(rows[0][0])
+        [(count, oldest)] = await self._store.query(sql)
+        return WebhookBacklog(count, None if oldest is None else _utc(oldest))
+
+    async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
+        sql = (
+            "SELECT m.message, e.url, m.event_type, a.at, a.status, a.error, e.disabled"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " JOIN webhook_attempts a ON a.message = m.message AND a.attempt = m.attempts"
+            " WHERE m.status = 'failed' AND e.deleted = 0"
+            " ORDER BY a.at DESC, m.position DESC LIMIT ?"
+        )
+        return [
+            FailedWebhookRow(message, url, event_type, _utc(at), status, error, bool(disabled))
+            for message, url, event_type, at, status, error, disabled in await self._store.query(
+                sql, (limit,)
+            )
+        ]
 
     async def failed_webhook_messages(self, endpoint: str, since: datetime) -> list[str]:
         sql = (
