@@ -91,10 +91,15 @@ class WebhookSender:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                while True:
-                    await self._round(session)
+                try:
+                    while True:
+                        await self._round(session)
+                finally:
+                    # Before the session closes: a delivery whose connection the close cut
+                    # would otherwise try again on the closed session and log an error.
+                    await _cancelled(list(self._in_flight.values()))
         finally:
-            await _cancelled([waker, *self._in_flight.values()])
+            await _cancelled([waker])
 
     async def _wake_on_new(self, head: int) -> None:
         async for _ in self.store.subscribe("webhook-sender-wake", head, types=WAKE_TYPES):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
@@ -108,3 +109,22 @@ async def test_two_apps_on_one_database_deliver_each_message_once(
         # Each app's sender is woken at once by the messages its own appends queued, the
         # other's only later (the store's notification): both send.
         assert all(delivered), delivered
+
+
+async def test_stopping_with_deliveries_in_flight_logs_no_error(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """The app stops while the receiver holds a delivery: the delivery is cancelled before the
+    sender's HTTP session closes, so it neither tries again on the closed session nor logs an
+    error (nothing is recorded; the message stays due for the next sender)."""
+    hang = asyncio.Event()
+    async with Receiver(hang=hang) as receiver:
+        client = await aiohttp_client(create_app(config, clock=clock))
+        api = Api(client, config, clock)
+        await register(api, receiver.url, event_types=["invoice.created"])
+        await api.checkout(stores=1)
+        await receiver.wait_for(1)
+        with structlog.testing.capture_logs() as logs:
+            await client.close()
+        hang.set()
+    assert [entry for entry in logs if entry["log_level"] in ("error", "critical")] == []
