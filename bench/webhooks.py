@@ -1,7 +1,8 @@
 """Webhooks: commit-to-delivery latency, delivery throughput, and checkout with webhooks on.
 
 In one process (the service's app on an aiohttp server, a local receiver, and the client),
-on a fresh SQLite file (``synchronous=FULL``), development mode, the sandbox gateway:
+on a fresh SQLite file (``synchronous=FULL``) or the empty PostgreSQL database ``--db`` names
+(its sender then claims each message), development mode, the sandbox gateway:
 
 1. **Latency**: ``--latency`` sequential checkouts, one endpoint selecting ``invoice.created``;
    each delivery's arrival (wall clock) minus its event's commit time (the body's
@@ -57,6 +58,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--db", help="a postgresql:// URL of an empty database (default: a fresh SQLite file)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.latency, args.duration, args.rounds = 50, 1.5, 1
@@ -105,7 +109,7 @@ async def main(args: argparse.Namespace) -> int:
         config = load_config(
             None,
             {},
-            database=str(Path(folder) / "invoices.db"),
+            database=args.db or str(Path(folder) / "invoices.db"),
             log_level="WARNING",
             log_format="json",
             port=0,

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from eventstore import EventStore, open_store
-from eventstore.backends import is_url
+from eventstore.backends import is_postgresql, is_url
 from service.application import Context, InvoiceService, RegisterUser, UserExists
 from service.config import Config
 from service.gateway.port import Gateway
@@ -59,7 +59,7 @@ from service.http.loading import Loader
 from service.http.middleware import errors_as_json, request_context
 from service.http.rendering import page_templates
 from service.http.request_ids import RequestIds
-from service.jobs import lease_for, run_single_active
+from service.jobs import lease_for, run_in_every_process, run_single_active
 from service.limits import within_client_limits
 from service.logging import protocol_logger
 from service.metrics import Metrics
@@ -69,6 +69,7 @@ from service.security import hash_password
 from service.views import ReadModel
 from service.views.backends import projectors_for, read_model_of
 from service.webhooks.admin import WebhooksOverview
+from service.webhooks.claims import claims_for
 from service.webhooks.outbox import Outbox
 from service.webhooks.sender import WebhookSender
 from service.webhooks.signing import SecretBox
@@ -238,11 +239,15 @@ async def _service(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
 async def _workers(app: web.Application) -> AsyncIterator[None]:
-    """The background jobs, each running in one process at a time (``service.jobs``): with
-    several processes on one store, the one holding a job's lease runs it."""
+    """The background jobs (``service.jobs``). Most run in one process at a time: with several
+    processes on one store, the one holding a job's lease runs it. The webhook sender on
+    PostgreSQL runs in every process, each sending the messages it claimed."""
     config, store, service, views = app[CONFIG], app[STORE], app[SERVICE], app[READ_MODEL]
-    jobs: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+    jobs: dict[str, Job] = {
         "refund-worker": lambda: run_refund_worker(
             store, service, delay=timedelta(seconds=config.refund_delay_seconds), clock=app[CLOCK]
         ),
@@ -250,7 +255,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             views, service, interval=config.expiry_interval_seconds, clock=app[CLOCK]
         ),
     }
-    jobs.update(_webhook_jobs(app))
+    jobs["webhook-outbox"] = lambda: Outbox(store, service, views, app[CLOCK]).run()
+    everywhere: dict[str, Job] = {}
+    sender_jobs = everywhere if is_postgresql(config.database) else jobs
+    sender_jobs["webhook-sender"] = _webhook_sender(app)
     if config.reconcile_interval_seconds > 0:
         jobs["reconcile-task"] = lambda: run_reconcile_task(
             views,
@@ -264,6 +272,10 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         name: asyncio.create_task(run_single_active(leases, name, start), name=name)
         for name, start in jobs.items()
     }
+    app[JOBS].update(
+        (name, asyncio.create_task(run_in_every_process(name, start), name=name))
+        for name, start in everywhere.items()
+    )
     workers = list(app[JOBS].values())
     try:
         yield
@@ -276,8 +288,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         await leases.close()
 
 
-def _webhook_jobs(app: web.Application) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
-    """The outbox (messages from the log) and the sender, each made anew when (re)started."""
+def _webhook_sender(app: web.Application) -> Job:
+    """The sender, made anew (with its claims) whenever its job is (re)started."""
     config, store, service, views = app[CONFIG], app[STORE], app[SERVICE], app[READ_MODEL]
 
     def sender() -> WebhookSender:
@@ -286,6 +298,7 @@ def _webhook_jobs(app: web.Application) -> dict[str, Callable[[], Coroutine[Any,
             service,
             views,
             app[WEBHOOK_SECRETS],
+            claims_for(store, views, timeout=config.webhook_timeout_seconds),
             schedule=config.webhook_schedule,
             timeout=config.webhook_timeout_seconds,
             concurrency=config.webhook_concurrency,
@@ -296,10 +309,7 @@ def _webhook_jobs(app: web.Application) -> dict[str, Callable[[], Coroutine[Any,
             stats=app[WEBHOOK_STATS],
         )
 
-    return {
-        "webhook-outbox": lambda: Outbox(store, service, views, app[CLOCK]).run(),
-        "webhook-sender": lambda: sender().run(),
-    }
+    return lambda: sender().run()
 
 
 async def ensure_dev_accounts(service: InvoiceService) -> None:

@@ -5,7 +5,8 @@ from the database (head position, refund backlog) are refreshed at each scrape, 
 nothing between scrapes. With ``metrics_token`` set it asks for that bearer token, compared in
 constant time. ``/health/ready`` is what a load balancer asks before sending traffic: the
 database answers a query within ``READY_TIMEOUT_SECONDS``, and every background job's runner is
-alive (running its job, or waiting while another process holds the job's lease).
+alive (running its job, or waiting while another process holds the job's lease; the webhook
+sender on PostgreSQL runs in every process).
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """The sender: delivers due webhook messages and records every attempt in the log.
 
-One process at a time runs it (``run_single_active``, on SQLite and PostgreSQL alike), so each
-message is sent by one process at a time. It looks for due messages in the view when woken by
-a newly queued or resent message (a subscription: at once in this process, within the store's
-poll interval from another) and every ``poll_interval`` for retries that came due. Up to
+Each message is sent by one sender at a time: on SQLite one process runs the sender
+(``run_single_active``); on PostgreSQL every process does, and each takes only the messages it
+has claimed (``service.webhooks.claims``). It looks for due messages when woken by a newly
+queued or resent message (a subscription: at once in this process, within the store's poll
+interval from another) and every ``poll_interval`` for retries that came due. Up to
 ``concurrency`` deliveries are in flight; each is a POST with aiohttp (``timeout``, no
 redirects), signed per Standard Webhooks with every secret that signs now. Its result is
 recorded as a ``WebhookDeliveryAttempted`` at the message's version as read before sending: a
 sender that died between its send and its record leaves the message due, and the next sender
-sends it again with the same ``webhook-id`` (receivers deduplicate on it).
+(on PostgreSQL once the dead one's claim ran out) sends it again with the same ``webhook-id``
+(receivers deduplicate on it); a stale view or a claim that ran out mid-send never makes an
+attempt count twice, since only one record at that version is taken.
 
 A 410 disables the endpoint; so does failing without a success for ``disable_after`` (an
 error is logged). The URL is checked against the SSRF rules again at each send, since what its
@@ -41,6 +44,7 @@ from service.application.webhooks import (
 from service.domain.webhook_delivery import DELIVERED, GONE, PENDING, AttemptResult
 from service.domain.webhook_endpoint import WebhookUrlRefused
 from service.views import ReadModel
+from service.webhooks.claims import WebhookClaims
 from service.webhooks.signing import SecretBox, signatures
 from service.webhooks.ssrf import AddressRefused, GuardedResolver, check_before_send
 from service.webhooks.stats import WebhookStats
@@ -59,6 +63,7 @@ class WebhookSender:
         service: InvoiceService,
         views: ReadModel,
         box: SecretBox,
+        claims: WebhookClaims,
         *,
         schedule: tuple[float, ...],
         timeout: float,
@@ -71,6 +76,7 @@ class WebhookSender:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.service, self.views, self.box = store, service, views, box
+        self.claims = claims
         self.schedule, self.timeout, self.concurrency = schedule, timeout, concurrency
         self.poll_interval, self.disable_after = poll_interval, disable_after
         self.development, self.clock, self.stats, self.wall = development, clock, stats, wall
@@ -87,10 +93,15 @@ class WebhookSender:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                while True:
-                    await self._round(session)
+                try:
+                    while True:
+                        await self._round(session)
+                finally:
+                    # Before the session closes: a delivery whose connection the close cut
+                    # would otherwise try again on the closed session and log an error.
+                    await _cancelled(list(self._in_flight.values()))
         finally:
-            await _cancelled([waker, *self._in_flight.values()])
+            await _cancelled([waker])
 
     async def _wake_on_new(self, head: int) -> None:
         async for _ in self.store.subscribe("webhook-sender-wake", head, types=WAKE_TYPES):
@@ -101,10 +112,10 @@ class WebhookSender:
         room = self.concurrency - len(self._in_flight)
         started = 0
         if room > 0:
-            due = await self.views.due_webhook_messages(self.clock(), room + len(self._in_flight))
+            due = await self.claims.take(self.clock(), room, self._in_flight.keys())
             for message in due:
-                if message in self._in_flight or len(self._in_flight) >= self.concurrency:
-                    continue
+                if message in self._in_flight:
+                    continue  # never asked for (``busy``); kept from starting it twice
                 task = asyncio.create_task(self._deliver_logged(session, message))
                 self._in_flight[message] = task
                 task.add_done_callback(functools.partial(self._done, message))
@@ -121,13 +132,19 @@ class WebhookSender:
         self._wake.set()  # a slot is free, and a retry recorded at once may be due
 
     async def _deliver_logged(self, session: aiohttp.ClientSession, message: str) -> None:
+        # Not released when cancelled (the sender stopping): the claim runs out instead, and
+        # nothing waits on the database while the app shuts down.
         try:
             await self.deliver(session, message)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("webhook delivery failed to run", message=message)
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.poll_interval)  # claimed meanwhile: no other retries at once
+        try:
+            await self.claims.release(message)
+        except Exception:  # the claim runs out instead
+            log.warning("webhook claim not released", message=message, exc_info=True)
 
     async def deliver(self, session: aiohttp.ClientSession, message_id: str) -> str | None:
         """One attempt of a due message; answers the recorded outcome (None: nothing sent,

@@ -8,8 +8,13 @@ import asyncio
 import contextlib
 import os
 
+import pytest
+
 from service.http.keys import JOBS
 from tests.e2e.conftest import Api
+
+# On PostgreSQL the webhook sender's runner is ``run_in_every_process``, listed the same.
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 
 async def test_live_and_ready_while_everything_runs(api: Api) -> None:

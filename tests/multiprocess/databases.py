@@ -157,3 +157,11 @@ class PostgreSQLDatabase:
             return None
         name = rows[0]["application_name"]
         return int(name.split(" pid=", 1)[1].split()[0])
+
+    async def webhook_claimants(self) -> dict[str, int]:
+        """The webhook messages claimed now (live claims), each with its sender's pid (a
+        claimant is ``host:pid:token``, ``service.webhooks.claims.claimant_id``)."""
+        rows = await self._fetch(
+            "SELECT message, claimed_by FROM webhook_claims WHERE claimed_until > now()"
+        )
+        return {row["message"]: int(row["claimed_by"].split(":")[1]) for row in rows}

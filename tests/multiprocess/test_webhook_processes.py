@@ -1,7 +1,8 @@
-"""Webhooks with real processes: ``serve --workers 2`` on one SQLite file, ``kill -9`` of the
-sender between its send and its record, and the message is sent again with the same
-``webhook-id`` (every other message delivered once); two ``serve`` nodes on one PostgreSQL
-database, each message delivered once."""
+"""Webhooks with real processes. ``serve --workers 2``, ``kill -9`` of the sender between its
+send and its record, and the message is sent again with the same ``webhook-id`` (every other
+message delivered once): on one SQLite file (the sender's job lease passes to the other worker)
+and on PostgreSQL (the dead sender's claim runs out and another sender takes the message). Two
+``serve`` nodes on one PostgreSQL database: both send at once, each message delivered once."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ async def test_kill_9_between_send_and_record_redelivers_with_the_same_id(
             await service.close()
 
 
-def _node(tmp_path: Path, url: str, name: str) -> Server:
+def _node(tmp_path: Path, url: str, name: str, **settings: str) -> Server:
     """``python -m service serve`` on the PostgreSQL database at ``url``: one node."""
     port = free_port()
     env = child_environment(
@@ -101,6 +102,7 @@ def _node(tmp_path: Path, url: str, name: str) -> Server:
             "INVOICE_MODE": "development",
             "INVOICE_LOG_FORMAT": "json",
             "INVOICE_WEBHOOK_POLL_INTERVAL_SECONDS": "0.1",
+            **{f"INVOICE_{key.upper()}": value for key, value in settings.items()},
         }
     )
     argv = [sys.executable, "-m", "service", "serve", "--port", str(port), "--db", url]
@@ -109,12 +111,18 @@ def _node(tmp_path: Path, url: str, name: str) -> Server:
     return server
 
 
-async def test_two_nodes_on_postgresql_deliver_each_message_once(tmp_path: Path) -> None:
-    """Two ``serve`` processes on one PostgreSQL database, checkouts spread over both: one
-    sender at a time (the advisory lease), every message delivered exactly once."""
-    async with fresh_database("webhook_nodes") as url, Receiver() as receiver:
-        nodes = [_node(tmp_path, url, f"node{i}") for i in range(2)]
+async def test_two_nodes_on_postgresql_send_at_once_and_deliver_each_message_once(
+    tmp_path: Path,
+) -> None:
+    """Two ``serve`` processes on one PostgreSQL database, checkouts spread over both. With
+    the receiver holding every request and two deliveries in flight per sender, both senders
+    hold claims at once (the claims' table names both processes); then every message is
+    delivered exactly once."""
+    hang = asyncio.Event()
+    async with fresh_database("webhook_nodes") as url, Receiver(hang=hang) as receiver:
+        nodes = [_node(tmp_path, url, f"node{i}", webhook_concurrency="2") for i in range(2)]
         services = [Service(node, PostgreSQLDatabase(url)) for node in nodes]
+        database = PostgreSQLDatabase(url)
         try:
             status, body = await services[0].request(
                 "POST",
@@ -126,12 +134,87 @@ async def test_two_nodes_on_postgresql_deliver_each_message_once(tmp_path: Path)
             for i in range(10):
                 status, body = await services[i % 2].checkout(BUYER, checkout_body(stores=1))
                 assert status == 200, body
+
+            async def both_sending() -> bool:
+                senders = set((await database.webhook_claimants()).values())
+                return senders == {node.pid for node in nodes}
+
+            await wait_for(both_sending, 15, "claims held by both nodes at once")
+            hang.set()
+            receiver.hang = None
             await receiver.wait_for(10, within=20)
             await asyncio.sleep(1.0)  # nothing more comes
             counts = Counter(d.id for d in receiver.deliveries)
             assert len(counts) == 10
             assert set(counts.values()) == {1}
         finally:
+            hang.set()
             for node, service in zip(nodes, services, strict=True):
                 node.stop()
                 await service.close()
+
+
+async def test_kill_9_on_postgresql_redelivers_once_the_claim_runs_out(tmp_path: Path) -> None:
+    """``serve --workers 2`` on PostgreSQL: the worker whose sender claimed the message is
+    killed while the receiver holds its request; once the claim runs out (twice the 3 s
+    timeout and a margin) the other worker's sender sends it again with the same
+    ``webhook-id``, and that attempt is the message's only record."""
+    hang = asyncio.Event()
+    async with fresh_database("webhook_kill") as url, Receiver(hang=hang) as receiver:
+        server, database = start(
+            tmp_path,
+            2,
+            database=url,
+            webhook_poll_interval_seconds="0.1",
+            webhook_timeout_seconds="3",
+        )
+        service = Service(server, database)
+        claims = PostgreSQLDatabase(url)
+        try:
+            status, body = await service.request(
+                "POST",
+                "/webhooks/endpoints",
+                {"url": receiver.url, "event_types": ["invoice.created"]},
+                service.basic("onmarket"),
+            )
+            assert status == 201, body
+            status, created = await service.checkout(BUYER, checkout_body(stores=1))
+            assert status == 200, created
+            first = await receiver.wait_for(1, within=10)  # sent, and the receiver hangs
+
+            victim = (await claims.webhook_claimants())[first[0].id]
+            assert victim in service.worker_pids()
+            receiver.hang = None  # from now on the receiver answers at once
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: not alive(victim), 10, "the sender dead")
+
+            again = await receiver.wait_for(2, within=30)
+            assert again[1].id == first[0].id
+            assert again[1].body == first[0].body
+
+            async def delivered() -> bool:
+                status, listed = await service.request(
+                    "GET", "/webhooks/messages", headers=service.basic("onmarket")
+                )
+                assert status == 200, listed
+                return [m["status"] for m in listed["messages"]] == ["delivered"]
+
+            await wait_for(delivered, 10, "the message delivered")
+            status, listed = await service.request(
+                "GET", "/webhooks/messages", headers=service.basic("onmarket")
+            )
+            # The killed send left no record: the redelivery is the only attempt.
+            assert [a["status"] for a in listed["messages"][0]["attempts"]] == [200]
+
+            for _ in range(5):
+                status, body = await service.checkout(BUYER, checkout_body(stores=1))
+                assert status == 200, body
+            await receiver.wait_for(7, within=15)
+            await asyncio.sleep(0.5)
+            counts: Counter[str] = Counter(d.id for d in receiver.deliveries)
+            assert counts[first[0].id] == 2
+            assert [n for message, n in counts.items() if message != first[0].id] == [1] * 5
+        finally:
+            hang.set()
+            server.stop()
+            await service.close()

@@ -84,6 +84,24 @@ MIGRATIONS = (
     ),
 )
 
+# Not a view: the senders' claims on messages (``service.webhooks.claims``), coordination state
+# that is neither rebuilt from the log nor emptied by a rebuild (``reset``), nor compared with a
+# replay. Made with the view's tables, as a component of its own, so that whatever opens the
+# store's views (the service, ``migrate-store``) makes it too.
+CLAIM_MIGRATIONS = (
+    Migration(
+        1,
+        "webhook claims",
+        """
+        CREATE TABLE webhook_claims (
+            message         TEXT        PRIMARY KEY,
+            claimed_by      TEXT        NOT NULL,
+            claimed_until   TIMESTAMPTZ NOT NULL
+        );
+        """,
+    ),
+)
+
 _SQL = {
     "endpoint": "INSERT INTO webhook_endpoints (endpoint, service, url, event_types, description,"
     " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz,"
@@ -121,6 +139,7 @@ class WebhookView:
 
     async def setup(self, conn: asyncpg.Connection) -> None:
         await apply_migrations(conn, "view:webhooks", MIGRATIONS)
+        await apply_migrations(conn, "webhook-claims", CLAIM_MIGRATIONS)
 
     async def reset(self, conn: asyncpg.Connection) -> None:
         for table in WEBHOOK_TABLES:  # not TRUNCATE: readers go on meanwhile
