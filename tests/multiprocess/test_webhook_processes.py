@@ -11,7 +11,9 @@ import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,69 +29,88 @@ pytestmark = pytest.mark.slow
 BUYER = "usernew1"
 
 
+async def _kill_9_mid_send(
+    service: Service,
+    receiver: Receiver,
+    sender_of: Callable[[Delivery], Awaitable[int | None]],
+    redelivered_within: float,
+) -> Delivery:
+    """Register ``receiver``, check out once, and ``kill -9`` the process that sent the
+    message (``sender_of`` names it) while the receiver holds the request; the message is sent
+    again with the same ``webhook-id`` and body, and recorded delivered. The first delivery."""
+    status, body = await service.request(
+        "POST",
+        "/webhooks/endpoints",
+        {"url": receiver.url, "event_types": ["invoice.created"]},
+        service.basic("onmarket"),
+    )
+    assert status == 201, body
+    status, created = await service.checkout(BUYER, checkout_body(stores=1))
+    assert status == 200, created
+    first = (await receiver.wait_for(1, within=10))[0]  # sent, and the receiver hangs
+
+    victim = await sender_of(first)
+    assert victim in service.worker_pids()
+    receiver.hang = None  # from now on the receiver answers at once
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: not alive(victim), 10, "the sender dead")
+
+    again = (await receiver.wait_for(2, within=redelivered_within))[1]
+    assert again.id == first.id
+    assert again.body == first.body
+
+    async def delivered() -> bool:
+        return [m["status"] for m in await _messages(service)] == ["delivered"]
+
+    await wait_for(delivered, 10, "the message delivered")
+    return first
+
+
+async def _messages(service: Service) -> list[dict[str, Any]]:
+    status, listed = await service.request(
+        "GET", "/webhooks/messages", headers=service.basic("onmarket")
+    )
+    assert status == 200, listed
+    messages: list[dict[str, Any]] = listed["messages"]
+    return messages
+
+
+async def _then_each_message_once(service: Service, receiver: Receiver, first: Delivery) -> None:
+    """Five more checkouts after the kill: each of their messages is delivered once, and the
+    killed one was delivered twice in all."""
+    for _ in range(5):
+        status, body = await service.checkout(BUYER, checkout_body(stores=1))
+        assert status == 200, body
+    await receiver.wait_for(7, within=15)
+    await asyncio.sleep(0.5)  # nothing more comes
+    counts: Counter[str] = Counter(d.id for d in receiver.deliveries)
+    assert counts[first.id] == 2
+    assert [n for message, n in counts.items() if message != first.id] == [1] * 5
+
+
 async def test_kill_9_between_send_and_record_redelivers_with_the_same_id(
     tmp_path: Path,
 ) -> None:
+    """One SQLite file, ``serve --workers 2``: the sender's job lease passes to the other
+    worker (or the replacement), which sends the message again."""
     server, database = start(tmp_path, 2, webhook_poll_interval_seconds="0.1")
     service = Service(server, database)
     hang = asyncio.Event()
-    first: list[Delivery] = []
-
-    def answer(delivery: Delivery) -> int:
-        return 200
-
-    async with Receiver(hang=hang, answer=answer) as receiver:
+    async with Receiver(hang=hang) as receiver:
         try:
 
             async def sender_running() -> bool:
                 return await service.lease_holder("webhook-sender") is not None
 
             await wait_for(sender_running, 10, "a sender")
-            status, body = await service.request(
-                "POST",
-                "/webhooks/endpoints",
-                {"url": receiver.url, "event_types": ["invoice.created"]},
-                service.basic("onmarket"),
-            )
-            assert status == 201, body
-            status, created = await service.checkout(BUYER, checkout_body(stores=1))
-            assert status == 200, created
-            first = await receiver.wait_for(1, within=10)  # sent, and the receiver hangs
 
-            victim = await service.lease_holder("webhook-sender")
-            assert victim is not None
-            receiver.hang = None  # from now on the receiver answers at once
-            os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: not alive(victim), 10, "the sender dead")
+            async def lease_holder(_: Delivery) -> int | None:
+                return await service.lease_holder("webhook-sender")
 
-            again = await receiver.wait_for(2, within=15)
-            assert again[1].id == first[0].id
-            assert again[1].body == first[0].body
-
-            async def delivered() -> bool:
-                status, listed = await service.request(
-                    "GET", "/webhooks/messages", headers=service.basic("onmarket")
-                )
-                assert status == 200, listed
-                return [m["status"] for m in listed["messages"]] == ["delivered"]
-
-            deadline = asyncio.get_running_loop().time() + 10
-            while not await delivered():
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.1)
-
-            # The other worker (or the replacement) now sends each new message once.
-            for _ in range(5):
-                status, body = await service.checkout(BUYER, checkout_body(stores=1))
-                assert status == 200, body
-            deliveries = await receiver.wait_for(7, within=15)
-            await asyncio.sleep(0.5)
-            counts: Counter[str] = Counter(d.id for d in receiver.deliveries)
-            assert counts[first[0].id] == 2
-            assert [n for message, n in counts.items() if message != first[0].id] == [1] * 5
-            assert len(deliveries) >= 7
+            first = await _kill_9_mid_send(service, receiver, lease_holder, 15)
+            await _then_each_message_once(service, receiver, first)
         finally:
-            hang.set()
+            hang.set()  # the killed send's request is let go
             server.stop()
             await service.close()
 
@@ -171,49 +192,15 @@ async def test_kill_9_on_postgresql_redelivers_once_the_claim_runs_out(tmp_path:
         service = Service(server, database)
         claims = PostgreSQLDatabase(url)
         try:
-            status, body = await service.request(
-                "POST",
-                "/webhooks/endpoints",
-                {"url": receiver.url, "event_types": ["invoice.created"]},
-                service.basic("onmarket"),
-            )
-            assert status == 201, body
-            status, created = await service.checkout(BUYER, checkout_body(stores=1))
-            assert status == 200, created
-            first = await receiver.wait_for(1, within=10)  # sent, and the receiver hangs
 
-            victim = (await claims.webhook_claimants())[first[0].id]
-            assert victim in service.worker_pids()
-            receiver.hang = None  # from now on the receiver answers at once
-            os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: not alive(victim), 10, "the sender dead")
+            async def claimant(delivery: Delivery) -> int | None:
+                return (await claims.webhook_claimants())[delivery.id]
 
-            again = await receiver.wait_for(2, within=30)
-            assert again[1].id == first[0].id
-            assert again[1].body == first[0].body
-
-            async def delivered() -> bool:
-                status, listed = await service.request(
-                    "GET", "/webhooks/messages", headers=service.basic("onmarket")
-                )
-                assert status == 200, listed
-                return [m["status"] for m in listed["messages"]] == ["delivered"]
-
-            await wait_for(delivered, 10, "the message delivered")
-            status, listed = await service.request(
-                "GET", "/webhooks/messages", headers=service.basic("onmarket")
-            )
+            first = await _kill_9_mid_send(service, receiver, claimant, 30)
             # The killed send left no record: the redelivery is the only attempt.
-            assert [a["status"] for a in listed["messages"][0]["attempts"]] == [200]
-
-            for _ in range(5):
-                status, body = await service.checkout(BUYER, checkout_body(stores=1))
-                assert status == 200, body
-            await receiver.wait_for(7, within=15)
-            await asyncio.sleep(0.5)
-            counts: Counter[str] = Counter(d.id for d in receiver.deliveries)
-            assert counts[first[0].id] == 2
-            assert [n for message, n in counts.items() if message != first[0].id] == [1] * 5
+            attempts = (await _messages(service))[0]["attempts"]
+            assert [a["status"] for a in attempts] == [200]
+            await _then_each_message_once(service, receiver, first)
         finally:
             hang.set()
             server.stop()
