@@ -9,8 +9,10 @@ the workers and a stopping server is met as a client meets it.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,19 @@ async def _load(service: Service, stop_at: float) -> list[tuple[str, str, float]
     return results
 
 
+def _checkout_statuses(log: Path) -> list[int]:
+    """The status of each checkout request the service logged (JSON lines; others skipped)."""
+    statuses = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "request" and entry.get("path") == "/payment-checkout":
+            statuses.append(entry["status"])
+    return statuses
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sigterm_under_load_finishes_what_it_took_and_loses_nothing(
     tmp_path: Path, workers: int
@@ -150,6 +165,11 @@ async def test_sigterm_under_load_finishes_what_it_took_and_loses_nothing(
     unanswered = [number for number, outcome, _ in results if outcome not in ("200", "refused")]
     assert len(acknowledged) > CLIENTS
     assert any(outcome == "200" and ended > signalled for _, outcome, ended in results)
+    # The service's own line for each checkout it handled (written as its handler ends, a
+    # cancelled one included, as a 500): every request it took was answered 200, and the client
+    # got each of those answers. A refused or reset connection was never a handled request.
+    handled = _checkout_statuses(server.log_path)
+    assert handled == [200] * len(acknowledged), Counter(handled)
     print(
         f"\nSIGTERM, {workers} worker(s): {len(acknowledged)} acknowledged, {len(unanswered)} cut"
     )
