@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -60,9 +60,11 @@ TAIL_PAGE = 100
 
 class Outcomes(Protocol):
     """Told what commands did, for counting (the metrics): the events each successful append
-    committed, and each request answered from a remembered answer."""
+    committed, with the state each stream was read at before them (``read``: an outcome such
+    as an invoice settling depends on it), and each request answered from a remembered
+    answer."""
 
-    def committed(self, appends: Sequence[StreamAppend]) -> None: ...
+    def committed(self, appends: Sequence[StreamAppend], read: Mapping[str, Any]) -> None: ...
 
     def replayed(self) -> None: ...
 
@@ -70,7 +72,7 @@ class Outcomes(Protocol):
 class NoOutcomes:
     """Nobody counts (the CLI, tests of the application alone)."""
 
-    def committed(self, appends: Sequence[StreamAppend]) -> None:
+    def committed(self, appends: Sequence[StreamAppend], read: Mapping[str, Any]) -> None:
         pass
 
     def replayed(self) -> None:
@@ -158,7 +160,7 @@ class Application:
                     stored = await self.store.append_streams(current.appends, checkpoint=checkpoint)
                     if current.twin_won(stored):
                         raise _TwinWon()
-                    self.outcomes.committed(current.appends)
+                    self.outcomes.committed(current.appends, current.read)
                 return result
             except OutOfOrder as out:
                 # Not a lost race: start again at once, taking the locks in order.
@@ -180,13 +182,15 @@ class _TwinWon(Exception):
 
 
 class Attempt:
-    """One try at a command: the version each stream was read at, and the events to append."""
+    """One try at a command: the version each stream was read at (and, for those it loaded,
+    the state: ``read``), and the events to append."""
 
-    __slots__ = ("_app", "_once", "_versions", "appends", "held")
+    __slots__ = ("_app", "_once", "_versions", "appends", "held", "read")
 
     def __init__(self, app: Application, held: Held) -> None:
         self._app = app
         self._versions: dict[str, int] = {}
+        self.read: dict[str, Any] = {}
         self._once: list[int] = []  # the indexes of the appends staged ``once``
         self.appends: list[StreamAppend] = []
         self.held = held
@@ -196,6 +200,7 @@ class Attempt:
         noted for the append."""
         await self.held.take(stream_id)
         state, self._versions[stream_id] = await self._app.load(stream_id, fold)
+        self.read[stream_id] = state
         return state
 
     async def last_events(self, stream_ids: Sequence[str]) -> dict[str, RecordedEvent]:

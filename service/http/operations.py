@@ -1,7 +1,8 @@
 """The operator's endpoints: ``/metrics`` (Prometheus), ``/health/live`` and ``/health/ready``.
 
 ``/metrics`` answers the text format of every process (``service.metrics``); the gauges read
-from the database (head position, refund backlog) are refreshed at each scrape, so they cost
+from the database (head position, refund backlog and its oldest refund's age, the webhook
+backlog) are refreshed at each scrape, so they cost
 nothing between scrapes. With ``metrics_token`` set it asks for that bearer token, compared in
 constant time. ``/health/ready`` is what a load balancer asks before sending traffic: the
 database answers a query within ``READY_TIMEOUT_SECONDS``, and every background job's runner is
@@ -17,10 +18,10 @@ import os
 
 from aiohttp import web
 
-from service.http.keys import CONFIG, JOBS, METRICS, READ_MODEL, STORE
+from service.http.keys import CLOCK, CONFIG, JOBS, METRICS, READ_MODEL, STORE
 from service.http.middleware import ApiError, json_response
 from service.http.responses import error_body
-from service.metrics.registry import CONTENT_TYPE
+from service.metrics.registry import CONTENT_TYPE, age_seconds
 
 routes = web.RouteTableDef()
 
@@ -34,7 +35,11 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     registry = app[METRICS]
     registry.head_position.set(await app[STORE].head_position())
-    registry.refund_backlog.set(await app[READ_MODEL].refund_backlog())
+    views = app[READ_MODEL]
+    registry.refund_backlog.set(await views.refund_backlog())
+    registry.refund_oldest_age.set(
+        age_seconds(app[CLOCK](), await views.oldest_refund_requested_at())
+    )
     await registry.refresh_webhooks()
     # The exposition reads every process's files in multiprocess mode: not on the event loop.
     body = await asyncio.to_thread(registry.exposition)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import (
@@ -45,6 +46,12 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+def age_seconds(now: datetime, since: datetime | None) -> float:
+    """How long ago ``since`` was at ``now``, for an age gauge: 0 when there is nothing to age
+    (None) or it lies ahead."""
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookStats:
     """What the webhooks feature tells the metrics at each scrape (a hook: see
@@ -52,6 +59,7 @@ class WebhookStats:
 
     pending: int
     oldest_pending_age_seconds: float
+    oldest_due_age_seconds: float
 
 
 class Metrics:
@@ -84,7 +92,17 @@ class Metrics:
         )
         self.invoices_expired = Counter("invoices_expired", "Invoices expired.", registry=registry)
         self.invoices_canceled = Counter(
-            "invoices_canceled", "Invoice transactions canceled.", registry=registry
+            "invoices_canceled", "Invoices canceled.", registry=registry
+        )
+        self.invoices_completed = Counter(
+            "invoices_completed",
+            "Invoices settled COMPLETED: their last transaction settled, at least one paid out.",
+            registry=registry,
+        )
+        self.invoices_refunded = Counter(
+            "invoices_refunded",
+            "Invoices settled REFUNDED: every transaction refunded.",
+            registry=registry,
         )
         self.transactions_completed = Counter(
             "transactions_completed", "Transactions completed (paid out).", registry=registry
@@ -111,6 +129,12 @@ class Metrics:
         self.refund_backlog = Gauge(
             "refund_backlog",
             "Transactions waiting for their refund (REFUND_IN_PROCESS).",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.refund_oldest_age = Gauge(
+            "refund_oldest_pending_age_seconds",
+            "Age of the oldest refund requested and not yet credited (0 when none waits).",
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
@@ -143,6 +167,13 @@ class Metrics:
         self.webhook_oldest_age = Gauge(
             "webhook_oldest_pending_age_seconds",
             "Age of the oldest webhook message not yet delivered.",
+            registry=registry,
+            multiprocess_mode="livemostrecent",
+        )
+        self.webhook_oldest_due_age = Gauge(
+            "webhook_oldest_due_age_seconds",
+            "How long the most overdue webhook message has been due and not sent (0 when none"
+            " is due): a stuck sender shows here, a receiver's long retry wait does not.",
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
@@ -179,6 +210,7 @@ class Metrics:
         stats = await self.webhook_stats()
         self.webhook_pending.set(stats.pending)
         self.webhook_oldest_age.set(stats.oldest_pending_age_seconds)
+        self.webhook_oldest_due_age.set(stats.oldest_due_age_seconds)
 
     def exposition(self) -> bytes:
         """The text format of every metric: this process's, or every process's in

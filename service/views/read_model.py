@@ -122,11 +122,13 @@ class WebhookMessageRow:
 
 @dataclass(frozen=True, slots=True)
 class WebhookBacklog:
-    """The messages still to deliver to enabled endpoints: how many, and the oldest's queue
-    time (None when there is none)."""
+    """The messages still to deliver to enabled endpoints: how many, the oldest's queue time,
+    and the earliest next attempt's time (None when there is none). Once that time has passed,
+    a message is due: a sender that keeps up leaves none due for long."""
 
     pending: int
     oldest_queued_at: datetime | None
+    earliest_next_attempt_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,11 @@ class ReadModel(Protocol):
         stays PAID until every transaction is settled."""
         ...
 
+    async def oldest_refund_requested_at(self) -> datetime | None:
+        """When the refund waiting longest (REFUND_IN_PROCESS) was asked for, from its
+        RefundRequested in the log; None when no refund waits."""
+        ...
+
     async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
         """The invoices created at or after ``since``, by the UTC hour of their creation,
         oldest hour first; hours without one are left out."""
@@ -245,8 +252,9 @@ class ReadModel(Protocol):
         ...
 
     async def webhook_backlog(self) -> WebhookBacklog:
-        """The messages still pending to enabled endpoints: their count and the oldest's queue
-        time, in one query (the metrics' gauges and the operator page ask at once)."""
+        """The messages still pending to enabled endpoints: their count, the oldest's queue
+        time and the earliest next attempt's time, in one query (the metrics' gauges and the
+        operator page ask at once)."""
         ...
 
     async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:

@@ -1,6 +1,7 @@
 """What the webhooks tell the operations side, from one place: delivery attempts counted by
 outcome (fed to the ``webhook_deliveries`` counter of ``/metrics``), and the backlog (the
-pending messages and the oldest one's age) that both ``/metrics`` and the operator page show.
+pending messages, the oldest one's age and how long the most overdue one has been due) that
+both ``/metrics`` and the operator page show.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ class WebhookStats:
 
 
 async def backlog(views: ReadModel, now: datetime) -> registry.WebhookStats:
-    """The messages still pending to enabled endpoints and how long the oldest has waited at
-    ``now`` (0 when none is): one query."""
+    """The messages still pending to enabled endpoints, how long the oldest has waited at
+    ``now``, and how long the most overdue one has been due (its next attempt's time passed,
+    not yet sent): 0 when none is. One query."""
     found = await views.webhook_backlog()
-    oldest = found.oldest_queued_at
-    age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-    return registry.WebhookStats(pending=found.pending, oldest_pending_age_seconds=age)
+    return registry.WebhookStats(
+        pending=found.pending,
+        oldest_pending_age_seconds=registry.age_seconds(now, found.oldest_queued_at),
+        oldest_due_age_seconds=registry.age_seconds(now, found.earliest_next_attempt_at),
+    )

@@ -256,15 +256,17 @@ async def ask_everything(views: ReadModel, log: Sequence[RecordedEvent], now: da
 
 
 async def ask_operations(views: ReadModel, log: Sequence[RecordedEvent]) -> Answers:
-    """The operator's questions (/metrics, /admin): counts by status, the refund backlog, and
-    the checkouts by hour since moments around every creation. They read every row by design
-    (a scrape or a page, not a request's path), so they are kept out of the index test."""
+    """The operator's questions (/metrics, /admin): counts by status, the refund backlog and its
+    oldest refund's request time, and the checkouts by hour since moments around every
+    creation. They read every row by design (a scrape or a page, not a request's path), so
+    they are kept out of the index test."""
     created = [decode(e) for e in log if e.type == "InvoiceCreated"]
     moments = {e.created_at for e in created if isinstance(e, InvoiceCreated)}
     tick = timedelta(microseconds=1)
     answers: Answers = {
         ("invoice_status_counts",): await views.invoice_status_counts(),
         ("refund_backlog",): await views.refund_backlog(),
+        ("oldest_refund_requested_at",): await views.oldest_refund_requested_at(),
     }
     for moment in sorted({m + step for m in moments for step in (-tick, 0 * tick, tick)}):
         answers["hourly_volume", moment] = await views.hourly_volume(moment)

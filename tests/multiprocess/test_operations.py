@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 BUYER = "usernew1"
 CHECKOUTS = 40
+SETTLED = 6  # of them paid and completed, each request to whichever worker takes it
 CLIENTS = 48  # requests kept in flight while SIGTERM arrives
 
 
@@ -47,8 +48,9 @@ async def scrape(service: Service) -> dict[tuple[str, frozenset[Any]], float]:
 
 async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> None:
     """40 checkouts spread over two workers: every scrape, whichever worker answers it, counts
-    all 40 (one process alone saw about half of them), and their request durations too; their
-    webhooks, sent by whichever worker holds the sender's lease, are counted in every scrape."""
+    all 40 (one process alone saw about half of them), and their request durations too, and
+    the 6 of them paid and completed count 6 invoices completed; their webhooks, sent by
+    whichever worker holds the sender's lease, are counted in every scrape."""
     server, database = start(tmp_path, 2, webhook_poll_interval_seconds="0.05")
     service = Service(server, database)
     receiver = Receiver()
@@ -62,20 +64,27 @@ async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> Non
         )
         assert status == 201, body
         pids = set()
+        created = []
         for _ in range(CHECKOUTS):
             status, body = await service.checkout(BUYER, checkout_body(stores=1))
             assert status == 200, body
+            created.append(body)
+        for body in created[:SETTLED]:  # one transaction each: done settles the invoice
+            await settle(service, body)
         for _ in range(20):
             pids.add(await service.health_pid())
         assert len(pids) == 2, pids  # both workers answer: the checkouts were spread too
-        created = ("invoices_created_total", frozenset({("source", "XENDIT")}))
+        checkouts = ("invoices_created_total", frozenset({("source", "XENDIT")}))
+        completed = ("invoices_completed_total", frozenset[tuple[str, str]]())
         timed = (
             "http_request_duration_seconds_count",
             frozenset({("method", "POST"), ("route", "/payment-checkout"), ("status", "200")}),
         )
         for _ in range(10):  # each on a new connection: both workers answer some
             samples = await scrape(service)
-            assert samples[created] == CHECKOUTS
+            assert samples[checkouts] == CHECKOUTS
+            assert samples[completed] == SETTLED
+            assert samples[("transactions_completed_total", frozenset())] == SETTLED
             assert samples[timed] == CHECKOUTS
             assert samples[("eventstore_head_position", frozenset())] > CHECKOUTS
         await receiver.wait_for(CHECKOUTS, within=30)
@@ -93,6 +102,15 @@ async def test_one_scrape_sums_the_counts_of_every_worker(tmp_path: Path) -> Non
         await receiver.stop()
         await service.close()
         server.stop()
+
+
+async def settle(service: Service, created: dict[str, Any]) -> None:
+    """Pay a one-transaction invoice at the sandbox and complete it: the invoice settles."""
+    reference = created["xendit_invoice"]
+    status, body = await service.request("POST", f"/sandbox/invoices/{reference}/pay", {})
+    assert status == 200, body
+    status, body = await service.platform("done", invoice_id=created["invoice"])
+    assert status == 200, body
 
 
 async def _load(service: Service, stop_at: float) -> list[tuple[str, str, float]]:
@@ -221,6 +239,8 @@ async def test_readiness_answers_503_once_the_database_is_gone(tmp_path: Path) -
             assert status == 503, body
             assert body["code"] == "NOT_READY"
             assert "database" in body["errors"]
+            async with service.http.get(service.base_url + "/metrics") as response:
+                assert response.status == 500  # a failed scrape: Prometheus sees the target down
             status, body = await service.request("GET", "/health/live")
             assert status == 200, body
         finally:

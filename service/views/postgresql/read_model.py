@@ -19,6 +19,7 @@ import asyncpg
 from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
 from service.domain.ledger import buyer, seller
+from service.domain.streams import INVOICE_STREAM_PREFIX
 from service.views.invoice_state import decode_state
 from service.views.postgresql.webhooks import PostgreSQLWebhookReads
 from service.views.read_model import (
@@ -143,6 +144,18 @@ class PostgreSQLReadModel(PostgreSQLWebhookReads):
             " WHERE status = 'PAID' AND t ->> 'status' = 'REFUND_IN_PROCESS'"
         )
         return int(count)
+
+    async def oldest_refund_requested_at(self) -> datetime | None:
+        # As on SQLite: each waiting refund's one RefundRequested, by its invoice's stream.
+        oldest = await self._pool.fetchval(
+            "SELECT MIN(e.data::jsonb ->> 'requested_at')"
+            " FROM invoice_view v, jsonb_array_elements(v.state::jsonb -> 'transactions') AS t,"
+            " events e WHERE v.status = 'PAID' AND t ->> 'status' = 'REFUND_IN_PROCESS'"
+            " AND e.stream_id = $1 || v.invoice AND e.type = 'RefundRequested'"
+            " AND e.data::jsonb ->> 'invoice_onmarket' = t -> 'line' ->> 'invoice_onmarket'",
+            INVOICE_STREAM_PREFIX,
+        )
+        return None if oldest is None else parse_time(oldest)
 
     async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
         # As on SQLite: the expiry bound first, then the creation time as the state's text.

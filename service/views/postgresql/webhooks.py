@@ -220,12 +220,13 @@ class PostgreSQLWebhookReads:
 
     async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
-            " USING (endpoint) WHERE m.status = 'pending' AND NOT e.disabled AND NOT e.deleted"
+            "SELECT COUNT(*), MIN(m.queued_at), MIN(m.next_attempt_at)"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " WHERE m.status = 'pending' AND NOT e.disabled AND NOT e.deleted"
         )
         row = await self._pool.fetchrow(sql)
         assert row is not None  # an aggregate without GROUP BY: always one row
-        return WebhookBacklog(row[0], row[1])
+        return WebhookBacklog(row[0], row[1], row[2])
 
     async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
         sql = (

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from service.domain.codec import format_time, parse_time
 from service.domain.invoice import Invoice
+from service.domain.streams import INVOICE_STREAM_PREFIX
 from service.views.invoice_state import decode_state
 from service.views.read_model import (
     HourlyVolume,
@@ -162,6 +163,21 @@ class SQLiteReadModel(SQLiteWebhookReads):
             " AND json_extract(t.value, '$.status') = 'REFUND_IN_PROCESS'"
         )
         return int(rows[0][0])
+
+    async def oldest_refund_requested_at(self) -> datetime | None:
+        # A transaction is refunded once: its one RefundRequested, found by the invoice's
+        # stream (indexed) among the few invoices with a refund waiting.
+        rows = await self._store.query(
+            "SELECT MIN(json_extract(e.data, '$.requested_at'))"
+            " FROM invoice_view v, json_each(v.state, '$.transactions') t"
+            " JOIN events e ON e.stream_id = ? || v.invoice AND e.type = 'RefundRequested'"
+            " AND json_extract(e.data, '$.invoice_onmarket')"
+            " = json_extract(t.value, '$.line.invoice_onmarket')"
+            " WHERE v.status = 'PAID' AND json_extract(t.value, '$.status') = 'REFUND_IN_PROCESS'",
+            (INVOICE_STREAM_PREFIX,),
+        )
+        oldest = rows[0][0]
+        return None if oldest is None else parse_time(oldest)
 
     async def hourly_volume(self, since: datetime) -> list[HourlyVolume]:
         # An invoice expires after it was created: the expiry bound skips older rows before

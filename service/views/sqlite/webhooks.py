@@ -212,11 +212,16 @@ class SQLiteWebhookReads:
 
     async def webhook_backlog(self) -> WebhookBacklog:
         sql = (
-            "SELECT COUNT(*), MIN(m.queued_at) FROM webhook_messages m JOIN webhook_endpoints e"
-            " USING (endpoint) WHERE m.status = 'pending' AND e.disabled = 0 AND e.deleted = 0"
+            "SELECT COUNT(*), MIN(m.queued_at), MIN(m.next_attempt_at)"
+            " FROM webhook_messages m JOIN webhook_endpoints e USING (endpoint)"
+            " WHERE m.status = 'pending' AND e.disabled = 0 AND e.deleted = 0"
         )
-        [(count, oldest)] = await self._store.query(sql)
-        return WebhookBacklog(count, None if oldest is None else _utc(oldest))
+        [(count, oldest, earliest)] = await self._store.query(sql)
+        return WebhookBacklog(
+            count,
+            None if oldest is None else _utc(oldest),
+            None if earliest is None else _utc(earliest),
+        )
 
     async def latest_failed_webhooks(self, limit: int) -> list[FailedWebhookRow]:
         sql = (
