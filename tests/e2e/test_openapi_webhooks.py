@@ -56,6 +56,10 @@ async def test_the_document_describes_each_event_types_delivery(api: Api) -> Non
         assert body["properties"]["type"] == {"const": event_type}
         data = body["properties"]["data"]
         assert {"invoice", "status", "service", "sequence"} <= set(data["required"])
+    page = await (await api.client.get("/docs")).text()
+    for event_type in WEBHOOK_EVENT_TYPES:  # the docs page shows them too
+        assert f"<code>{event_type}</code>" in page, event_type
+    assert "webhook-signature" in page
     signature = _post(doc, "invoice.paid")["parameters"][2]
     assert "space-separated" in signature["description"]
     assert re.fullmatch(signature["schema"]["pattern"], "v1,bmV3 v1,b2xk")
