@@ -286,3 +286,24 @@ async def test_the_delivery_log_filters_by_endpoint_invoice_and_status(
         (bad_id, one, "pending")
     }
     assert await messages(api, endpoint_id=good_id, status="failed") == []
+
+
+async def test_a_deleted_endpoints_pending_messages_stay_pending_and_are_never_sent(
+    api: Api, clock: FakeClock
+) -> None:
+    async with Receiver(status=500) as failing:
+        endpoint = await register(api, failing.url, event_types=["invoice.created"])
+        await api.checkout()
+        await failing.wait_for(1)  # failed once; the retry is due in about 5 s
+        response = await api.client.delete(
+            f"/webhooks/endpoints/{endpoint['id']}", headers=api.basic("onmarket")
+        )
+        assert response.status == 204
+        failing.status = 200
+        clock.advance(3600)  # long past every retry of the round
+        await asyncio.sleep(0.3)
+
+        assert len(failing.deliveries) == 1
+    (message,) = await messages(api, endpoint_id=endpoint["id"])
+    assert message["status"] == "pending"
+    assert len(message["attempts"]) == 1
