@@ -103,9 +103,10 @@ _RESPONSES: Final = {
     },
     "default": {
         "description": (
-            "Any other answer, a timeout or a connection error is a failure: retried at once,"
-            " then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (each ±10 %), never"
-            " before the answer's `Retry-After` (seconds or an HTTP date, honoured up to"
+            "Any other answer, a timeout or a connection error is a failure. The first attempt"
+            " is made at once; a failed one is retried after 5 s, 5 min, 30 min, 2 h, 5 h,"
+            " 10 h and 10 h (by default: `webhook_retry_schedule`; each ±10 %), never before"
+            " the answer's `Retry-After` (seconds or an HTTP date, honoured up to"
             f" {LONGEST_RETRY_AFTER / 3600:g} h). After the last the message is failed. An"
             " endpoint failing without a success for 5 days is disabled."
         )
@@ -140,6 +141,7 @@ def body_schema(event_type: str) -> dict[str, Any]:
 
 def _delivery(event_type: str) -> dict[str, Any]:
     meaning = _TYPES[event_type][0]
+    fields = ", ".join(f"`{name}`" for name in (*_COMMON, *_TYPES[event_type][1]))
     return {
         "post": {
             "tags": ["webhooks"],
@@ -147,7 +149,7 @@ def _delivery(event_type: str) -> dict[str, Any]:
             "description": (
                 f"{meaning} POSTed to every enabled endpoint of the invoice's service that"
                 f" selects `{event_type}` (or selects none: all types), for events recorded"
-                " while it is enabled."
+                f" while it is enabled. Body: `type`, `timestamp` and `data` with {fields}."
             ),
             "operationId": "webhook" + "".join(w.title() for w in re.split(r"[._]", event_type)),
             "parameters": [
