@@ -97,3 +97,67 @@ async def test_real_deliveries_fit_the_documented_headers_and_bodies(
     for wrong in (extra, missing):
         assert not body_validator(doc, "invoice.paid").is_valid(wrong)
     assert not body_validator(doc, "invoice.created").is_valid(paid)
+
+
+async def test_every_event_types_real_delivery_fits_its_documented_body(
+    aiohttp_client: AppFactory, config: Config, clock: FakeClock
+) -> None:
+    """Real flows that make all ten types, among them an invoice completed by a refund (its
+    ``amount`` is there) and one refunded; each delivery fits its type's schema."""
+    settings = dataclasses.replace(config, webhook_poll_interval_seconds=0.02)
+    api = Api(await aiohttp_client(create_app(settings, clock=clock)), settings, clock)
+    doc = await document(api)
+    async with Receiver() as receiver:
+        await register(api, receiver.url)
+        await _one_store_done_and_one_refunded(api)
+        refunded = await api.checkout(stores=1)
+        await api.pay(refunded["xendit_invoice"])
+        await _cancel(api, refunded, refunded["transaction"][0]["invoice_onmarket"])
+        canceled = await api.checkout(stores=1)
+        await _cancel(api, canceled)
+        await _pay_late(api, canceled["invoice"])
+        expiring = await api.checkout(stores=1)
+        clock.advance(settings.invoice_ttl_seconds + 1)
+        await api.wait_until_expired_in_view(expiring["invoice"])
+
+        deliveries = await receiver.wait_for(16)
+
+    assert {d.json()["type"] for d in deliveries} == set(WEBHOOK_EVENT_TYPES)
+    for delivery in deliveries:
+        assert problems(doc, delivery) == [], delivery.json()
+    completed = [d.json() for d in deliveries if d.json()["type"] == "invoice.completed"]
+    assert [body["data"]["amount"] for body in completed] == [20_000 + 5_000 + 100]
+
+
+async def _one_store_done_and_one_refunded(api: Api) -> None:
+    created = await api.checkout(stores=2)
+    await api.pay(created["xendit_invoice"])
+    first, second = (t["invoice_onmarket"] for t in created["transaction"])
+    await api.platform("done", invoice_id=created["invoice"], invoice_onmarket=first)
+    await _cancel(api, created, second)
+
+
+async def _cancel(api: Api, created: dict[str, Any], store: str | None = None) -> None:
+    fields: dict[str, Any] = (
+        {"invoice_onmarket": store, "buyer_username": "usernew1"} if store else {}
+    )
+    await api.platform("cancel", invoice_id=created["invoice"], **fields)
+
+
+async def _pay_late(api: Api, invoice: str) -> None:
+    total = 10_000 + 5_000 + 100  # checkout_body's one store
+    response = await api.client.post(
+        "/callback/xendit/invoice",
+        json={
+            "id": "late-pay-openapi",
+            "external_id": invoice,
+            "status": "PAID",
+            "amount": total,
+            "paid_amount": total,
+            "paid_at": "2026-03-01T08:00:01.000Z",
+            "payment_method": "BANK_TRANSFER",
+            "payment_channel": "BCA",
+        },
+        headers={"x-callback-token": api.config.callback_token},
+    )
+    assert response.status == 200, await response.text()
