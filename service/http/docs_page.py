@@ -143,6 +143,13 @@ def style_source(page: str) -> str:
     return "sha256-" + b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
 
 
+WEBHOOKS_SENT = "webhooks sent"
+_WEBHOOKS_SENT_TEXT = (
+    "The deliveries the service POSTs to your webhook endpoints (the document's `webhooks`),"
+    " one per event type, signed per Standard Webhooks. The path shown is the event type."
+)
+
+
 def docs_view(document: dict[str, Any]) -> DocsPage:
     info = document["info"]
     components = document.get("components", {})
@@ -163,6 +170,13 @@ def docs_view(document: dict[str, Any]) -> DocsPage:
                     tuple(_operation(path, method, op, components) for path, method, op in tagged),
                 )
             )
+    sent = [
+        _operation(event_type, method, op, components)
+        for event_type, item in document.get("webhooks", {}).items()
+        for method, op in item.items()
+    ]
+    if sent:  # what the service POSTs to platforms, after what it answers
+        tags.append(Tag(WEBHOOKS_SENT, _blocks(_WEBHOOKS_SENT_TEXT), tuple(sent)))
     return DocsPage(
         title=info["title"],
         version=info["version"],

@@ -226,6 +226,84 @@ async def test_a_disabled_endpoint_gets_nothing_until_enabled(api: Api, receiver
     assert response.status == 200
     assert (await response.json())["disabled"] is True
 
-    await api.checkout()
+    missed = await api.checkout()
     await asyncio.sleep(0.2)
     assert receiver.deliveries == []
+
+    response = await api.client.patch(path, json={"disabled": False}, headers=api.basic("onmarket"))
+    assert response.status == 200
+    assert (await response.json())["disabled"] is False
+    sent = await api.checkout()
+
+    (delivery,) = await receiver.wait_for(1)
+    assert delivery.verified_by(endpoint["secret"])["data"]["invoice"] == sent["invoice"]
+    # What happened while it was disabled was never queued for it: not sent on enabling, not
+    # listed, and not recoverable (recover resends failed messages only).
+    await asyncio.sleep(0.2)
+    assert len(receiver.deliveries) == 1
+    assert await messages(api, invoice=missed["invoice"]) == []
+    response = await api.client.post(
+        f"{path}/recover", json={"since": "2020-01-01T00:00:00Z"}, headers=api.basic("onmarket")
+    )
+    assert await response.json() == {"resent": 0}
+    await asyncio.sleep(0.1)
+    assert len(receiver.deliveries) == 1
+
+
+async def test_the_delivery_log_filters_by_endpoint_invoice_and_status(
+    api: Api, receiver: Receiver
+) -> None:
+    """Two endpoints (one answering 500) and two invoices: each filter keeps only its own."""
+    async with Receiver(status=500) as failing:
+        good = await register(api, receiver.url, event_types=["invoice.created"])
+        bad = await register(api, failing.url, event_types=["invoice.created"])
+        first, second = await api.checkout(), await api.checkout()
+
+        async def all_tried() -> list[dict[str, Any]] | None:
+            listed = await messages(api)
+            return listed if len(listed) == 4 and all(m["attempts"] for m in listed) else None
+
+        await until(all_tried)
+
+    def keys(listed: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+        return {(m["endpoint_id"], m["invoice"], m["status"]) for m in listed}
+
+    good_id, bad_id = good["id"], bad["id"]
+    one, two = first["invoice"], second["invoice"]
+    assert keys(await messages(api, endpoint_id=good_id)) == {
+        (good_id, one, "delivered"),
+        (good_id, two, "delivered"),
+    }
+    assert keys(await messages(api, invoice=two)) == {
+        (good_id, two, "delivered"),
+        (bad_id, two, "pending"),
+    }
+    assert keys(await messages(api, status="pending")) == {
+        (bad_id, one, "pending"),
+        (bad_id, two, "pending"),
+    }
+    assert keys(await messages(api, endpoint_id=bad_id, invoice=one, status="pending")) == {
+        (bad_id, one, "pending")
+    }
+    assert await messages(api, endpoint_id=good_id, status="failed") == []
+
+
+async def test_a_deleted_endpoints_pending_messages_stay_pending_and_are_never_sent(
+    api: Api, clock: FakeClock
+) -> None:
+    async with Receiver(status=500) as failing:
+        endpoint = await register(api, failing.url, event_types=["invoice.created"])
+        await api.checkout()
+        await failing.wait_for(1)  # failed once; the retry is due in about 5 s
+        response = await api.client.delete(
+            f"/webhooks/endpoints/{endpoint['id']}", headers=api.basic("onmarket")
+        )
+        assert response.status == 204
+        failing.status = 200
+        clock.advance(3600)  # long past every retry of the round
+        await asyncio.sleep(0.3)
+
+        assert len(failing.deliveries) == 1
+    (message,) = await messages(api, endpoint_id=endpoint["id"])
+    assert message["status"] == "pending"
+    assert len(message["attempts"]) == 1

@@ -1,5 +1,6 @@
-"""``python -m service webhooks listen``: a real process receives a real delivery from the
-service (development mode), verifies its signature and prints it; a forged one is refused."""
+"""``python -m service webhooks listen``: a real process verifies a delivery's signature and
+prints it, and refuses a forged one; and, end to end, a real ``python -m service serve``
+delivers a checkout's ``invoice.created`` to it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 import aiohttp
 
 from service.webhooks.signing import new_secret, signatures
+from tests.e2e.conftest import checkout_body
+from tests.multiprocess.served import Service, start
 
 
 def _free_port() -> int:
@@ -47,22 +50,61 @@ async def test_listen_verifies_and_prints_a_delivery_and_refuses_a_forged_one(
     assert "--> msg_forged [bad signature]" in printed
 
 
-async def _receive_two(tmp_path: Path, secret: str, port: int, out: Any) -> None:
-    process = subprocess.Popen(  # noqa: ASYNC220 - a process of its own, waited for below
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "webhooks",
-            "listen",
-            "--port",
-            str(port),
-            "--secret",
-            secret,
-        ],
+async def test_listen_prints_a_real_services_verified_delivery(tmp_path: Path) -> None:
+    """``serve`` (development, a fresh SQLite file) and ``listen`` as real processes: the
+    endpoint's secret comes from the service on creation, so listen starts after it."""
+    server, database = start(tmp_path, 1)
+    service = Service(server, database)
+    port = _free_port()
+    try:
+        status, endpoint = await service.request(
+            "POST",
+            "/webhooks/endpoints",
+            {"url": f"http://127.0.0.1:{port}/hook", "event_types": ["invoice.created"]},
+            service.basic("onmarket"),
+        )
+        assert status == 201, endpoint
+        with (tmp_path / "out.txt").open("w") as out:
+            listen = _listen(port, endpoint["secret"], out)
+            try:
+                await _wait_listening(port)
+                status, created = await service.checkout("usernew1", checkout_body(stores=1))
+                assert status == 200, created
+
+                async def delivered() -> bool:
+                    return "[verified]" in (tmp_path / "out.txt").read_text()
+
+                await _until(delivered, 10)
+            finally:
+                listen.terminate()
+                listen.wait(10)
+    finally:
+        server.stop()
+        await service.close()
+    printed = (tmp_path / "out.txt").read_text()
+    assert '"type": "invoice.created"' in printed, printed
+    assert f'"invoice": "{created["invoice"]}"' in printed, printed
+    assert "bad signature" not in printed
+
+
+async def _until(condition: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.05)
+
+
+def _listen(port: int, secret: str, out: Any) -> subprocess.Popen[bytes]:
+    command = (sys.executable, "-m", "service", "webhooks", "listen")
+    return subprocess.Popen(
+        [*command, "--port", str(port), "--secret", secret],
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+async def _receive_two(tmp_path: Path, secret: str, port: int, out: Any) -> None:
+    process = _listen(port, secret, out)
     try:
         await _wait_listening(port)
         body = b'{"type":"invoice.paid","timestamp":"2026-03-01T08:00:00.000Z","data":{}}'

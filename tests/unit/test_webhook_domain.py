@@ -127,6 +127,25 @@ def test_a_failure_waits_the_schedules_time_within_the_jitter(attempt: int, jitt
     assert DEFAULT_SCHEDULE[attempt] * 0.9 <= wait <= DEFAULT_SCHEDULE[attempt] * 1.1
 
 
+@pytest.mark.parametrize("attempt", range(1, len(DEFAULT_SCHEDULE)))
+def test_the_jitter_spreads_the_wait_from_ninety_to_a_hundred_and_ten_percent(
+    attempt: int,
+) -> None:
+    """The draw's ends give the ends of the ±10 % band exactly, so a wait that ignored the
+    jitter (or applied it the wrong way round) fails here."""
+    result = AttemptResult(AT, 500, 10, "no")
+    planned = DEFAULT_SCHEDULE[attempt]
+
+    def wait(jitter: float) -> float:
+        decided = decide_attempt(_message(attempt - 1), result, DEFAULT_SCHEDULE, jitter)
+        assert decided.next_attempt_at is not None
+        return (decided.next_attempt_at - AT).total_seconds()
+
+    assert wait(0.0) == pytest.approx(planned * 0.9, abs=1e-6)
+    assert wait(0.5) == pytest.approx(planned, abs=1e-6)
+    assert wait(0.999_999) == pytest.approx(planned * 1.1, rel=1e-5)
+
+
 def test_the_last_failure_of_a_round_fails_the_message() -> None:
     last = _message(len(DEFAULT_SCHEDULE) - 1)
     decided = decide_attempt(

@@ -30,6 +30,7 @@ from service.http.openapi.common import (
     Operation,
 )
 from service.http.openapi.operations import DESCRIPTION, OPERATIONS, STATUS_TEXT, TAGS
+from service.http.openapi.webhook_deliveries import webhooks
 
 OPENAPI_VERSION = "3.1.0"
 TITLE = "Invoice service API"
@@ -160,6 +161,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if (method, path) in mounted:
             spec.path(path=path, operations={method: _operation(method, path, operation)})
     document = spec.to_dict()
+    document["webhooks"] = webhooks()  # what the service sends, beside what it answers
     _describe_schemas(document)
     return document
 
