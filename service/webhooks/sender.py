@@ -160,7 +160,7 @@ class WebhookSender:
         if endpoint is None or endpoint.deleted or endpoint.disabled:
             return None
         try:
-            secrets = [self.box.open(sealed) for sealed in endpoint.signing_secrets(now)]
+            secrets = self._opened(endpoint.signing_secrets(now))
         except SecretUnreadable:
             # A failed attempt, not an error that retries at every poll for ever: the schedule,
             # the delivery log and disabling after days of failures apply as to any failure.
@@ -181,6 +181,18 @@ class WebhookSender:
         if recorded.outcome != DELIVERED:
             await self._maybe_disable(state.endpoint, result)
         return recorded.outcome
+
+    def _opened(self, sealed: list[str]) -> list[str]:
+        """The secrets that sign now, opened. The current one must open (``SecretUnreadable``);
+        a previous one in its grace period that does not is left out: after a change of
+        ``webhook_secret_key``, rotating gives a current secret the key opens, and the one
+        before it can sign no more."""
+        current, *previous = sealed
+        opened = [self.box.open(current)]
+        for old in previous:
+            with contextlib.suppress(SecretUnreadable):
+                opened.append(self.box.open(old))
+        return opened
 
     async def _post(
         self,

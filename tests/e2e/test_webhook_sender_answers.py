@@ -59,15 +59,24 @@ async def attempts_of(api: Api, invoice: str, count: int) -> dict[str, Any]:
     return message
 
 
+async def after_a_key_change(
+    aiohttp_client: AppFactory, database: str, clock: FakeClock, receiver: Receiver
+) -> tuple[Api, str]:
+    """The app, and an endpoint registered before its ``webhook_secret_key`` was changed."""
+    before = settings(database, webhook_secret_key="the key it was sealed with")
+    first = await aiohttp_client(create_app(before, clock=clock))
+    endpoint = await register(
+        Api(first, before, clock), receiver.url, event_types=["invoice.created"]
+    )
+    await first.close()
+    after = settings(database, webhook_secret_key="a key set in its place since")
+    return Api(await aiohttp_client(create_app(after, clock=clock)), after, clock), endpoint["id"]
+
+
 async def test_a_secret_sealed_under_another_key_is_a_failed_attempt_on_the_schedule(
     aiohttp_client: AppFactory, database: str, clock: FakeClock, receiver: Receiver
 ) -> None:
-    before = settings(database, webhook_secret_key="the key it was sealed with")
-    first = await aiohttp_client(create_app(before, clock=clock))
-    await register(Api(first, before, clock), receiver.url, event_types=["invoice.created"])
-    await first.close()
-    after = settings(database, webhook_secret_key="a key set in its place since")
-    api = Api(await aiohttp_client(create_app(after, clock=clock)), after, clock)
+    api, _ = await after_a_key_change(aiohttp_client, database, clock, receiver)
 
     with structlog.testing.capture_logs() as logs:
         invoice = (await api.checkout())["invoice"]
@@ -83,6 +92,28 @@ async def test_a_secret_sealed_under_another_key_is_a_failed_attempt_on_the_sche
     assert receiver.deliveries == []
     errors = [entry for entry in logs if entry["log_level"] in ("error", "critical")]
     assert [entry["event"] for entry in errors] == [UNREADABLE_SECRET] * 2
+
+
+async def test_a_secret_rotated_after_a_key_change_signs_at_once(
+    aiohttp_client: AppFactory, database: str, clock: FakeClock, receiver: Receiver
+) -> None:
+    """The previous secret, unreadable now, is left out during its grace period."""
+    api, endpoint = await after_a_key_change(aiohttp_client, database, clock, receiver)
+    invoice = (await api.checkout())["invoice"]
+    await attempts_of(api, invoice, 1)
+
+    response = await api.client.post(
+        f"/webhooks/endpoints/{endpoint}/rotate-secret", headers=api.basic("onmarket")
+    )
+    rotated = await response.json()
+    assert response.status == 200, rotated
+    clock.advance(DEFAULT_SCHEDULE[1] * 1.2 + 1)  # the retry comes due
+
+    (delivery,) = await receiver.wait_for(1)
+    assert delivery.verified_by(rotated["secret"])["data"]["invoice"] == invoice
+    assert delivery.headers["webhook-signature"].count("v1,") == 1
+    message = await attempts_of(api, invoice, 2)
+    assert [a["status"] for a in message["attempts"]] == [0, 200]
 
 
 async def stream_in_pieces(request: web.Request) -> web.StreamResponse:
