@@ -73,6 +73,9 @@ def test_a_run_cut_short_goes_on_from_where_it_stopped(source: Path, tmp_path: P
     assert f"resumed after position {len(events) // 2:,}" in done.stdout
     assert read_log(target) == events
     assert sqlite_view_rows(target) == sqlite_view_rows(source)
+    moved = asyncio.run(checkpoints(str(target)))
+    assert moved == asyncio.run(checkpoints(str(source)))
+    assert moved[WEBHOOK_OUTBOX] > 0
 
 
 def test_a_target_with_a_log_of_its_own_is_refused_untouched(source: Path, tmp_path: Path) -> None:
