@@ -2,7 +2,10 @@
 
 How a user who outgrows one SQLite file moves to PostgreSQL (or back) without losing history:
 every event is copied unchanged (``EventStore.import_events``: id, position, time, data, metadata
-and hash), then the target's views are rebuilt from it and its hash chain verified. The target
+and hash), then the checkpoints of the jobs whose effects are in the log (``LOG_SUBSCRIPTIONS``:
+the webhook outbox, the refund worker), so that on the target they go on from where they were
+instead of making those effects again for old events; then the target's views are rebuilt from
+it and its hash chain verified. The target
 must be empty, or a part-copy of the source that an interrupted run left: then the copy goes on
 from where it stopped, so running the command again is always safe. Events the source gains
 while a copy runs are not taken (the copy ends at the source's head as it started); run the
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from eventstore import EventStore, RecordedEvent, VerifyReport, open_store
+from service.jobs import LOG_SUBSCRIPTIONS
 from service.views.backends import projectors_for
 
 # Events copied in one transaction of the target: few enough to keep memory flat, many enough
@@ -34,11 +38,13 @@ class MigrationRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class Copied:
     """What ``copy_log`` did: events copied by this run, after how many a run before it had
-    copied, and the source's head it copied up to."""
+    copied, the source's head it copied up to, and where the log's subscriptions' checkpoints
+    stand on the target."""
 
     copied: int
     resumed_after: int
     head_position: int
+    checkpoints: dict[str, int]
 
 
 async def copy_log(source: str, target: str, progress: Progress | None = None) -> Copied:
@@ -52,7 +58,8 @@ async def copy_log(source: str, target: str, progress: Progress | None = None) -
         total = await origin.head_position()
         resumed_after = await _copied_so_far(origin, copy, target)
         copied = await _copy(origin, copy, resumed_after, total, progress)
-    return Copied(copied, resumed_after, total)
+        checkpoints = await _copy_checkpoints(origin, copy, total)
+    return Copied(copied, resumed_after, total, checkpoints)
 
 
 async def rebuild_and_verify(target: str, progress: Progress | None = None) -> VerifyReport:
@@ -103,6 +110,20 @@ async def _copy(
     if progress:
         progress(done, total)
     return done - after
+
+
+async def _copy_checkpoints(origin: EventStore, copy: EventStore, head: int) -> dict[str, int]:
+    """Move each of the log's subscriptions on ``copy`` to where it stands on ``origin``, but
+    never past ``head`` (events the source gained during the copy are not on the target: their
+    effects, if any, come with them on the next run) and never back (a checkpoint moves only
+    forward; a resumed copy may find it already there). Answers where each stands on ``copy``."""
+    placed: dict[str, int] = {}
+    for name in LOG_SUBSCRIPTIONS:
+        wanted = min(await origin.load_checkpoint(name), head)
+        if wanted > await copy.load_checkpoint(name):
+            await copy.save_checkpoint(name, wanted)
+        placed[name] = await copy.load_checkpoint(name)
+    return placed
 
 
 def display(location: str | os.PathLike[str]) -> str:

@@ -86,6 +86,8 @@ def migrate_store(config: Config, args: argparse.Namespace) -> int:
         f"copied {copied.copied:,} events{resumed} from {display(source)} to {display(target)};"
         f" views rebuilt in {elapsed:.1f}s"
     )
+    placed = ", ".join(f"{name} at {at:,}" for name, at in copied.checkpoints.items())
+    print(f"checkpoints carried over: {placed}")
     if not verified.ok:
         print(f"FAILED: the copy does not verify: {verified.reason}", file=sys.stderr)
         return 1

@@ -85,7 +85,7 @@ class WebhookEndpointRow:
     description: str
     disabled: bool
     disabled_reason: str
-    failing_since: datetime | None  # the first failure since the last success
+    failing_since: datetime | None  # the first failure since the last success or re-enabling
     created_at: datetime
     updated_at: datetime
 

@@ -2,7 +2,8 @@
 backend (``service.views.sqlite.webhooks``, ``service.views.postgresql.webhooks``).
 
 Three tables: ``webhook_endpoints`` (one row per endpoint, with ``failing_since``: the first
-failed attempt since the last success, for disabling an endpoint that fails for days),
+failed attempt since the last success or since it was re-enabled, for disabling an endpoint
+that fails for days),
 ``webhook_messages`` (one row per message: its status and next attempt) and
 ``webhook_attempts`` (one row per attempt, the delivery log). Times are ``format_time`` text;
 a backend that keeps times in a time type converts that text in its SQL.

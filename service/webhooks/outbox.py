@@ -32,13 +32,14 @@ from service.domain.webhook_delivery import (
     webhook_types,
 )
 from service.domain.webhook_events import WebhookMessageQueued
+from service.jobs.subscriptions import WEBHOOK_OUTBOX
 from service.presenters import api_time
 from service.records import decode
 from service.views import ReadModel
 
 log = structlog.get_logger("service.webhooks")
 
-NAME = "webhook-outbox"
+NAME = WEBHOOK_OUTBOX
 # Folded invoices remembered by the outbox: an invoice's next event usually follows soon.
 REMEMBERED_INVOICES = 4096
 # With no message to append, the checkpoint is saved at most this often (seconds): an append

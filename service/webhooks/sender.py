@@ -45,13 +45,14 @@ from service.domain.webhook_delivery import DELIVERED, GONE, PENDING, AttemptRes
 from service.domain.webhook_endpoint import WebhookUrlRefused
 from service.views import ReadModel
 from service.webhooks.claims import WebhookClaims
-from service.webhooks.signing import SecretBox, signatures
+from service.webhooks.signing import SecretBox, SecretUnreadable, signatures
 from service.webhooks.ssrf import AddressRefused, GuardedResolver, check_before_send
 from service.webhooks.stats import WebhookStats
 
 log = structlog.get_logger("service.webhooks")
 
 RESPONSE_KEPT = 1024  # bytes of the receiver's answer kept in the delivery log
+UNREADABLE_SECRET = "the endpoint's secret cannot be opened with webhook_secret_key"
 WAKE_TYPES = ("WebhookMessageQueued", "WebhookMessageResent")
 USER_AGENT = "invoice-service-webhooks/1"
 
@@ -158,8 +159,16 @@ class WebhookSender:
         endpoint = await load_endpoint(self.service, state.endpoint)
         if endpoint is None or endpoint.deleted or endpoint.disabled:
             return None
-        secrets = [self.box.open(sealed) for sealed in endpoint.signing_secrets(now)]
-        result = await self._post(session, endpoint.url, message_id, state.body.encode(), secrets)
+        try:
+            secrets = self._opened(endpoint.signing_secrets(now))
+        except SecretUnreadable:
+            # A failed attempt, not an error that retries at every poll for ever: the schedule,
+            # the delivery log and disabling after days of failures apply as to any failure.
+            log.error(UNREADABLE_SECRET, endpoint=state.endpoint, message=message_id)
+            result = AttemptResult(now, 0, 0, "", UNREADABLE_SECRET)
+        else:
+            body = state.body.encode()
+            result = await self._post(session, endpoint.url, message_id, body, secrets)
         recorded = await self.service.handle(
             RecordWebhookAttempt(message_id, version, result, self.schedule, self._jitter.random()),
             Context("system:webhook-sender"),
@@ -172,6 +181,18 @@ class WebhookSender:
         if recorded.outcome != DELIVERED:
             await self._maybe_disable(state.endpoint, result)
         return recorded.outcome
+
+    def _opened(self, sealed: list[str]) -> list[str]:
+        """The secrets that sign now, opened. The current one must open (``SecretUnreadable``);
+        a previous one in its grace period that does not is left out: after a change of
+        ``webhook_secret_key``, rotating gives a current secret the key opens, and the one
+        before it can sign no more."""
+        current, *previous = sealed
+        opened = [self.box.open(current)]
+        for old in previous:
+            with contextlib.suppress(SecretUnreadable):
+                opened.append(self.box.open(old))
+        return opened
 
     async def _post(
         self,
@@ -207,7 +228,7 @@ class WebhookSender:
                 async with session.post(
                     url, data=body, headers=headers, allow_redirects=False
                 ) as answer:
-                    kept = await answer.content.read(RESPONSE_KEPT)
+                    kept = await _first_bytes(answer.content, RESPONSE_KEPT)
                     retry_after = _retry_after(answer.headers.get("Retry-After"), self.wall())
                     return result(answer.status, kept.decode("utf-8", "replace"), "", retry_after)
             except aiohttp.ServerDisconnectedError as error:
@@ -241,6 +262,18 @@ class WebhookSender:
         )
         if changed:
             log.error("webhook endpoint disabled", endpoint=endpoint, reason=reason)
+
+
+async def _first_bytes(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to ``limit`` bytes of an answer's body: a body that arrives in pieces is read on
+    until ``limit`` or its end (one ``read`` gives only what has arrived so far)."""
+    kept = bytearray()
+    while len(kept) < limit:
+        piece = await content.read(limit - len(kept))
+        if not piece:
+            break
+        kept += piece
+    return bytes(kept)
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:

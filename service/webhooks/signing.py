@@ -49,6 +49,10 @@ def verify(secret: str, message_id: str, timestamp: int, body: bytes, header: st
     return any(hmac.compare_digest(expected, given) for given in header.split(" "))
 
 
+class SecretUnreadable(ValueError):
+    """A sealed secret that this ``webhook_secret_key`` cannot open (the key was changed)."""
+
+
 class SecretBox:
     """Encrypts secrets for the log and decrypts them for signing."""
 
@@ -63,4 +67,6 @@ class SecretBox:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken as error:
-            raise ValueError("a webhook secret sealed under another webhook_secret_key") from error
+            raise SecretUnreadable(
+                "a webhook secret sealed under another webhook_secret_key"
+            ) from error

@@ -17,10 +17,11 @@ import structlog
 from eventstore import Checkpoint, CheckpointConflict, EventStore
 from service.application import CompleteRefund, Context, InvoiceService
 from service.domain.codec import parse_time
+from service.jobs.subscriptions import REFUND_WORKER
 
 log = structlog.get_logger("service.refunds")
 
-NAME = "refund-worker"
+NAME = REFUND_WORKER
 
 
 async def run_refund_worker(

@@ -90,8 +90,12 @@ MIGRATIONS = (
 _SQL = {
     "endpoint": "INSERT INTO webhook_endpoints (endpoint, service, url, event_types, description,"
     " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    "update": "UPDATE webhook_endpoints SET url = ?, event_types = ?, description = ?,"
-    " disabled = ?, disabled_reason = ?, updated_at = ? WHERE endpoint = ?",
+    # Re-enabling a disabled endpoint starts its failure streak again: the streak that disabled
+    # it must not disable it again at its next failure (SET reads the row as it was).
+    "update": "UPDATE webhook_endpoints SET url = ?1, event_types = ?2, description = ?3,"
+    " disabled = ?4, disabled_reason = ?5, updated_at = ?6,"
+    " failing_since = CASE WHEN disabled AND NOT ?4 THEN NULL ELSE failing_since END"
+    " WHERE endpoint = ?7",
     "delete": "UPDATE webhook_endpoints SET deleted = 1, updated_at = ? WHERE endpoint = ?",
     "message": "INSERT INTO webhook_messages (message, endpoint, service, invoice, event_type,"
     " status, next_attempt_at, queued_at, position) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6,"
