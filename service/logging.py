@@ -35,7 +35,9 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line (message and newline together): ``print`` writes them apart, and
+        # with ``serve --workers N`` the processes' lines interleaved in a shared stderr.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     # The standard library's records (aiohttp's, asyncio's) as the same lines, not Python's

@@ -43,8 +43,15 @@ def check_same_site(request: web.Request) -> None:
             raise cross_site()
         return
     origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if origin is not None and _host_of(origin) != request.host:
         raise cross_site()  # "null" too: an opaque origin, from a browser that cannot vouch
+
+
+def _host_of(origin: str) -> str | None:
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[::1": not an origin at all
+        return None
 
 
 @routes.post(RESEND_PATH)

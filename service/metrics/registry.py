@@ -53,7 +53,7 @@ def age_seconds(now: datetime, since: datetime | None) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookStats:
+class WebhookBacklogGauges:
     """What the webhooks feature tells the metrics at each scrape (a hook: see
     ``Metrics.webhook_stats``)."""
 
@@ -177,7 +177,7 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemostrecent",
         )
-        self.webhook_stats: Callable[[], Awaitable[WebhookStats]] | None = None
+        self.webhook_stats: Callable[[], Awaitable[WebhookBacklogGauges]] | None = None
         # The histogram's child per label values: labels() costs twice the observation itself.
         # Bounded: the methods, route templates and statuses are few.
         self._request_series: dict[tuple[str, str, str], Any] = {}

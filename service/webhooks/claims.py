@@ -101,7 +101,12 @@ ON CONFLICT (message) DO UPDATE
 RETURNING message
 """
 _RELEASE = "DELETE FROM webhook_claims WHERE message = $1 AND claimed_by = $2"
-_PRUNE = "DELETE FROM webhook_claims WHERE claimed_until < $1"
+# Rows another statement holds are skipped, not waited for: two claims' statements each lock
+# several rows, in their own orders, and waiting here could deadlock with them.
+_PRUNE = (
+    "DELETE FROM webhook_claims WHERE message IN (SELECT message FROM webhook_claims"
+    " WHERE claimed_until < $1 FOR UPDATE SKIP LOCKED)"
+)
 
 
 class PostgreSQLClaims:

@@ -113,8 +113,7 @@ class WebhookSender:
         room = self.concurrency - len(self._in_flight)
         started = 0
         if room > 0:
-            due = await self.claims.take(self.clock(), room, self._in_flight.keys())
-            for message in due:
+            for message in await self._take(room):
                 if message in self._in_flight:
                     continue  # never asked for (``busy``); kept from starting it twice
                 task = asyncio.create_task(self._deliver_logged(session, message))
@@ -127,6 +126,17 @@ class WebhookSender:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.poll_interval):  # not wait_for: it can drop a cancel
                 await self._wake.wait()
+
+    async def _take(self, room: int) -> list[str]:
+        """The messages to start now; none when the database fails to answer (logged): the
+        deliveries in flight go on, and the next round asks again."""
+        try:
+            return await self.claims.take(self.clock(), room, self._in_flight.keys())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook messages could not be taken: trying again")
+            return []
 
     def _done(self, message: str, _: asyncio.Task[None]) -> None:
         self._in_flight.pop(message, None)
@@ -294,11 +304,11 @@ def _retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit also takes "²", which float refuses
         return float(value)
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -32,12 +32,12 @@ class WebhookStats:
             self._listener(outcome)
 
 
-async def backlog(views: ReadModel, now: datetime) -> registry.WebhookStats:
+async def backlog(views: ReadModel, now: datetime) -> registry.WebhookBacklogGauges:
     """The messages still pending to enabled endpoints, how long the oldest has waited at
     ``now``, and how long the most overdue one has been due (its next attempt's time passed,
     not yet sent): 0 when none is. One query."""
     found = await views.webhook_backlog()
-    return registry.WebhookStats(
+    return registry.WebhookBacklogGauges(
         pending=found.pending,
         oldest_pending_age_seconds=registry.age_seconds(now, found.oldest_queued_at),
         oldest_due_age_seconds=registry.age_seconds(now, found.earliest_next_attempt_at),

@@ -266,6 +266,7 @@ async def test_only_an_admin_resends_and_only_from_the_page(api: Api) -> None:
         {"Sec-Fetch-Site": "same-site"},
         {"Origin": "https://attacker.example"},
         {"Origin": "null"},
+        {"Origin": "http://[::1"},  # not an origin at all
     ):
         response = await resend(api, unknown, **headers)
         assert response.status == 403, headers

@@ -1,12 +1,14 @@
 """The sender on answers and secrets that are not the usual: a secret it cannot open (the
 ``webhook_secret_key`` was changed) is a failed attempt on the retry schedule, not an error
 retried at every poll with nothing recorded; an answer that arrives in small pieces is kept up
-to its first KiB, not up to the first piece."""
+to its first KiB, not up to the first piece; a ``Retry-After`` that is no number of seconds
+nor a date is the schedule's wait, not an error that sends again at every poll."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,25 @@ async def test_an_answer_in_small_pieces_is_kept_up_to_its_first_kib(
     assert attempt["status"] == 500, attempt["error"]
     assert attempt["response"] == STREAMED[:RESPONSE_KEPT].decode()
     assert len(attempt["response"]) == RESPONSE_KEPT == 1024
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1e3", "soon", "Mon, 99 Foo 9999 99:99:99 GMT"])
+async def test_a_retry_after_that_is_no_time_leaves_the_schedule_s_wait(
+    api: Api, receiver: Receiver, value: str
+) -> None:
+    receiver.status, receiver.headers = 503, {"Retry-After": value}
+    await register(api, receiver.url, event_types=["invoice.created"])
+    invoice = (await api.checkout())["invoice"]
+
+    message = await attempts_of(api, invoice, 1)
+    await asyncio.sleep(0.2)  # several of the sender's polls: nothing is sent again meanwhile
+
+    (attempt,) = message["attempts"]
+    assert attempt["status"] == 503
+    wait = _seconds(attempt["next_attempt_at"]) - _seconds(attempt["at"])
+    assert DEFAULT_SCHEDULE[1] * 0.9 <= wait <= DEFAULT_SCHEDULE[1] * 1.1
+    assert len(receiver.deliveries) == 1
+
+
+def _seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
