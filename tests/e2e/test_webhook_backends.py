@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.backends("sqlite", "postgresql")
 @pytest.fixture
 def config(database: str) -> Config:
     return e2e_config(
-        Path(database) if "://" not in database else database,
+        database,
         webhook_poll_interval_seconds=0.02,
         webhook_timeout_seconds=1.0,
     )

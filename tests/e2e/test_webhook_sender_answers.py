@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ STREAMED = b"".join(f"{i:015d}\n".encode() for i in range(192))
 
 def settings(database: str, **overrides: Any) -> Config:
     return e2e_config(
-        Path(database) if "://" not in database else database,
+        database,
         webhook_poll_interval_seconds=0.02,
         webhook_timeout_seconds=2.0,
         **overrides,
