@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from service.jobs.single_active import RETRY_SECONDS
+from service.jobs.single_active import RETRY_SECONDS, raise_if_cancelled
 
 log = structlog.get_logger("service.jobs")
 
@@ -36,9 +36,5 @@ async def run_in_every_process(
             log.exception("job failed", job=job)
         else:
             log.info("job ended", job=job)
-        # A job that swallowed a cancel (see ``single_active._raise_if_cancelled``) must not
-        # be started again: the app is stopping.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling() > 0:
-            raise asyncio.CancelledError
+        raise_if_cancelled()  # a job that swallowed a cancel is not started again: the app stops
         await asyncio.sleep(retry)

@@ -39,11 +39,11 @@ async def run_single_active(
                 await _run_while_held(leases, job, start, retry)
             finally:
                 await leases.release(job)
-        _raise_if_cancelled()
+        raise_if_cancelled()
         await asyncio.sleep(retry)
 
 
-def _raise_if_cancelled() -> None:
+def raise_if_cancelled() -> None:
     """Raise this task's cancellation if an await of a lease swallowed it.
 
     An await can lose a cancel and return normally (Python 3.11's ``asyncio.wait_for`` does
@@ -73,7 +73,7 @@ async def _run_while_held(
                     log.info("job ended", job=job)
                 return
             held = await leases.held(job)
-            _raise_if_cancelled()
+            raise_if_cancelled()
             if not held:
                 log.warning("job lease lost: stopping the job", job=job)
                 return
@@ -85,4 +85,4 @@ async def _run_while_held(
             except asyncio.CancelledError:
                 # The job's end, as asked; a cancel of this task itself that arrived meanwhile
                 # (the app stopping just as a lease was lost) goes on.
-                _raise_if_cancelled()
+                raise_if_cancelled()
